@@ -1,0 +1,105 @@
+"""``latentops``: the command line. One sub-command per stage or tool; each handler is a
+thin call into its stage module. Dispatch is a mapping from name to handler."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pipelines.config import DEFAULT_PARAMS, ConfigError, DataConfig, SimulateConfig, load_section
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from pipelines import simulate
+    from pipelines.io import write_yaml
+
+    overrides = {"workers": args.workers} if args.workers is not None else {}
+    cfg = load_section(SimulateConfig, "simulate", args.params, overrides)
+    output = Path(args.output or cfg.output)
+    summary = simulate.run(cfg, output, progress=not args.quiet)
+    print(f"simulate: {summary['trajectories']} trajectories in {summary['files']} files under {output} "
+          f"in {summary['seconds']} s; {summary['redrawn']} redrawn ({summary['redraws']} redraws) "
+          "after going non-finite or non-physical")
+    if args.summary:
+        write_yaml(args.summary, summary)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from pipelines.validate import validate_dataset
+
+    root = args.path or load_section(DataConfig, "data", args.params).root
+    problems = validate_dataset(root, require_stats=not args.no_stats)
+    for problem in problems:
+        print(f"ERROR {problem}", file=sys.stderr)
+    if problems:
+        print(f"{root}: {len(problems)} problem(s); not a valid The Well dataset", file=sys.stderr)
+        return 1
+    print(f"{root}: OK (The Well format)")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from pipelines.validate import ensure_valid
+    from pipelines.welldata import write_stats
+
+    ensure_valid(args.path, require_stats=False)
+    path = write_stats(args.path, args.split)
+    print(f"wrote {path} over the {args.split} split")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="latentops",
+        description="MLOps for latent-space physics emulators: data, training, evaluation, registry. "
+                    "Every stage reads its settings from params.yaml (section named like the stage).",
+    )
+    parser.add_argument("--params", default=str(DEFAULT_PARAMS), help="parameters file (default: %(default)s)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("simulate", help="generate the built-in dataset with Clawpack (params: simulate)",
+                       description="Simulate the 2-D Euler multi-quadrant dataset with Clawpack in The Well's "
+                                   "format, with stats.yaml over the train split. Writes atomically.")
+    p.add_argument("--output", help="dataset directory (default: simulate.output)")
+    p.add_argument("--workers", type=int, help="processes (default: simulate.workers; 0 = all cores)")
+    p.add_argument("--summary", help="also write the run summary (counts, redraws, seconds) as YAML here")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_simulate)
+
+    p = sub.add_parser("validate-data", help="check a dataset directory against The Well's format",
+                       description="Report every problem (file, group/attribute, what was expected) with a "
+                                   "The Well dataset directory. Exit status 1 if there is any.")
+    p.add_argument("path", nargs="?", help="dataset directory (default: data.root)")
+    p.add_argument("--no-stats", action="store_true", help="do not require stats.yaml")
+    p.set_defaults(handler=_validate)
+
+    p = sub.add_parser("stats", help="compute The Well's stats.yaml for a dataset directory",
+                       description="Compute mean/std/rms (and of one-step deltas) per field over a split "
+                                   "and write PATH/stats.yaml.")
+    p.add_argument("path", help="dataset directory")
+    p.add_argument("--split", default="train", choices=["train", "valid", "test"])
+    p.set_defaults(handler=_stats)
+    return parser
+
+
+HandledErrors = (ConfigError, FileNotFoundError, ValueError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except HandledErrors as error:
+        print(f"latentops {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Data access: windows of The Well trajectories as normalised, channels-first tensors.
+
+One loader serves the built-in ``euler_mini`` and any real The Well dataset directory
+(for example ``euler_multi_quadrants_periodicBC`` fetched with ``the-well-download``): it
+reads through ``the_well.data.WellDataset`` in path mode, so whatever the_well can read,
+this can.
+
+A sample is a window of ``L = context + horizon`` frames taken every ``stride`` stored
+steps, with
+
+    x    (C, L, H, W)  fields, log-transformed where non-negative, then standardised
+    cond (P,)          simulation parameters (constant scalars, e.g. gamma) followed by a
+                       one-hot of the boundary type of each side of each axis
+
+The log transform of non-negative fields before standardisation follows the LoLA paper
+(``z = (log x - mu_log) / sigma_log``); the statistics come from ``stats.yaml``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from the_well.data import WellDataset
+from torch import Tensor
+
+from pipelines.config import ConfigError, DataConfig
+from pipelines.validate import ensure_valid
+from pipelines.welldata import BC_TYPES
+
+
+@dataclass(frozen=True)
+class FieldNormalizer:
+    """Per-channel ``z = (f(x) - mean) / std`` with ``f = log`` on log channels.
+
+    ``mean``, ``std`` and ``log`` are ``(C,)``; :meth:`normalize` and :meth:`denormalize`
+    act on channel dimension ``dim`` of any tensor (default: channels-first).
+    """
+
+    channels: tuple[str, ...]
+    mean: Tensor  # (C,)
+    std: Tensor  # (C,)
+    log: Tensor  # (C,) bool
+
+    @classmethod
+    def from_stats(cls, stats: dict, channels: Sequence[tuple[str, str, int]],
+                   log_fields: Sequence[str], min_std: float = 1e-4) -> FieldNormalizer:
+        """Build from a The Well ``stats.yaml`` mapping.
+
+        ``channels`` lists ``(channel, field, component)``, e.g. ``("momentum_x",
+        "momentum", 0)``. Log channels use ``mean_log``/``std_log`` when present (written by
+        ``latentops simulate``/``stats``); otherwise they are derived from ``mean`` and
+        ``std`` by log-normal moment matching, ``s^2 = log(1 + std^2/mean^2)``,
+        ``m = log(mean) - s^2/2``, which is what a real The Well ``stats.yaml`` allows.
+        """
+        mean, std, log = [], [], []
+        fields = {field for _, field, _ in channels}
+        unknown = sorted(set(log_fields) - fields)
+        if unknown:
+            raise ConfigError(f"data.log_fields: {unknown} not among the dataset's fields {sorted(fields)}")
+        for channel, field, component in channels:
+            try:
+                m = float(np.atleast_1d(stats["mean"][field])[component])
+                s = float(np.atleast_1d(stats["std"][field])[component])
+            except (KeyError, IndexError, TypeError):
+                raise ConfigError(f"stats.yaml: no mean/std for field {field!r} (channel {channel})") from None
+            is_log = field in log_fields
+            if is_log and field in stats.get("mean_log", {}):
+                m, s = float(stats["mean_log"][field]), float(stats["std_log"][field])
+            elif is_log:
+                if m <= 0:
+                    raise ConfigError(f"data.log_fields: field {field!r} has mean {m} <= 0 in stats.yaml; "
+                                      "only positive fields can be log-transformed")
+                var_log = np.log1p((s / m) ** 2)
+                m, s = float(np.log(m) - var_log / 2), float(np.sqrt(var_log))
+            mean.append(m)
+            std.append(max(s, min_std))
+            log.append(is_log)
+        return cls(
+            channels=tuple(c for c, _, _ in channels),
+            mean=torch.tensor(mean, dtype=torch.float32),
+            std=torch.tensor(std, dtype=torch.float32),
+            log=torch.tensor(log, dtype=torch.bool),
+        )
+
+    def _shape(self, t: Tensor, x: Tensor, dim: int) -> Tensor:
+        shape = [1] * x.ndim
+        shape[dim] = -1
+        return t.to(x.device).view(shape)
+
+    def normalize(self, x: Tensor, dim: int = 0) -> Tensor:
+        """Physical units to normalised units along channel dimension ``dim``."""
+        log = self._shape(self.log, x, dim)
+        x = torch.where(log, torch.log(x.clamp_min(torch.finfo(x.dtype).tiny)), x)
+        return (x - self._shape(self.mean, x, dim).to(x.dtype)) / self._shape(self.std, x, dim).to(x.dtype)
+
+    def denormalize(self, z: Tensor, dim: int = 0) -> Tensor:
+        """Inverse of :meth:`normalize`."""
+        x = z * self._shape(self.std, z, dim).to(z.dtype) + self._shape(self.mean, z, dim).to(z.dtype)
+        return torch.where(self._shape(self.log, z, dim), torch.exp(x), x)
+
+
+class WellWindows(torch.utils.data.Dataset):
+    """Windows of ``context + horizon`` frames at time stride ``stride`` from one split of
+    a The Well dataset directory, normalised and channels-first.
+
+    Items are ``{"x": (C, L, H, W), "cond": (P,)}`` (float32). ``channels`` and
+    ``condition_names`` name the entries of ``C`` and ``P``.
+    """
+
+    def __init__(self, root: str | Path, split: str, context: int = 1, horizon: int = 0,
+                 stride: int = 1, log_fields: Sequence[str] = ()):
+        self.root = Path(root)
+        self.split = split
+        self.well = WellDataset(
+            path=str(self.root), well_split_name=split,
+            n_steps_input=context, n_steps_output=horizon,
+            min_dt_stride=stride, max_dt_stride=stride,
+            use_normalization=False, return_grid=False, boundary_return_type="padding",
+        )
+        meta = self.well.metadata
+        self.spatial_dims = len(meta.spatial_resolution)
+        self.channel_fields = [
+            (channel, field, component)
+            for order in sorted(meta.field_names)
+            for field, channels in _group_components(meta.field_names[order], self.well.core_field_names).items()
+            for component, channel in enumerate(channels)
+        ]
+        self.channels = [c for c, _, _ in self.channel_fields]
+        stats = yaml.safe_load((self.root / "stats.yaml").read_text())
+        self.normalizer = FieldNormalizer.from_stats(stats, self.channel_fields, log_fields)
+        sides = ("lo", "hi")
+        self.condition_names = list(meta.constant_scalar_names) + [
+            f"bc_{axis}_{side}_{bc.lower()}"
+            for axis in range(self.spatial_dims) for side in sides for bc in BC_TYPES
+        ]
+
+    @classmethod
+    def from_config(cls, cfg: DataConfig, split: str, validate: bool = True) -> WellWindows:
+        """The loader every stage uses: validates the dataset directory first (one clear
+        error listing every format problem), then opens ``split``."""
+        if validate:
+            ensure_valid(cfg.root)
+        return cls(cfg.root, split, cfg.context, cfg.horizon, cfg.stride, cfg.log_fields)
+
+    def __len__(self) -> int:
+        return len(self.well)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        sample = self.well[index]
+        frames = [sample["input_fields"]]
+        if "output_fields" in sample:
+            frames.append(sample["output_fields"])
+        x = torch.cat(frames, dim=0).float()  # (L, H, W, C), The Well's channels-last
+        x = x.movedim(-1, 0)  # (C, L, H, W)
+        x = self.normalizer.normalize(x, dim=0)
+        scalars = sample.get("constant_scalars", torch.zeros(0)).float().reshape(-1)  # (S,)
+        codes = sample["boundary_conditions"].long()  # (D, 2), the_well's codes
+        bc = torch.nn.functional.one_hot(codes, len(BC_TYPES)).float().reshape(-1)  # (D * 2 * 3,)
+        return {"x": x, "cond": torch.cat([scalars, bc])}
+
+
+def _group_components(channels: Sequence[str], fields: Sequence[str]) -> dict[str, list[str]]:
+    """Group WellDataset channel names (``momentum_x``, ``momentum_y``) by their field
+    (``momentum``), in order."""
+    groups: dict[str, list[str]] = {}
+    for channel in channels:
+        field = next(f for f in sorted(fields, key=len, reverse=True) if channel == f or channel.startswith(f + "_"))
+        groups.setdefault(field, []).append(channel)
+    return groups

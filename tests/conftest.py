@@ -1,0 +1,65 @@
+"""Shared fixtures: tiny datasets made by the real writers (Clawpack or The Well's own
+dummy writer), small enough for a 2-core machine."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.config import SimulateConfig, Splits
+from pipelines.welldata import SPLITS, WellFile, write_stats, write_well_file
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+def tool_env() -> dict[str, str]:
+    """Environment for subprocesses: the project's console scripts (latentops, dvc) first
+    on PATH, as after `. .venv/bin/activate`."""
+    env = dict(os.environ)
+    env["PATH"] = VENV_BIN + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def tiny_config(**changes) -> SimulateConfig:
+    """A fast Clawpack configuration: 16^2, 2 + 1 + 1 trajectories, one worker."""
+    base = SimulateConfig(resolution=16, trajectories=Splits(2, 1, 1), workers=1)
+    return dataclasses.replace(base, **changes)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A small euler_mini made by Clawpack (both boundary types present)."""
+    from pipelines import simulate
+
+    root = tmp_path_factory.mktemp("euler") / "euler_tiny"
+    simulate.run(tiny_config(trajectories=Splits(4, 2, 2)), root, progress=False)
+    return root
+
+
+def write_random_dataset(root: Path, resolution: int = 8, n_steps: int = 6, files_per_split: int = 1,
+                         seed: int = 0) -> Path:
+    """A valid The Well directory of random positive data (no solver): the base that the
+    malformed-input tests break one way at a time."""
+    rng = np.random.default_rng(seed)
+    coords = (np.arange(resolution) + 0.5) / resolution
+    for split in SPLITS:
+        for i in range(files_per_split):
+            write_well_file(root / "data" / split / f"random_{i}.hdf5", WellFile(
+                dataset_name="random", time=np.arange(n_steps) * 0.1, x=coords, y=coords,
+                boundary="periodic", parameters={"gamma": 1.4},
+                t0={"density": rng.uniform(0.5, 2.0, (2, n_steps, resolution, resolution))},
+                t1={"momentum": rng.normal(size=(2, n_steps, resolution, resolution, 2))},
+            ))
+    write_stats(root)
+    return root
+
+
+@pytest.fixture
+def random_dataset(tmp_path) -> Path:
+    return write_random_dataset(tmp_path / "random")
