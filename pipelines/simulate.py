@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from pipelines.config import SimulateConfig
 from pipelines.io import atomic_path
+from pipelines.validate import ensure_valid
 from pipelines.welldata import SPLITS, WellFile, write_stats, write_well_file
 
 log = logging.getLogger(__name__)
@@ -257,6 +258,7 @@ def run(cfg: SimulateConfig, output: str | Path | None = None, progress: bool = 
         for split, name in enumerate(SPLITS):
             files += write_split(tmp, name, [t for t in results if t.slot.split == split], cfg)
         write_stats(tmp, "train")
+        ensure_valid(tmp)  # never publish a dataset the loaders would refuse
     summary = {
         "trajectories": len(results),
         "redrawn": sum(t.redraws > 0 for t in results),

@@ -1,0 +1,77 @@
+"""Typed configuration: the repository's params.yaml parses; bad values fail at start with
+the file, the key and what would be valid."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pipelines.cli import main
+from pipelines.config import ConfigError, DataConfig, SimulateConfig, Splits, load_section
+from tests.conftest import REPO, tool_env
+
+
+def test_repository_params_parse():
+    cfg = load_section(SimulateConfig, "simulate", REPO / "params.yaml")
+    assert cfg.resolution == 64 and cfg.n_steps == 101 and cfg.dt == pytest.approx(0.015)
+    assert isinstance(cfg.trajectories, Splits) and cfg.trajectories.train >= 1
+    assert len(cfg.gammas) == 10
+    data = load_section(DataConfig, "data", REPO / "params.yaml")
+    assert data.root == cfg.output
+
+
+def write(tmp_path, section: dict) -> str:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"simulate": section}))
+    return str(path)
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ({"resolutoin": 32}, "simulate.resolutoin: unknown key; valid keys are"),
+    ({"resolution": "big"}, "simulate.resolution: expected an integer, got 'big'"),
+    ({"resolution": 4}, "simulate.resolution: must be >= 8, got 4"),
+    ({"trajectories": {"train": 0}}, "simulate.trajectories.train: must be >= 1, got 0"),
+    ({"trajectories": {"tran": 3}}, "simulate.trajectories.tran: unknown key"),
+    ({"boundaries": ["open", "wall"]}, "simulate.boundaries[1]: must be one of ['open', 'periodic'], got 'wall'"),
+    ({"density": [2.0, 1.0]}, "simulate.density: must be [low, high] with low <= high"),
+    ({"quadrants": [2]}, "simulate.quadrants: expected a list of 2 values"),
+    ({"cfl": 1.5}, "simulate.cfl: must be in (0, 1], got 1.5"),
+    ({"workers": True}, "simulate.workers: expected an integer, got True"),
+])
+def test_bad_values_name_the_key(tmp_path, section, message):
+    path = write(tmp_path, section)
+    with pytest.raises(ConfigError) as error:
+        load_section(SimulateConfig, "simulate", path)
+    assert str(error.value).startswith(f"{path}: ")
+    assert message in str(error.value)
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(ConfigError, match="parameters file not found"):
+        load_section(SimulateConfig, "simulate", tmp_path / "nope.yaml")
+
+
+def test_overrides_win_and_are_validated(tmp_path):
+    path = write(tmp_path, {"workers": 1})
+    assert load_section(SimulateConfig, "simulate", path, {"workers": 2}).workers == 2
+    with pytest.raises(ConfigError, match="simulate.workers: must be >= 0"):
+        load_section(SimulateConfig, "simulate", path, {"workers": -1})
+
+
+def test_cli_reports_config_errors_without_traceback(tmp_path, capsys):
+    path = write(tmp_path, {"resolution": 4})
+    assert main(["--params", path, "simulate"]) == 2
+    err = capsys.readouterr().err
+    assert "simulate.resolution: must be >= 8" in err and "Traceback" not in err
+
+
+def test_help_explains_every_command():
+    result = subprocess.run(["latentops", "--help"], env=tool_env(), capture_output=True, text=True, check=True)
+    for command in ("simulate", "validate-data", "stats"):
+        assert command in result.stdout
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "simulate", "--help"], cwd=REPO,
+                            capture_output=True, text=True, check=True)
+    assert "--workers" in result.stdout and "atomically" in result.stdout

@@ -1,0 +1,84 @@
+"""The real DVC pipeline on a copy of the project with tiny parameters: `dvc repro` builds
+the dataset, a second run does nothing, `dvc push`/`pull` round-trip through the default
+remote."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, tool_env
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    result = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A git + DVC copy of the repository's pipeline files, with a tiny simulate section."""
+    dest = tmp_path / "project"
+    dest.mkdir()
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(REPO / name, dest / name)
+    shutil.copytree(REPO / ".dvc", dest / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp"))
+    shutil.copytree(REPO / "pipelines", dest / "pipelines", ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["simulate"].update(resolution=16, trajectories={"train": 2, "valid": 1, "test": 1}, workers=1)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], dest)
+    return dest
+
+
+def test_repro_twice_then_push_and_pull(project):
+    out = run(["dvc", "repro"], project)
+    assert "Running stage 'simulate'" in out
+    dataset = project / "data" / "raw" / "euler_mini"
+    before = tree_digest(dataset)
+    assert "stats.yaml" in before and any(k.startswith("data/train/") for k in before)
+    assert (project / "dvc.lock").is_file()
+    assert yaml.safe_load((project / "metrics" / "simulate.yaml").read_text())["trajectories"] == 4
+
+    out = run(["dvc", "repro"], project)
+    assert "Running stage" not in out
+    assert "didn't change" in out
+    assert tree_digest(dataset) == before
+    assert "up to date" in run(["dvc", "status"], project)
+
+    run(["dvc", "push"], project)
+    remote = project / ".dvcstore"
+    assert remote.is_dir() and any(p.is_file() for p in remote.rglob("*"))
+
+    shutil.rmtree(dataset)
+    shutil.rmtree(project / ".dvc" / "cache")
+    run(["dvc", "pull"], project)
+    assert tree_digest(dataset) == before
+
+
+def test_changing_a_parameter_reruns_the_stage(project):
+    run(["dvc", "repro"], project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["simulate"]["seed"] = 7
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "Running stage 'simulate'" in run(["dvc", "repro"], project)
+
+
+def test_mlproject_parses_with_mlflow():
+    from mlflow.projects import _project_spec
+
+    project = _project_spec.load_project(str(REPO))
+    entry = project.get_entry_point("simulate")
+    command = entry.compute_command({"workers": "1"}, storage_dir=None)
+    assert command.startswith("latentops --params") and "simulate --workers 1" in command
