@@ -111,7 +111,7 @@ class _FileChecker:
         n_traj = int(n_traj) if n_traj is not None else None
         spatial, sizes, n_steps = self.check_dimensions(f, groups["dimensions"])
         if groups["boundary_conditions"] is not None:
-            self.check_boundaries(groups["boundary_conditions"], spatial)
+            self.check_boundaries(groups["boundary_conditions"], spatial, sizes)
         if groups["scalars"] is not None:
             self.check_scalars(f, groups["scalars"])
         fields: list[str] = []
@@ -145,8 +145,7 @@ class _FileChecker:
                 self.problem(f"/dimensions/{name}", "missing dataset")
                 continue
             dset = dims[name]
-            if "sample_varying" not in dset.attrs:
-                self.problem(f"/dimensions/{name}/@sample_varying", "missing attribute")
+            self.attr(dset, "sample_varying")  # (time_varying is optional: WellDataset never reads it)
             if name == "time":
                 n_steps = int(dset.shape[-1]) if dset.ndim else None
             else:
@@ -155,7 +154,7 @@ class _FileChecker:
         self.summary.resolution = resolution
         return spatial, resolution, n_steps
 
-    def check_boundaries(self, bcs: h5py.Group, spatial: list[str]) -> None:
+    def check_boundaries(self, bcs: h5py.Group, spatial: list[str], sizes: tuple[int, ...] | None) -> None:
         for name, bc in bcs.items():
             where = f"/boundary_conditions/{name}"
             for attr in BC_ATTRS:
@@ -164,12 +163,17 @@ class _FileChecker:
             if bc_type is not None and _names(bc_type)[0].upper() not in BC_TYPES:
                 self.problem(f"{where}/@bc_type", f"must be one of {list(BC_TYPES)}, got {bc_type!r}")
             dims = bc.attrs.get("associated_dims")
-            if dims is not None and spatial:
-                unknown = [d for d in _names(dims) if d not in spatial]
-                if unknown:
-                    self.problem(f"{where}/@associated_dims", f"{unknown} not in spatial_dims {spatial}")
+            unknown_dims = [d for d in _names(dims) if d not in spatial] if dims is not None else []
+            if unknown_dims:
+                self.problem(f"{where}/@associated_dims", f"{unknown_dims} not in spatial_dims {spatial}")
             if "mask" not in bc:
                 self.problem(f"{where}/mask", "missing dataset")
+            elif dims is not None and sizes is not None and not unknown_dims:
+                lead = int(bool(bc.attrs.get("sample_varying"))) + int(bool(bc.attrs.get("time_varying")))
+                expected = tuple(sizes[spatial.index(d)] for d in _names(dims))
+                if tuple(bc["mask"].shape[lead:]) != expected:
+                    self.problem(f"{where}/mask", f"wrong shape {bc['mask'].shape}, expected {expected} "
+                                 "(the sizes of its associated_dims)")
 
     def check_scalars(self, f: h5py.File, scalars: h5py.Group) -> None:
         names = self.attr(scalars, "field_names")

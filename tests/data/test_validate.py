@@ -152,3 +152,12 @@ def test_stats_command_refuses_a_broken_dataset(random_dataset, capsys):
     _edit("train", _replace("t0_fields/density", _nan))(random_dataset)
     assert main(["stats", str(random_dataset)]) == 2
     assert "contains NaN" in capsys.readouterr().err
+
+
+def test_boundary_mask_must_match_its_axis(random_dataset):
+    def shrink(f: h5py.File) -> None:
+        del f["boundary_conditions/y_periodic/mask"]
+        f["boundary_conditions/y_periodic"].create_dataset("mask", data=np.zeros(3, dtype=bool))
+    _edit("test", shrink)(random_dataset)
+    (problem,) = validate_dataset(random_dataset)
+    assert "/boundary_conditions/y_periodic/mask: wrong shape (3,), expected (8,)" in str(problem)
