@@ -52,6 +52,20 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_autoencoder(args: argparse.Namespace) -> int:
+    from pipelines import train_autoencoder
+    from pipelines.config import TrainAutoencoderConfig
+
+    overrides = {"train.steps": args.steps} if args.steps is not None else {}
+    cfg = load_section(TrainAutoencoderConfig, "train_autoencoder", args.params, overrides)
+    data = load_section(DataConfig, "data", args.params)
+    summary = train_autoencoder.run(cfg, data, args.latent_channels, progress=not args.quiet)
+    print(f"train_autoencoder: c={args.latent_channels} (rate {summary['compression_rate']:g}) registered as "
+          f"{summary['registered_model']} version {summary['version']}; validation VRMSE "
+          f"{summary.get('val_vrmse', float('nan')):.4f} (median {summary.get('val_vrmse_median', float('nan')):.4f})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="latentops",
@@ -77,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", nargs="?", help="dataset directory (default: data.root)")
     p.add_argument("--no-stats", action="store_true", help="do not require stats.yaml")
     p.set_defaults(handler=_validate)
+
+    p = sub.add_parser("train-autoencoder", help="train, track and register one autoencoder (params: train_autoencoder)",
+                       description="Train the autoencoder of one latent width on data.root with the shared "
+                                   "training loop, track it in MLflow and register it as <dataset>-autoencoder. "
+                                   "Resumes from its latest checkpoint if a previous run was interrupted.")
+    p.add_argument("--latent-channels", type=int, required=True, help="latent channels c (sets the compression rate)")
+    p.add_argument("--steps", type=int, help="override train_autoencoder.train.steps")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_train_autoencoder)
 
     p = sub.add_parser("stats", help="compute The Well's stats.yaml for a dataset directory",
                        description="Compute mean/std/rms (and of one-step deltas) per field over a split "

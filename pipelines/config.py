@@ -109,11 +109,118 @@ class DataConfig:
     context: int = 1
     horizon: int = 4
     stride: int = 4
+    cache: bool = True  # keep file reads in memory (small datasets; off for large real ones)
 
     def validate(self, key: str) -> None:
         check(self.context >= 1, f"{key}.context", f"must be >= 1, got {self.context}")
         check(self.horizon >= 0, f"{key}.horizon", f"must be >= 0, got {self.horizon}")
         check(self.stride >= 1, f"{key}.stride", f"must be >= 1, got {self.stride}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer and schedule of the shared training loop."""
+
+    optimizer: Literal["psgd", "adamw"] = "psgd"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup: int = 50  # linear warm-up steps, then cosine decay to 0
+    grad_clip: float = 1.0  # max gradient norm; 0 = off
+
+    def validate(self, key: str) -> None:
+        check(self.lr > 0, f"{key}.lr", f"must be > 0, got {self.lr}")
+        check(self.weight_decay >= 0, f"{key}.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        check(self.warmup >= 0, f"{key}.warmup", f"must be >= 0, got {self.warmup}")
+        check(self.grad_clip >= 0, f"{key}.grad_clip", f"must be >= 0 (0 = off), got {self.grad_clip}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Settings of the shared training loop (``pipelines/training.py``)."""
+
+    steps: int = 1000
+    batch_size: int = 32
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["bf16", "fp32"] = "bf16"  # bf16 autocast applies on GPU only
+    num_workers: int = 0  # DataLoader processes
+    log_every: int = 10
+    val_every: int = 200
+    val_batches: int = 4
+    checkpoint_every: int = 200
+    optim: OptimConfig = OptimConfig()
+
+    def validate(self, key: str) -> None:
+        for name in ("steps", "batch_size", "log_every", "val_every"):
+            value = getattr(self, name)
+            check(value >= 1, f"{key}.{name}", f"must be >= 1, got {value}")
+        for name in ("num_workers", "val_batches", "checkpoint_every"):
+            value = getattr(self, name)
+            check(value >= 0, f"{key}.{name}", f"must be >= 0, got {value}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoencoderModelConfig:
+    """Architecture of ``models.autoencoder.Autoencoder``."""
+
+    patch: int = 4
+    widths: tuple[int, ...] = (64, 128, 256)
+    blocks: tuple[int, ...] = (1, 1, 1)
+    attention_heads: int = 4
+    dropout: float = 0.05
+    bound: float = 5.0
+
+    @property
+    def downsampling(self) -> int:
+        return self.patch * 2 ** (len(self.widths) - 1)
+
+    def validate(self, key: str) -> None:
+        check(self.patch >= 1, f"{key}.patch", f"must be >= 1, got {self.patch}")
+        check(len(self.widths) >= 1 and all(w >= 1 for w in self.widths), f"{key}.widths",
+              f"must be positive channel counts, got {list(self.widths)}")
+        check(len(self.blocks) == len(self.widths), f"{key}.blocks",
+              f"needs one entry per level ({len(self.widths)} widths), got {list(self.blocks)}")
+        check(all(b >= 0 for b in self.blocks), f"{key}.blocks", f"must be >= 0, got {list(self.blocks)}")
+        check(self.attention_heads >= 1 and self.widths[-1] % self.attention_heads == 0,
+              f"{key}.attention_heads", f"must divide the deepest width {self.widths[-1]}, got {self.attention_heads}")
+        check(0 <= self.dropout < 1, f"{key}.dropout", f"must be in [0, 1), got {self.dropout}")
+        check(self.bound > 0, f"{key}.bound", f"must be > 0, got {self.bound}")
+
+    def check_resolution(self, resolution: tuple[int, ...], key: str) -> None:
+        """Fail unless the total downsampling divides every spatial size of the data."""
+        check(all(size % self.downsampling == 0 for size in resolution), key,
+              f"downsampling patch * 2^(levels - 1) = {self.downsampling} does not divide the data's "
+              f"resolution {list(resolution)}; change patch or the number of widths")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainAutoencoderConfig:
+    """``train_autoencoder:`` section, one model per entry of ``latent_channels``."""
+
+    latent_channels: tuple[int, ...] = (16, 4, 1)
+    loss: Literal["mse", "vrmse"] = "vrmse"
+    augment: bool = True  # random axis flips, permutations and periodic rolls
+    model: AutoencoderModelConfig = AutoencoderModelConfig()
+    train: TrainConfig = TrainConfig()
+
+    def validate(self, key: str) -> None:
+        check(len(self.latent_channels) >= 1, f"{key}.latent_channels", "needs at least one width")
+        for i, c in enumerate(self.latent_channels):
+            check(c >= 1, f"{key}.latent_channels[{i}]", f"must be >= 1, got {c}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheLatentsConfig:
+    """``cache_latents:`` section: encoding every split once with a registered autoencoder."""
+
+    output: str = "data/latents"
+    batch_size: int = 64
+    augmented_copies: int = 0  # extra randomly flipped/permuted/rolled copies of the train split
+    seed: int = 0
+
+    def validate(self, key: str) -> None:
+        check(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
+        check(self.augmented_copies >= 0, f"{key}.augmented_copies", f"must be >= 0, got {self.augmented_copies}")
 
 
 # --------------------------------------------------------------------------- parsing

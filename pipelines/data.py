@@ -21,11 +21,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import yaml
 from the_well.data import WellDataset
+from the_well.data.datasets import TrajectoryMetadata
+from the_well.data.augmentation import Augmentation, Compose, RandomAxisFlip, RandomAxisPermute, RandomAxisRoll
 from torch import Tensor
 
 from pipelines.config import ConfigError, DataConfig
@@ -87,6 +90,16 @@ class FieldNormalizer:
             log=torch.tensor(log, dtype=torch.bool),
         )
 
+    def to_dict(self) -> dict[str, list]:
+        """Plain lists, for model metadata (the registry stores it with each model)."""
+        return {"channels": list(self.channels), "mean": self.mean.tolist(), "std": self.std.tolist(),
+                "log": self.log.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list]) -> FieldNormalizer:
+        return cls(channels=tuple(data["channels"]), mean=torch.tensor(data["mean"], dtype=torch.float32),
+                   std=torch.tensor(data["std"], dtype=torch.float32), log=torch.tensor(data["log"], dtype=torch.bool))
+
     def _shape(self, t: Tensor, x: Tensor, dim: int) -> Tensor:
         shape = [1] * x.ndim
         shape[dim] = -1
@@ -113,14 +126,17 @@ class WellWindows(torch.utils.data.Dataset):
     """
 
     def __init__(self, root: str | Path, split: str, context: int = 1, horizon: int = 0,
-                 stride: int = 1, log_fields: Sequence[str] = ()):
+                 stride: int = 1, log_fields: Sequence[str] = (), transform: Augmentation | None = None,
+                 cache: bool = False):
         self.root = Path(root)
         self.split = split
+        self.cache: dict[int, tuple] | None = {} if cache else None
         self.well = WellDataset(
             path=str(self.root), well_split_name=split,
             n_steps_input=context, n_steps_output=horizon,
             min_dt_stride=stride, max_dt_stride=stride,
             use_normalization=False, return_grid=False, boundary_return_type="padding",
+            transform=transform,
         )
         meta = self.well.metadata
         self.spatial_dims = len(meta.spatial_resolution)
@@ -139,19 +155,44 @@ class WellWindows(torch.utils.data.Dataset):
             for axis in range(self.spatial_dims) for side in sides for bc in BC_TYPES
         ]
 
+    @property
+    def dataset_name(self) -> str:
+        return self.well.metadata.dataset_name
+
+    @property
+    def resolution(self) -> tuple[int, ...]:
+        return tuple(self.well.metadata.spatial_resolution)
+
     @classmethod
     def from_config(cls, cfg: DataConfig, split: str, validate: bool = True) -> WellWindows:
         """The loader every stage uses: validates the dataset directory first (one clear
         error listing every format problem), then opens ``split``."""
         if validate:
             ensure_valid(cfg.root)
-        return cls(cfg.root, split, cfg.context, cfg.horizon, cfg.stride, cfg.log_fields)
+        return cls(cfg.root, split, cfg.context, cfg.horizon, cfg.stride, cfg.log_fields, cache=cfg.cache)
 
     def __len__(self) -> int:
         return len(self.well)
 
+    def _well_sample(self, index: int) -> dict[str, Tensor]:
+        """``self.well[index]``; with ``cache``, the file reads are kept in memory and only
+        the_well's own post-processing (transform included) runs again, so a random
+        augmentation still differs at every access."""
+        if self.cache is None:
+            return self.well[index]
+        if index not in self.cache:
+            self.cache[index] = self.well._load_one_sample(index)
+        data, file_idx, sample_idx, time_idx, dt = self.cache[index]
+        data = _copy_dicts(data)  # transforms replace entries in place; tensors are not modified
+        meta = TrajectoryMetadata(self.well, file_idx, sample_idx, time_idx, dt)
+        data = self.well._preprocess_data(data, meta)  # the steps of WellDataset.__getitem__
+        if self.well.transform is not None:
+            data = self.well.transform(data, meta)
+        data = self.well._postprocess_data(data, meta)
+        return self.well._construct_sample(data, meta)
+
     def __getitem__(self, index: int) -> dict[str, Tensor]:
-        sample = self.well[index]
+        sample = self._well_sample(index)
         frames = [sample["input_fields"]]
         if "output_fields" in sample:
             frames.append(sample["output_fields"])
@@ -164,6 +205,11 @@ class WellWindows(torch.utils.data.Dataset):
         return {"x": x, "cond": torch.cat([scalars, bc])}
 
 
+def _copy_dicts(tree: Any) -> Any:
+    """Copy the nested dicts of ``tree``, sharing the leaves."""
+    return {k: _copy_dicts(v) for k, v in tree.items()} if isinstance(tree, dict) else tree
+
+
 def _group_components(channels: Sequence[str], fields: Sequence[str]) -> dict[str, list[str]]:
     """Group WellDataset channel names (``momentum_x``, ``momentum_y``) by their field
     (``momentum``), in order."""
@@ -172,3 +218,9 @@ def _group_components(channels: Sequence[str], fields: Sequence[str]) -> dict[st
         field = next(f for f in sorted(fields, key=len, reverse=True) if channel == f or channel.startswith(f + "_"))
         groups.setdefault(field, []).append(channel)
     return groups
+
+
+def geometric_augmentation() -> Augmentation:
+    """The Well's symmetry-preserving augmentations (LoLA): random axis flips (vector
+    components change sign), axis permutations, and random rolls of periodic axes."""
+    return Compose(RandomAxisFlip(), RandomAxisPermute(), RandomAxisRoll())

@@ -8,6 +8,7 @@ one file system).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -47,5 +48,15 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
 
 def write_yaml(path: str | Path, data: object) -> None:
     """Write ``data`` as block-style YAML, atomically."""
+    write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
+        tmp.write_text(text)
+
+
+def write_json(path: str | Path, data: object) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    write_text(path, json.dumps(data, indent=2) + "\n")

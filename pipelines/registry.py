@@ -1,0 +1,87 @@
+"""Model Registry: registering trained models and loading them back, by name and version.
+
+Registered names are ``<dataset>-autoencoder`` and ``<dataset>-emulator``. A registered
+autoencoder carries its normalisation (channels, log transform, mean, std) in the model's
+metadata, so it maps physical states to latents anywhere, without the training code's
+context; the model's own code (``models/``) travels with it as a code path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.models import infer_signature
+
+import models
+from models.autoencoder import Autoencoder
+from pipelines.data import FieldNormalizer
+from pipelines.tracking import configure
+
+MODELS_CODE = str(Path(models.__file__).parent)
+
+
+def autoencoder_name(dataset: str) -> str:
+    return f"{dataset}-autoencoder"
+
+
+def _requirements() -> list[str]:
+    return [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "numpy"]
+
+
+def register_autoencoder(model: Autoencoder, normalizer: FieldNormalizer, example: torch.Tensor,
+                         dataset: str, tags: dict[str, str]) -> ModelVersion:
+    """Log ``model`` to the active run and register it as a new version of
+    ``<dataset>-autoencoder`` with a signature, an input example (normalised states
+    ``(1, C, H, W)``) and ``tags`` on the version."""
+    client = configure()
+    model = model.cpu().eval()
+    example_np = example.cpu().numpy().astype(np.float32)
+    with torch.no_grad():
+        output = model(example.cpu()).numpy()
+    info = mlflow.pytorch.log_model(
+        model, name="autoencoder", serialization_format="pickle",
+        signature=infer_signature(example_np, output), input_example=example_np,
+        registered_model_name=autoencoder_name(dataset), code_paths=[MODELS_CODE],
+        pip_requirements=_requirements(),
+        metadata={"normalizer": normalizer.to_dict(), "latent_channels": model.latent_channels,
+                  "downsampling": model.downsampling},
+    )
+    version = client.get_model_version(autoencoder_name(dataset), str(info.registered_model_version))
+    for key, value in tags.items():
+        client.set_model_version_tag(version.name, version.version, key, str(value))
+    return client.get_model_version(version.name, version.version)
+
+
+@dataclass
+class LoadedAutoencoder:
+    """A registered autoencoder with its normalisation: physical ``(B, C, H, W)`` states in,
+    latents ``(B, c, h, w)`` out, and back."""
+
+    model: Autoencoder
+    normalizer: FieldNormalizer
+    version: ModelVersion
+
+    @torch.no_grad()
+    def encode(self, states: torch.Tensor) -> torch.Tensor:
+        return self.model.encode(self.normalizer.normalize(states, dim=1))
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.normalizer.denormalize(self.model.decode(latents), dim=1)
+
+
+def load_autoencoder(dataset: str, version: str | int) -> LoadedAutoencoder:
+    """Load version ``version`` of ``<dataset>-autoencoder`` from the registry."""
+    client = configure()
+    name = autoencoder_name(dataset)
+    model_version = client.get_model_version(name, str(version))
+    uri = f"models:/{name}/{version}"
+    model = mlflow.pytorch.load_model(uri, map_location="cpu").eval()
+    metadata: dict[str, Any] = mlflow.models.get_model_info(uri).metadata or {}
+    return LoadedAutoencoder(model, FieldNormalizer.from_dict(metadata["normalizer"]), model_version)

@@ -1,0 +1,317 @@
+"""The one training loop. Autoencoders, diffusion models, neural solvers and pixel baselines
+differ only in their :class:`Objective` (a loss and a validation) and their data; this
+loop does everything else:
+
+- device selection, bf16 autocast on GPU only (full precision on CPU);
+- optimizers from a mapping (``psgd`` = heavyball ``PSGDKron``, compiled only on GPU;
+  ``adamw``), cosine schedule with linear warm-up, gradient-norm clipping;
+- steps whose gradients are not finite are skipped (and counted), weights untouched;
+- seeded, stateless batch order (batch ``s`` depends only on seed and ``s``), so a resumed
+  run sees exactly the batches the uninterrupted one would have;
+- periodic checkpoints (atomic) and resume from the latest, with every RNG state;
+- validation every ``val_every`` steps, a progress bar, and rank-aware hooks: only rank 0
+  calls them, so tracking, checkpointing and registration stay single-writer under DDP.
+
+No global state: everything comes in through arguments.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from pipelines.config import OptimConfig, TrainConfig
+from pipelines.io import atomic_path
+
+Batch = Mapping[str, Tensor]
+
+
+class Objective(Protocol):
+    """What a trainer learns: a differentiable loss on a batch, and validation metrics."""
+
+    def loss(self, model: nn.Module, batch: Batch) -> Tensor: ...
+
+    def validate(self, model: nn.Module, batches: list[Batch]) -> dict[str, float]: ...
+
+
+@dataclass
+class Hooks:
+    """Callbacks of the loop, called on rank 0 only. Each defaults to doing nothing."""
+
+    on_step: Callable[[int, dict[str, float]], None] = lambda step, metrics: None
+    on_validation: Callable[[int, dict[str, float]], None] = lambda step, metrics: None
+    on_checkpoint: Callable[[int, Path], None] = lambda step, path: None
+
+
+@dataclass
+class TrainResult:
+    step: int
+    skipped_steps: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)  # validation metrics with "step"
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` = CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device: cuda requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def _adamw(params: Any, cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _psgd(params: Any, cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
+    import heavyball
+
+    if device.type != "cuda":
+        # heavyball compiles with max-autotune by default: minutes on a CPU for no gain.
+        heavyball.utils.compile_mode = None
+    # A fixed initial preconditioner scale: heavyball's data-dependent estimate fails on
+    # parameters whose first gradient is zero (e.g. behind a zero-initialised projection).
+    return heavyball.PSGDKron(params, lr=cfg.lr, weight_decay=cfg.weight_decay, precond_init_scale=0.1)
+
+
+OPTIMIZERS: dict[str, Callable[[Any, OptimConfig, torch.device], torch.optim.Optimizer]] = {
+    "adamw": _adamw,
+    "psgd": _psgd,
+}
+
+
+def cosine_with_warmup(warmup: int, total: int, final: float = 0.0) -> Callable[[int], float]:
+    r"""Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to
+    ``final``: :math:`f(s) = final + (1 - final) (1 + \cos(\pi (s - w) / (T - w))) / 2`."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class StepBatches(torch.utils.data.Sampler[list[tuple[int, int]]]):
+    """Batches as a pure function of ``(seed, step)``: epoch ``e`` is a permutation of the
+    dataset drawn from ``seed + e``, and each item gets its own seed for random transforms
+    (see :class:`SeededItems`). Yields ``[(index, item_seed), ...]`` from ``start`` to
+    ``stop``; under DDP each rank takes its own slice of every global batch. Nothing depends
+    on iterator or worker state, so resumed runs and any ``num_workers`` see the same data."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, start: int, stop: int,
+                 rank: int = 0, world_size: int = 1):
+        if size < 1:
+            raise ValueError("the training split has no samples")
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.start, self.stop, self.rank, self.world_size = start, stop, rank, world_size
+
+    def indices(self, step: int) -> list[tuple[int, int]]:
+        first = step * self.batch_size
+        out: list[int] = []
+        while len(out) < self.batch_size:
+            epoch, offset = divmod(first + len(out), self.size)
+            perm = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + epoch))
+            out += perm[offset: offset + self.batch_size - len(out)].tolist()
+        seeds = [self.seed * 2**32 + first + i for i in range(self.batch_size)]  # one per sample drawn
+        return list(zip(out, seeds))[self.rank:: self.world_size]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for step in range(self.start, self.stop):
+            yield self.indices(step)
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+class SeededItems(Dataset):
+    """Wraps a dataset so that item ``(index, seed)`` is drawn with torch's RNG seeded by
+    ``seed`` (random augmentations become a pure function of the batch position), leaving
+    the caller's RNG untouched."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def latest_checkpoint(directory: str | Path | None) -> Path | None:
+    """The checkpoint with the highest step in ``directory`` (``step-000123.pt``), if any."""
+    if directory is None or not Path(directory).is_dir():
+        return None
+    checkpoints = sorted(Path(directory).glob("step-*.pt"))
+    return checkpoints[-1] if checkpoints else None
+
+
+def checkpoint_extra(path: Path | None) -> dict[str, Any]:
+    """The ``extra`` mapping stored with a checkpoint (e.g. the MLflow run id), or ``{}``."""
+    if path is None:
+        return {}
+    return torch.load(path, map_location="cpu", weights_only=False).get("extra", {})
+
+
+def _to(batch: Batch, device: torch.device) -> dict[str, Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _grad_norm(model: nn.Module) -> Tensor:
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def train(model: nn.Module, objective: Objective, train_data: Dataset, val_data: Dataset | None,
+          cfg: TrainConfig, checkpoint_dir: str | Path | None = None, hooks: Hooks | None = None,
+          extra: Mapping[str, Any] | None = None, rank: int = 0, world_size: int = 1,
+          stop_at: int | None = None, progress: bool = True) -> TrainResult:
+    """Train ``model`` for ``cfg.steps`` optimizer steps, resuming from the latest
+    checkpoint in ``checkpoint_dir`` if there is one.
+
+    ``extra`` is stored in every checkpoint (the stage puts the MLflow run id there, so a
+    restarted run continues the same run). ``stop_at`` ends early at that step (the
+    schedule still spans ``cfg.steps``), as a kill after a checkpoint would.
+    """
+    hooks = hooks or Hooks()
+    lead = rank == 0
+    device = select_device(cfg.device)
+    autocast = device.type == "cuda" and cfg.precision == "bf16"
+    seed_everything(cfg.seed)
+    model.to(device)
+    optimizer = OPTIMIZERS[cfg.optim.optimizer](model.parameters(), cfg.optim, device)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(cfg.optim.warmup, cfg.steps))
+
+    start, skipped, history, rng = 0, 0, [], None
+    resume = latest_checkpoint(checkpoint_dir)
+    if resume is not None:
+        state = torch.load(resume, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start, skipped, history, rng = state["step"], state["skipped_steps"], state["history"], state["rng"]
+
+    stop = min(cfg.steps, stop_at if stop_at is not None else cfg.steps)
+    sampler = StepBatches(len(train_data), cfg.batch_size, cfg.seed, start, stop, rank, world_size)
+    loader = DataLoader(SeededItems(train_data), batch_sampler=sampler, num_workers=cfg.num_workers,
+                        pin_memory=device.type == "cuda", persistent_workers=False)
+    val_batches = _validation_batches(val_data, cfg)
+    batches = iter(loader)  # creating an iterator draws from the global RNG: before restoring it
+    if rng is not None:
+        _set_rng_state(rng)
+
+    def save(step: int) -> None:
+        if not (lead and checkpoint_dir):
+            return
+        path = Path(checkpoint_dir) / f"step-{step:09d}.pt"
+        with atomic_path(path) as tmp:
+            torch.save({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "step": step, "skipped_steps": skipped,
+                "history": history, "rng": _rng_state(), "extra": dict(extra or {}),
+            }, tmp)
+        for old in Path(checkpoint_dir).glob("step-*.pt"):
+            if old != path:
+                old.unlink()
+        hooks.on_checkpoint(step, path)
+
+    began = time.perf_counter()
+    bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", disable=not (progress and lead),
+               dynamic_ncols=True)
+    step = start
+    model.train()
+    with bar:
+        for batch in batches:
+            batch = _to(batch, device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss = objective.loss(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = _grad_norm(model)
+            finite = bool(torch.isfinite(norm)) and bool(torch.isfinite(loss))
+            if finite:
+                if cfg.optim.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                optimizer.step()
+            else:
+                skipped += 1
+            schedule.step()
+            step += 1
+            if lead and (step % cfg.log_every == 0 or step == stop):
+                hooks.on_step(step, {"train/loss": float(loss.detach()), "train/grad_norm": float(norm),
+                                     "train/lr": schedule.get_last_lr()[0], "train/skipped_steps": skipped})
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", skipped=skipped, refresh=False)
+            bar.update()
+            if val_batches and (step % cfg.val_every == 0 or step == cfg.steps):
+                metrics = _validate(model, objective, val_batches, device, autocast)
+                history.append({"step": step, **metrics})
+                if lead:
+                    hooks.on_validation(step, metrics)
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                save(step)
+    if step < cfg.steps:
+        save(step)  # stopped early on purpose: leave a checkpoint to resume from
+    return TrainResult(step=step, skipped_steps=skipped, seconds=time.perf_counter() - began, history=history)
+
+
+def _validation_batches(data: Dataset | None, cfg: TrainConfig) -> list[Batch]:
+    """A fixed, evenly spread subset of the validation split, loaded once."""
+    if data is None or cfg.val_batches == 0 or len(data) == 0:
+        return []
+    count = min(len(data), cfg.val_batches * cfg.batch_size)
+    indices = np.linspace(0, len(data) - 1, count).round().astype(int).tolist()
+    loader = DataLoader(torch.utils.data.Subset(data, indices), batch_size=cfg.batch_size, shuffle=False)
+    return list(loader)
+
+
+def _validate(model: nn.Module, objective: Objective, batches: list[Batch], device: torch.device,
+              autocast: bool) -> dict[str, float]:
+    model.eval()
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        metrics = objective.validate(model, [_to(b, device) for b in batches])
+    model.train()
+    return metrics
