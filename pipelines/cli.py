@@ -66,6 +66,27 @@ def _train_autoencoder(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache_latents(args: argparse.Namespace) -> int:
+    import json
+
+    from pipelines import cache_latents, train_autoencoder
+    from pipelines.config import CacheLatentsConfig
+
+    cfg = load_section(CacheLatentsConfig, "cache_latents", args.params)
+    data = load_section(DataConfig, "data", args.params)
+    version = args.version
+    if version is None:
+        summary = train_autoencoder.summary_path(args.latent_channels)
+        if not summary.is_file():
+            raise FileNotFoundError(f"{summary}: no trained autoencoder for c={args.latent_channels}; run "
+                                    f"`latentops train-autoencoder --latent-channels {args.latent_channels}` "
+                                    "or pass --version")
+        version = json.loads(summary.read_text())["version"]
+    output = cache_latents.run(cfg, data, args.latent_channels, version, progress=not args.quiet)
+    print(f"cache_latents: c={args.latent_channels} encoded with autoencoder version {version} into {output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="latentops",
@@ -100,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="override train_autoencoder.train.steps")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_train_autoencoder)
+
+    p = sub.add_parser("cache-latents", help="encode every split with a registered autoencoder (params: cache_latents)",
+                       description="Encode every split of data.root with a registered <dataset>-autoencoder "
+                                   "version into chunked, compressed HDF5 under cache_latents.output/<dataset>/c<C>/.")
+    p.add_argument("--latent-channels", type=int, required=True, help="latent channels c of the autoencoder")
+    p.add_argument("--version", help="registered version (default: the one metrics/autoencoder/c<C>.json names)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cache_latents)
 
     p = sub.add_parser("stats", help="compute The Well's stats.yaml for a dataset directory",
                        description="Compute mean/std/rms (and of one-step deltas) per field over a split "

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,9 @@ def _psgd(params: Any, cfg: OptimConfig, device: torch.device) -> torch.optim.Op
         heavyball.utils.compile_mode = None
     # A fixed initial preconditioner scale: heavyball's data-dependent estimate fails on
     # parameters whose first gradient is zero (e.g. behind a zero-initialised projection).
+    # heavyball then recommends its heuristic, and warns of the LR schedule: both expected.
+    warnings.filterwarnings("ignore", message=".*precond_init_scale.*", module="heavyball")
+    warnings.filterwarnings("ignore", message="Learning rate changed between steps", module="heavyball")
     return heavyball.PSGDKron(params, lr=cfg.lr, weight_decay=cfg.weight_decay, precond_init_scale=0.1)
 
 

@@ -75,3 +75,16 @@ def test_help_explains_every_command():
     result = subprocess.run([sys.executable, "-m", "pipelines.cli", "simulate", "--help"], cwd=REPO,
                             capture_output=True, text=True, check=True)
     assert "--workers" in result.stdout and "atomically" in result.stdout
+
+
+def test_gpu_configuration_parses_and_scales_up():
+    from pipelines.config import CacheLatentsConfig, TrainAutoencoderConfig
+
+    gpu, cpu = REPO / "params.gpu.yaml", REPO / "params.yaml"
+    assert set(yaml.safe_load(gpu.read_text())) == set(yaml.safe_load(cpu.read_text()))  # same sections
+    for cls, section in ((SimulateConfig, "simulate"), (DataConfig, "data"),
+                         (TrainAutoencoderConfig, "train_autoencoder"), (CacheLatentsConfig, "cache_latents")):
+        load_section(cls, section, gpu)
+    ae = load_section(TrainAutoencoderConfig, "train_autoencoder", gpu)
+    assert ae.model.downsampling == 32 and ae.train.device == "cuda" and ae.train.optim.optimizer == "psgd"
+    assert [5 * 32**2 // c for c in ae.latent_channels] == [80, 320, 1280]  # the paper's rates at 512^2

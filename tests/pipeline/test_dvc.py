@@ -1,10 +1,11 @@
 """The real DVC pipeline on a copy of the project with tiny parameters: `dvc repro` builds
-the dataset, a second run does nothing, `dvc push`/`pull` round-trip through the default
-remote."""
+the dataset, trains and registers the autoencoders and caches their latents; a second run
+does nothing; `dvc push`/`pull` round-trip through the default remote."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -34,9 +35,14 @@ def project(tmp_path) -> Path:
     for name in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(REPO / name, dest / name)
     shutil.copytree(REPO / ".dvc", dest / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp"))
-    shutil.copytree(REPO / "pipelines", dest / "pipelines", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("pipelines", "models"):
+        shutil.copytree(REPO / package, dest / package, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["simulate"].update(resolution=16, trajectories={"train": 2, "valid": 1, "test": 1}, workers=1)
+    ae = params["train_autoencoder"]
+    ae["latent_channels"] = [4, 1]
+    ae["model"].update(patch=2, widths=[8, 16], blocks=[1, 1], attention_heads=2)
+    ae["train"].update(steps=4, batch_size=8, val_every=2, val_batches=1, checkpoint_every=2, device="cpu")
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], dest)
     return dest
@@ -44,10 +50,14 @@ def project(tmp_path) -> Path:
 
 def test_repro_twice_then_push_and_pull(project):
     out = run(["dvc", "repro"], project)
-    assert "Running stage 'simulate'" in out
-    dataset = project / "data" / "raw" / "euler_mini"
+    for stage in ("simulate", "train_autoencoder@4", "train_autoencoder@1", "cache_latents@4", "cache_latents@1"):
+        assert f"Running stage '{stage}'" in out
+    assert json.loads((project / "metrics/autoencoder/c1.json").read_text())["compression_rate"] == 5 * 16 / 1
+    assert (project / "data/latents/euler_mini/c4/test.h5").is_file()
+    assert (project / "mlflow.db").is_file()
+    dataset = project / "data"
     before = tree_digest(dataset)
-    assert "stats.yaml" in before and any(k.startswith("data/train/") for k in before)
+    assert "raw/euler_mini/stats.yaml" in before and any(k.startswith("raw/euler_mini/data/train/") for k in before)
     assert (project / "dvc.lock").is_file()
     assert yaml.safe_load((project / "metrics" / "simulate.yaml").read_text())["trajectories"] == 4
 
@@ -61,7 +71,9 @@ def test_repro_twice_then_push_and_pull(project):
     remote = project / ".dvcstore"
     assert remote.is_dir() and any(p.is_file() for p in remote.rglob("*"))
 
-    shutil.rmtree(dataset)
+    shutil.rmtree(dataset / "raw" / "euler_mini")
+    for c in (4, 1):
+        shutil.rmtree(dataset / "latents" / "euler_mini" / f"c{c}")
     shutil.rmtree(project / ".dvc" / "cache")
     run(["dvc", "pull"], project)
     assert tree_digest(dataset) == before
@@ -70,9 +82,11 @@ def test_repro_twice_then_push_and_pull(project):
 def test_changing_a_parameter_reruns_the_stage(project):
     run(["dvc", "repro"], project)
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["simulate"]["seed"] = 7
+    params["cache_latents"]["batch_size"] = 7
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert "Running stage 'simulate'" in run(["dvc", "repro"], project)
+    out = run(["dvc", "repro"], project)
+    assert "Running stage 'cache_latents@4'" in out and "Running stage 'cache_latents@1'" in out
+    assert "Running stage 'simulate'" not in out and "Running stage 'train_autoencoder" not in out
 
 
 def test_mlproject_parses_with_mlflow():

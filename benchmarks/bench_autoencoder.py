@@ -1,0 +1,152 @@
+"""Benchmarks of the autoencoder stage, each measured side by side in one run:
+
+1. optimizers: validation loss of PSGD (heavyball PSGDKron) vs AdamW after the same number
+   of steps, and their wall time (the paper reports PSGD ahead at equal steps);
+2. tracking overhead: steps per second with full MLflow tracking (async step metrics,
+   system metrics) vs tracking off (target: under 3% slower);
+3. emulator-style batches (windows of L latent states, stride s) read from the latent cache
+   vs encoded on the fly from pixels.
+
+    python benchmarks/bench_autoencoder.py [--steps 100] [--only optimizers|tracking|cache]
+
+Uses data.root and train_autoencoder from params.yaml (run `dvc repro simulate` first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from models.autoencoder import Autoencoder
+from pipelines import tracking
+from pipelines.cache_latents import encode_split, read_cache, trajectories
+from pipelines.config import CacheLatentsConfig, DataConfig, TrainAutoencoderConfig, load_section
+from pipelines.data import WellWindows
+from pipelines.registry import LoadedAutoencoder
+from pipelines.train_autoencoder import ReconstructionObjective
+from pipelines.training import Hooks, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def setup(steps: int) -> tuple[TrainAutoencoderConfig, DataConfig, WellWindows, WellWindows]:
+    cfg = load_section(TrainAutoencoderConfig, "train_autoencoder", REPO / "params.yaml")
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps, val_every=steps,
+                                                             checkpoint_every=0))
+    data = load_section(DataConfig, "data", REPO / "params.yaml")
+    data = dataclasses.replace(data, root=str(REPO / data.root))
+    train_set = WellWindows(data.root, "train", 1, 0, 1, data.log_fields, cache=True)
+    valid_set = WellWindows(data.root, "valid", 1, 0, 1, data.log_fields, cache=True)
+    return cfg, data, train_set, valid_set
+
+
+def model_for(cfg: TrainAutoencoderConfig, channels: int, latent_channels: int) -> Autoencoder:
+    torch.manual_seed(cfg.train.seed)
+    m = cfg.model
+    return Autoencoder(channels, latent_channels, m.patch, m.widths, m.blocks, m.attention_heads, m.dropout, m.bound)
+
+
+def optimizers(steps: int) -> None:
+    cfg, _, train_set, valid_set = setup(steps)
+    c = cfg.latent_channels[0]
+    results = {}
+    for name in ("adamw", "psgd"):
+        run_cfg = dataclasses.replace(cfg.train, optim=dataclasses.replace(cfg.train.optim, optimizer=name))
+        model = model_for(cfg, len(train_set.channels), c)
+        result = train(model, ReconstructionObjective(cfg.loss, train_set.normalizer), train_set, valid_set,
+                       run_cfg, progress=False)
+        results[name] = (result.history[-1]["val/loss"], result.history[-1]["val/vrmse"], result.seconds)
+        print(f"{name:>5}: {steps} steps, validation loss {results[name][0]:.4f}, VRMSE {results[name][1]:.4f}, "
+              f"{results[name][2]:.1f} s")
+    (pl, pv, ps), (al, av, as_) = results["psgd"], results["adamw"]
+    print(f"PSGD / AdamW at equal steps: loss ratio {pl / al:.3f}, VRMSE ratio {pv / av:.3f} "
+          f"(< 1: PSGD ahead), wall-time ratio {ps / as_:.2f}")
+
+
+def tracking_overhead(steps: int) -> None:
+    cfg, data, train_set, valid_set = setup(steps)
+    c = cfg.latent_channels[0]
+    objective = ReconstructionObjective(cfg.loss, train_set.normalizer)
+    for i in range(steps):  # fill the in-memory cache first: both runs then read the same way
+        train_set[i % len(train_set)]
+    timings = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        cwd = os.getcwd()
+        os.chdir(scratch)
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        try:
+            for mode in ("off", "full", "off ", "full "):  # interleaved, twice each
+                model = model_for(cfg, len(train_set.channels), c)
+                if mode.strip() == "off":
+                    result = train(model, objective, train_set, valid_set, cfg.train, hooks=Hooks(), progress=False)
+                else:
+                    with tracking.start_run("benchmark", "bench", {"train_autoencoder": cfg}, data.root):
+                        result = train(model, objective, train_set, valid_set, cfg.train,
+                                       hooks=tracking.tracking_hooks(), progress=False)
+                timings.setdefault(mode.strip(), []).append(steps / result.seconds)
+        finally:
+            os.chdir(cwd)
+    off, full = max(timings["off"]), max(timings["full"])
+    print(f"tracking off: {off:.2f} steps/s; full tracking: {full:.2f} steps/s (best of 2 each)")
+    print(f"full tracking is {100 * (off / full - 1):+.1f}% slower (target: under 3%)")
+
+
+def cache_throughput(batches: int) -> None:
+    cfg, data, _, _ = setup(1)
+    emulator = load_section(DataConfig, "data", REPO / "params.yaml")
+    window, stride, batch_size = emulator.context + emulator.horizon, emulator.stride, 16
+    pixels = WellWindows(data.root, "test", window, 0, stride, data.log_fields)
+    model = model_for(cfg, len(pixels.channels), cfg.latent_channels[0]).eval()
+    autoencoder = LoadedAutoencoder(model, pixels.normalizer, version=None)  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "test.h5"
+        whole = trajectories(data, "test")
+        encode_split(path, whole, autoencoder, CacheLatentsConfig(), {}, [None] * len(whole), "cache", False)
+        g = torch.Generator().manual_seed(0)
+
+        start = time.perf_counter()
+        latents, _, _ = read_cache(path)
+        latents = torch.from_numpy(latents)  # (N, T, c, h, w)
+        n, t = latents.shape[:2]
+        for _ in range(batches):
+            traj = torch.randint(n, (batch_size,), generator=g)
+            t0 = torch.randint(t - (window - 1) * stride, (batch_size,), generator=g)
+            steps = t0[:, None] + stride * torch.arange(window)  # (B, L)
+            batch = latents[traj[:, None], steps]  # (B, L, c, h, w)
+        cached = (time.perf_counter() - start) / batches
+
+        start = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(batches):
+                index = torch.randint(len(pixels), (batch_size,), generator=g).tolist()
+                x = torch.stack([pixels[i]["x"] for i in index])  # (B, C, L, H, W)
+                frames = x.movedim(2, 1).flatten(0, 1)  # (B L, C, H, W)
+                batch = model.encode(frames).unflatten(0, (batch_size, window))  # (B, L, c, h, w)
+        on_the_fly = (time.perf_counter() - start) / batches
+    print(f"emulator batches of {batch_size} windows (L={window}, stride {stride}): latent cache {1 / cached:.1f} "
+          f"batches/s, encoding on the fly {1 / on_the_fly:.1f} batches/s: cache {on_the_fly / cached:.0f}x faster "
+          f"(cache read included, shape {tuple(batch.shape)})")
+
+
+BENCHMARKS = {"optimizers": optimizers, "tracking": tracking_overhead, "cache": cache_throughput}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=100, help="training steps per run (default: %(default)s)")
+    parser.add_argument("--only", choices=sorted(BENCHMARKS), help="run one benchmark")
+    args = parser.parse_args()
+    for name, bench in BENCHMARKS.items():
+        if args.only in (None, name):
+            print(f"== {name}")
+            bench(args.steps)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Stage ``cache_latents@<c>``: encode every split once with a registered autoencoder, so
+emulators train on latents and never touch pixel data (LoLA, section 3).
+
+Output ``<output>/<dataset>/c<c>/{train,valid,test}.h5`` (and ``train_augmented.h5`` with
+``augmented_copies`` randomly flipped / permuted / rolled copies of the train split), each::
+
+    latents  (N, T, c, h, w) float32, one chunk per trajectory, gzip
+    cond     (N, P)          float32, the loader's conditioning vector
+    attrs    autoencoder name / version / run id, data hash, dataset, split, channels,
+             condition names, latent channels, compression rate
+
+The directory is built under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipelines.config import CacheLatentsConfig, DataConfig
+from pipelines.data import WellWindows, geometric_augmentation
+from pipelines.io import atomic_path
+from pipelines.registry import LoadedAutoencoder, load_autoencoder
+from pipelines.tracking import data_hash
+from pipelines.validate import ensure_valid
+from pipelines.welldata import SPLITS, split_files
+
+STAGE = "cache_latents"
+
+
+def cache_dir(cfg: CacheLatentsConfig, dataset: str, latent_channels: int) -> Path:
+    return Path(cfg.output) / dataset / f"c{latent_channels}"
+
+
+def trajectories(data: DataConfig, split: str, augment: bool = False) -> WellWindows:
+    """Whole trajectories of a split as single windows: items ``x`` are ``(C, T, H, W)``."""
+    steps = min(h5py.File(path, "r")["dimensions/time"].shape[-1] for path in split_files(data.root, split))
+    return WellWindows(data.root, split, steps, 0, 1, data.log_fields,
+                       transform=geometric_augmentation() if augment else None)
+
+
+@torch.no_grad()
+def encode_trajectory(autoencoder: LoadedAutoencoder, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Normalised ``(C, T, H, W)`` states to latents ``(T, c, h, w)``, ``batch_size`` frames
+    at a time."""
+    frames = x.movedim(1, 0)  # (T, C, H, W)
+    return torch.cat([autoencoder.model.encode(chunk) for chunk in frames.split(batch_size)])
+
+
+def encode_split(path: Path, windows: WellWindows, autoencoder: LoadedAutoencoder, cfg: CacheLatentsConfig,
+                 attrs: dict, seeds: list[int | None], desc: str, progress: bool) -> None:
+    count, model = len(seeds), autoencoder.model
+    steps = windows.well.n_steps_input
+    shape = (count, steps, model.latent_channels, *(n // model.downsampling for n in windows.resolution))  # (N, T, c, h, w)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        latents = f.create_dataset("latents", shape=shape, dtype=np.float32, chunks=(1, *shape[1:]),
+                                   compression="gzip", shuffle=True)
+        cond = f.create_dataset("cond", shape=(count, len(windows.condition_names)), dtype=np.float32)
+        for i, seed in enumerate(tqdm(seeds, desc=desc, unit="traj", disable=not progress)):
+            index = i % len(windows)
+            if seed is None:
+                item = windows[index]
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    item = windows[index]
+            latents[i] = encode_trajectory(autoencoder, item["x"], cfg.batch_size).numpy()
+            cond[i] = item["cond"].numpy()
+        for key, value in attrs.items():
+            f.attrs[key] = value
+
+
+def run(cfg: CacheLatentsConfig, data: DataConfig, latent_channels: int, version: str | int,
+        progress: bool = True) -> Path:
+    """Encode every split with version ``version`` of ``<dataset>-autoencoder``."""
+    ensure_valid(data.root)
+    splits = {split: trajectories(data, split) for split in SPLITS}
+    dataset = splits["train"].dataset_name
+    autoencoder = load_autoencoder(dataset, version)
+    if autoencoder.model.latent_channels != latent_channels:
+        raise ValueError(f"{autoencoder.version.name} version {version} has {autoencoder.model.latent_channels} "
+                         f"latent channels, not {latent_channels}")
+    if list(autoencoder.normalizer.channels) != splits["train"].channels:
+        raise ValueError(f"{autoencoder.version.name} version {version} was trained on channels "
+                         f"{list(autoencoder.normalizer.channels)}, the data has {splits['train'].channels}")
+    for windows in splits.values():  # encode with the autoencoder's own normalisation
+        windows.normalizer = autoencoder.normalizer
+    digest, _ = data_hash(data.root)
+    base_attrs = {
+        "dataset": dataset, "autoencoder": autoencoder.version.name, "autoencoder_version": int(version),
+        "autoencoder_run_id": autoencoder.version.run_id or "", "data_hash": digest,
+        "latent_channels": latent_channels, "compression_rate": float(autoencoder.model.compression_rate),
+        "channels": json.dumps(splits["train"].channels), "condition_names": json.dumps(splits["train"].condition_names),
+    }
+    output = cache_dir(cfg, dataset, latent_channels)
+    with atomic_path(output) as tmp:
+        tmp.mkdir(parents=True)
+        for split, windows in splits.items():
+            encode_split(tmp / f"{split}.h5", windows, autoencoder, cfg, {**base_attrs, "split": split},
+                         [None] * len(windows), f"encode {split} c={latent_channels}", progress)
+        if cfg.augmented_copies:
+            augmented = trajectories(data, "train", augment=True)
+            augmented.normalizer = autoencoder.normalizer
+            n = len(augmented)
+            seeds = [cfg.seed * 2**32 + i for i in range(cfg.augmented_copies * n)]
+            encode_split(tmp / "train_augmented.h5", augmented, autoencoder, cfg,
+                         {**base_attrs, "split": "train", "augmented_copies": cfg.augmented_copies},
+                         seeds, f"encode augmented train c={latent_channels}", progress)
+    return output
+
+
+def read_cache(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``(latents (N, T, c, h, w), cond (N, P), attrs)`` of one cached split file."""
+    with h5py.File(path, "r") as f:
+        return f["latents"][()], f["cond"][()], dict(f.attrs)

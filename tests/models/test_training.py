@@ -1,0 +1,111 @@
+"""The shared training loop: exact resume after a kill, non-finite step skipping, schedule,
+optimizer mapping."""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import Tensor
+
+from pipelines.config import OptimConfig, TrainConfig
+from pipelines.training import OPTIMIZERS, Hooks, StepBatches, cosine_with_warmup, latest_checkpoint, train
+from tests.conftest import REPO, tool_env
+from tests.models.resume_job import MSE, make
+
+STEPS = 8
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "psgd"])
+def test_killed_and_resumed_equals_straight(tmp_path, optimizer):
+    model, objective, data, cfg = make(optimizer, STEPS)
+    straight = train(model, objective, data, data, cfg, progress=False)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+
+    directory = tmp_path / "checkpoints"
+    job = subprocess.run([sys.executable, "-m", "tests.models.resume_job", str(directory), optimizer, str(STEPS)],
+                         cwd=REPO, env=tool_env(), capture_output=True, text=True)
+    assert job.returncode == -signal.SIGKILL, job.stderr
+    checkpoint = latest_checkpoint(directory)
+    assert checkpoint is not None and checkpoint.name == f"step-{STEPS // 2:09d}.pt"
+
+    model, objective, data, cfg = make(optimizer, STEPS)  # a fresh process would start like this
+    resumed = train(model, objective, data, data, cfg, directory, progress=False)
+    assert resumed.step == straight.step == STEPS
+    for name, value in model.state_dict().items():
+        assert torch.allclose(value, expected[name], atol=1e-5, rtol=0), name
+    assert [h["step"] for h in resumed.history] == [h["step"] for h in straight.history]
+    assert resumed.history[-1]["val/loss"] == pytest.approx(straight.history[-1]["val/loss"], abs=1e-5)
+
+
+class PoisonedImages(torch.utils.data.Dataset):
+    """Item 0 is NaN: any batch holding it gives non-finite gradients."""
+
+    def __init__(self):
+        self.images = torch.randn(16, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+        self.images[0] = float("nan")
+
+    def __len__(self) -> int:
+        return 16
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return {"x": self.images[index]}
+
+
+def test_non_finite_gradient_skips_the_step_without_corrupting_weights():
+    model, objective, _, cfg = make("adamw", 1)
+    data = PoisonedImages()
+    cfg = TrainConfig(steps=4, batch_size=16, seed=0, device="cpu", val_batches=0, checkpoint_every=0,
+                      optim=OptimConfig(optimizer="adamw", lr=1e-2, warmup=0))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    logged = []
+    result = train(model, objective, data, None, cfg, hooks=Hooks(on_step=lambda s, m: logged.append(m)),
+                   progress=False)
+    assert result.skipped_steps == 4  # every batch holds item 0
+    assert logged[-1]["train/skipped_steps"] == 4
+    for name, value in model.state_dict().items():
+        assert torch.isfinite(value).all(), name
+        assert torch.equal(value, before[name]), name
+
+
+def test_skipping_only_the_bad_batches():
+    model, objective, _, _ = make("adamw", 1)
+    data = PoisonedImages()
+    cfg = TrainConfig(steps=8, batch_size=4, seed=0, device="cpu", val_batches=0, checkpoint_every=0,
+                      optim=OptimConfig(optimizer="adamw", lr=1e-2, warmup=0))
+    bad = sum(any(i == 0 for i, _ in StepBatches(16, 4, 0, 0, 8).indices(s)) for s in range(8))
+    result = train(model, objective, data, None, cfg, progress=False)
+    assert result.skipped_steps == bad == 2  # two epochs of 4 batches: item 0 once per epoch
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
+
+
+def test_step_batches_cover_each_epoch_once_and_depend_only_on_the_step():
+    sampler = StepBatches(10, 5, seed=1, start=0, stop=4)
+    batches = [[i for i, _ in b] for b in sampler]
+    assert sorted(batches[0] + batches[1]) == list(range(10))
+    assert sorted(batches[2] + batches[3]) == list(range(10))
+    assert [b for b in StepBatches(10, 5, seed=1, start=2, stop=4)] == list(sampler)[2:]
+    halves = [StepBatches(10, 4, 1, 0, 1, rank=r, world_size=2).indices(0) for r in (0, 1)]
+    assert sorted(halves[0] + halves[1]) == sorted(StepBatches(10, 4, 1, 0, 1).indices(0))
+
+
+def test_cosine_schedule_with_warmup():
+    f = cosine_with_warmup(warmup=10, total=110)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0.0, abs=1e-12)
+    assert all(f(s) >= f(s + 1) for s in range(10, 110))
+
+
+def test_optimizers_come_from_a_mapping():
+    assert set(OPTIMIZERS) == {"adamw", "psgd"}
+    params = [torch.nn.Parameter(torch.randn(4, 4))]
+    cpu = torch.device("cpu")
+    assert type(OPTIMIZERS["adamw"](params, OptimConfig(), cpu)).__name__ == "AdamW"
+    assert type(OPTIMIZERS["psgd"](params, OptimConfig(), cpu)).__name__ == "PSGDKron"
+    import heavyball
+
+    assert heavyball.utils.compile_mode is None  # no torch.compile on CPU
