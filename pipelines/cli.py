@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -87,6 +88,16 @@ def _cache_latents(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command(sub: argparse._SubParsersAction, name: str, handler: Callable[[argparse.Namespace], int],
+             help: str, description: str, quiet: bool = True) -> argparse.ArgumentParser:
+    """A sub-command running ``handler``; long-running ones get ``-q/--quiet``."""
+    p = sub.add_parser(name, help=help, description=description)
+    if quiet:
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=handler)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="latentops",
@@ -97,45 +108,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("simulate", help="generate the built-in dataset with Clawpack (params: simulate)",
-                       description="Simulate the 2-D Euler multi-quadrant dataset with Clawpack in The Well's "
-                                   "format, with stats.yaml over the train split. Writes atomically.")
+    p = _command(sub, "simulate", _simulate, "generate the built-in dataset with Clawpack (params: simulate)",
+                 "Simulate the 2-D Euler multi-quadrant dataset with Clawpack in The Well's format, with "
+                 "stats.yaml over the train split. Writes atomically.")
     p.add_argument("--output", help="dataset directory (default: simulate.output)")
     p.add_argument("--workers", type=int, help="processes (default: simulate.workers; 0 = all cores)")
     p.add_argument("--summary", help="also write the run summary (counts, redraws, seconds) as YAML here")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(handler=_simulate)
 
-    p = sub.add_parser("validate-data", help="check a dataset directory against The Well's format",
-                       description="Report every problem (file, group/attribute, what was expected) with a "
-                                   "The Well dataset directory. Exit status 1 if there is any.")
+    p = _command(sub, "validate-data", _validate, "check a dataset directory against The Well's format",
+                 "Report every problem (file, group/attribute, what was expected) with a The Well dataset "
+                 "directory. Exit status 1 if there is any.", quiet=False)
     p.add_argument("path", nargs="?", help="dataset directory (default: data.root)")
     p.add_argument("--no-stats", action="store_true", help="do not require stats.yaml")
-    p.set_defaults(handler=_validate)
 
-    p = sub.add_parser("train-autoencoder", help="train, track and register one autoencoder (params: train_autoencoder)",
-                       description="Train the autoencoder of one latent width on data.root with the shared "
-                                   "training loop, track it in MLflow and register it as <dataset>-autoencoder. "
-                                   "Resumes from its latest checkpoint if a previous run was interrupted.")
+    p = _command(sub, "train-autoencoder", _train_autoencoder,
+                 "train, track and register one autoencoder (params: train_autoencoder)",
+                 "Train the autoencoder of one latent width on data.root with the shared training loop, track "
+                 "it in MLflow and register it as <dataset>-autoencoder. Resumes from its latest checkpoint if "
+                 "a previous run was interrupted.")
     p.add_argument("--latent-channels", type=int, required=True, help="latent channels c (sets the compression rate)")
     p.add_argument("--steps", type=int, help="override train_autoencoder.train.steps")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(handler=_train_autoencoder)
 
-    p = sub.add_parser("cache-latents", help="encode every split with a registered autoencoder (params: cache_latents)",
-                       description="Encode every split of data.root with a registered <dataset>-autoencoder "
-                                   "version into chunked, compressed HDF5 under cache_latents.output/<dataset>/c<C>/.")
+    p = _command(sub, "cache-latents", _cache_latents,
+                 "encode every split with a registered autoencoder (params: cache_latents)",
+                 "Encode every split of data.root with a registered <dataset>-autoencoder version into chunked, "
+                 "compressed HDF5 under cache_latents.output/<dataset>/c<C>/.")
     p.add_argument("--latent-channels", type=int, required=True, help="latent channels c of the autoencoder")
     p.add_argument("--version", help="registered version (default: the one metrics/autoencoder/c<C>.json names)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(handler=_cache_latents)
 
-    p = sub.add_parser("stats", help="compute The Well's stats.yaml for a dataset directory",
-                       description="Compute mean/std/rms (and of one-step deltas) per field over a split "
-                                   "and write PATH/stats.yaml.")
+    p = _command(sub, "stats", _stats, "compute The Well's stats.yaml for a dataset directory",
+                 "Compute mean/std/rms (and of one-step deltas) per field over a split and write "
+                 "PATH/stats.yaml.", quiet=False)
     p.add_argument("path", help="dataset directory")
     p.add_argument("--split", default="train", choices=["train", "valid", "test"])
-    p.set_defaults(handler=_stats)
     return parser
 
 
@@ -145,6 +150,8 @@ HandledErrors = (ConfigError, FileNotFoundError, ValueError)
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # MLflow's INFO lines (database migrations, monitor start/stop) are noise here
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

@@ -198,7 +198,7 @@ class TrainAutoencoderConfig:
     """``train_autoencoder:`` section, one model per entry of ``latent_channels``."""
 
     latent_channels: tuple[int, ...] = (16, 4, 1)
-    loss: Literal["mse", "vrmse"] = "vrmse"
+    loss: Literal["mse", "vrmse"] = "mse"
     augment: bool = True  # random axis flips, permutations and periodic rolls
     model: AutoencoderModelConfig = AutoencoderModelConfig()
     train: TrainConfig = TrainConfig()

@@ -16,12 +16,13 @@ import mlflow
 import numpy as np
 import torch
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 import models
 from models.autoencoder import Autoencoder
 from pipelines.data import FieldNormalizer
-from pipelines.tracking import configure
+from pipelines.tracking import configure, tracking_uri
 
 MODELS_CODE = str(Path(models.__file__).parent)
 
@@ -80,7 +81,12 @@ def load_autoencoder(dataset: str, version: str | int) -> LoadedAutoencoder:
     """Load version ``version`` of ``<dataset>-autoencoder`` from the registry."""
     client = configure()
     name = autoencoder_name(dataset)
-    model_version = client.get_model_version(name, str(version))
+    try:
+        model_version = client.get_model_version(name, str(version))
+    except MlflowException:
+        raise ValueError(f"{name} version {version} is not in the Model Registry at {tracking_uri()}; "
+                         "train it (latentops train-autoencoder) or point MLFLOW_TRACKING_URI at the "
+                         "store that holds it") from None
     uri = f"models:/{name}/{version}"
     model = mlflow.pytorch.load_model(uri, map_location="cpu").eval()
     metadata: dict[str, Any] = mlflow.models.get_model_info(uri).metadata or {}

@@ -37,6 +37,7 @@ def workspace(tmp_path, monkeypatch, tiny_dataset):
     """A working directory with its own SQLite MLflow store."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")  # short runs still sample
     return DataConfig(root=str(tiny_dataset))
 
 
@@ -158,3 +159,8 @@ def test_bad_config_fails_at_start_naming_the_key(workspace, tmp_path):
     with pytest.raises(ConfigError, match=r"train_autoencoder.model.patch: downsampling .* = 32 does not divide the data's resolution \[16, 16\]"):
         train_autoencoder.run(cfg, workspace, latent_channels=4, progress=False)
     assert not Path("mlflow.db").exists()
+
+
+def test_a_missing_registered_version_is_a_clear_error(workspace):
+    with pytest.raises(ValueError, match="euler_mini-autoencoder version 7 is not in the Model Registry"):
+        load_autoencoder("euler_mini", 7)
