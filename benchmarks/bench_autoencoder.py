@@ -7,7 +7,7 @@
 3. emulator-style batches (windows of L latent states, stride s) read from the latent cache
    vs encoded on the fly from pixels.
 
-    python benchmarks/bench_autoencoder.py [--steps 100] [--only optimizers|tracking|cache]
+    python benchmarks/bench_autoencoder.py [--steps 100] [--lr LR] [--only optimizers|tracking|cache]
 
 Uses data.root and train_autoencoder from params.yaml (run `dvc repro simulate` first).
 """
@@ -35,10 +35,11 @@ from pipelines.training import Hooks, train
 REPO = Path(__file__).resolve().parents[1]
 
 
-def setup(steps: int) -> tuple[TrainAutoencoderConfig, DataConfig, WellWindows, WellWindows]:
+def setup(steps: int, lr: float | None = None) -> tuple[TrainAutoencoderConfig, DataConfig, WellWindows, WellWindows]:
     cfg = load_section(TrainAutoencoderConfig, "train_autoencoder", REPO / "params.yaml")
+    optim = dataclasses.replace(cfg.train.optim, lr=lr or cfg.train.optim.lr)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps, val_every=steps,
-                                                             checkpoint_every=0))
+                                                             checkpoint_every=0, optim=optim))
     data = load_section(DataConfig, "data", REPO / "params.yaml")
     data = dataclasses.replace(data, root=str(REPO / data.root))
     train_set = WellWindows(data.root, "train", 1, 0, 1, data.log_fields, cache=True)
@@ -52,8 +53,8 @@ def model_for(cfg: TrainAutoencoderConfig, channels: int, latent_channels: int) 
     return Autoencoder(channels, latent_channels, m.patch, m.widths, m.blocks, m.attention_heads, m.dropout, m.bound)
 
 
-def optimizers(steps: int) -> None:
-    cfg, _, train_set, valid_set = setup(steps)
+def optimizers(steps: int, lr: float | None = None) -> None:
+    cfg, _, train_set, valid_set = setup(steps, lr)
     c = cfg.latent_channels[0]
     results = {}
     for name in ("adamw", "psgd"):
@@ -62,14 +63,14 @@ def optimizers(steps: int) -> None:
         result = train(model, ReconstructionObjective(cfg.loss, train_set.normalizer), train_set, valid_set,
                        run_cfg, progress=False)
         results[name] = (result.history[-1]["val/loss"], result.history[-1]["val/vrmse"], result.seconds)
-        print(f"{name:>5}: {steps} steps, validation loss {results[name][0]:.4f}, VRMSE {results[name][1]:.4f}, "
+        print(f"{name:>5}: {steps} steps at lr {run_cfg.optim.lr:g}, validation loss {results[name][0]:.4f}, VRMSE {results[name][1]:.4f}, "
               f"{results[name][2]:.1f} s")
     (pl, pv, ps), (al, av, as_) = results["psgd"], results["adamw"]
     print(f"PSGD / AdamW at equal steps: loss ratio {pl / al:.3f}, VRMSE ratio {pv / av:.3f} "
           f"(< 1: PSGD ahead), wall-time ratio {ps / as_:.2f}")
 
 
-def tracking_overhead(steps: int) -> None:
+def tracking_overhead(steps: int, lr: float | None = None) -> None:
     cfg, data, train_set, valid_set = setup(steps)
     c = cfg.latent_channels[0]
     objective = ReconstructionObjective(cfg.loss, train_set.normalizer)
@@ -97,7 +98,7 @@ def tracking_overhead(steps: int) -> None:
     print(f"full tracking is {100 * (off / full - 1):+.1f}% slower (target: under 3%)")
 
 
-def cache_throughput(batches: int) -> None:
+def cache_throughput(batches: int, lr: float | None = None) -> None:
     cfg, data, _, _ = setup(1)
     emulator = load_section(DataConfig, "data", REPO / "params.yaml")
     window, stride, batch_size = emulator.context + emulator.horizon, emulator.stride, 16
@@ -140,12 +141,13 @@ BENCHMARKS = {"optimizers": optimizers, "tracking": tracking_overhead, "cache": 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=100, help="training steps per run (default: %(default)s)")
+    parser.add_argument("--lr", type=float, help="learning rate of both optimizers (default: params.yaml's)")
     parser.add_argument("--only", choices=sorted(BENCHMARKS), help="run one benchmark")
     args = parser.parse_args()
     for name, bench in BENCHMARKS.items():
         if args.only in (None, name):
             print(f"== {name}")
-            bench(args.steps)
+            bench(args.steps, args.lr)
 
 
 if __name__ == "__main__":

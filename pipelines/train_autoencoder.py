@@ -138,10 +138,14 @@ def run(cfg: TrainAutoencoderConfig, data: DataConfig, latent_channels: int, pro
 def _log_figures(model: Autoencoder, objective: ReconstructionObjective, valid_set: WellWindows,
                  history: list[dict[str, float]], latent_channels: int) -> None:
     if history:
+        mlflow.flush_async_logging()
+        train_loss = mlflow.MlflowClient().get_metric_history(mlflow.active_run().info.run_id, "train/loss")
         steps = [h["step"] for h in history]
-        tracking.log_figure(plots.curves({"validation loss": (steps, [h["val/loss"] for h in history]),
-                                          "validation VRMSE (physical)": (steps, [h["val/vrmse"] for h in history])},
-                                         f"autoencoder c={latent_channels}", "value"), "plots/loss_curves.png")
+        tracking.log_figure(plots.curves({
+            "train loss": ([m.step for m in train_loss], [m.value for m in train_loss]),
+            "validation loss": (steps, [h["val/loss"] for h in history]),
+            "validation VRMSE (physical)": (steps, [h["val/vrmse"] for h in history]),
+        }, f"autoencoder c={latent_channels}", "value"), "plots/loss_curves.png")
     model.eval()
     norm = objective.normalizer
     for index in (0, len(valid_set) // 2):
