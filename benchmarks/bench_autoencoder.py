@@ -7,7 +7,7 @@
 3. emulator-style batches (windows of L latent states, stride s) read from the latent cache
    vs encoded on the fly from pixels.
 
-    python benchmarks/bench_autoencoder.py [--steps 100] [--lr LR] [--only optimizers|tracking|cache]
+    .venv/bin/python benchmarks/bench_autoencoder.py [--steps 100] [--lr LR] [--only optimizers|tracking|cache]
 
 Uses data.root and train_autoencoder from params.yaml (run `dvc repro simulate` first).
 """

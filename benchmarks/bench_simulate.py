@@ -1,7 +1,7 @@
 """Benchmark: `simulate` throughput (trajectories per second) at 64^2 and 128^2 on all
 cores, measured side by side in one run, and the wall time of the default dataset.
 
-    python benchmarks/bench_simulate.py [--trajectories 8] [--skip-default]
+    .venv/bin/python benchmarks/bench_simulate.py [--trajectories 8] [--skip-default]
 """
 
 from __future__ import annotations

@@ -283,7 +283,9 @@ def train(model: nn.Module, objective: Objective, train_data: Dataset, val_data:
                 optimizer.step()
             else:
                 skipped += 1
-            schedule.step()
+            with warnings.catch_warnings():  # a skipped first step makes torch warn of the call order
+                warnings.simplefilter("ignore", UserWarning)
+                schedule.step()
             step += 1
             if lead and (step % cfg.log_every == 0 or step == stop):
                 hooks.on_step(step, {"train/loss": float(loss.detach()), "train/grad_norm": float(norm),

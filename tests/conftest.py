@@ -18,12 +18,27 @@ REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = str(Path(sys.executable).parent)
 
 
+MLFLOW_URIS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
 def tool_env() -> dict[str, str]:
     """Environment for subprocesses: the project's console scripts (latentops, dvc) first
-    on PATH, as after `. .venv/bin/activate`."""
-    env = dict(os.environ)
+    on PATH, as after `. .venv/bin/activate`, and no MLflow store from outside the test."""
+    env = {k: v for k, v in os.environ.items() if k not in MLFLOW_URIS}
     env["PATH"] = VENV_BIN + os.pathsep + env.get("PATH", "")
     return env
+
+
+@pytest.fixture(autouse=True)
+def isolated_mlflow_store():
+    """Tests never touch the user's MLflow store, and ``mlflow.set_tracking_uri`` (which
+    also exports MLFLOW_TRACKING_URI) cannot leak one test's store into the next."""
+    saved = {name: os.environ.pop(name, None) for name in MLFLOW_URIS}
+    yield
+    for name, value in saved.items():
+        os.environ.pop(name, None)
+        if value is not None:
+            os.environ[name] = value
 
 
 def tiny_config(**changes) -> SimulateConfig:

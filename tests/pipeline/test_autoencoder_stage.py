@@ -36,7 +36,6 @@ def tiny_cfg(steps: int = 6, **train) -> TrainAutoencoderConfig:
 def workspace(tmp_path, monkeypatch, tiny_dataset):
     """A working directory with its own SQLite MLflow store."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")  # short runs still sample
     return DataConfig(root=str(tiny_dataset))
 
