@@ -1,0 +1,135 @@
+"""Latent emulators (LoLA, Rozet et al. 2025, section 3): predict a window of ``L`` states
+given some of them (the context) and the simulation parameters.
+
+Both emulators take a window ``x`` of shape ``(B, C, L, H, W)``, a boolean ``mask`` of shape
+``(B, L)`` marking the known states, and the conditioning ``cond`` of shape ``(B, P)``.
+Known states enter without noise; the binary mask is concatenated to the input as one more
+channel; known states come back unchanged.
+
+- :class:`DiffusionEmulator`: azula's rectified-flow schedule and Karras (EDM) denoiser,
+  trained by denoising score matching (the denoiser's own loss), sampled with a
+  probability-flow ODE solver (default: 3rd-order Adams-Bashforth, 16 steps).
+- :class:`NeuralSolver`: the same backbone, modulated by the parameters only, regressed
+  with MSE on the unknown states.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from azula.denoise import Denoiser, KarrasDenoiser
+from azula.noise import RectifiedSchedule
+from azula.sample import EulerSampler, HeunSampler, Sampler, vABSampler, zABSampler
+from torch import Tensor, nn
+
+from models.transformer import SpaceTimeTransformer
+
+#: Probability-flow samplers by name: ``(denoiser, order, steps) -> sampler``. ``order``
+#: applies to the Adams-Bashforth samplers only.
+SAMPLERS: dict[str, Callable[[Denoiser, int, int], Sampler]] = {
+    "zab": lambda denoiser, order, steps: zABSampler(denoiser, order=order, steps=steps, silent=True),
+    "vab": lambda denoiser, order, steps: vABSampler(denoiser, order=order, steps=steps, silent=True),
+    "euler": lambda denoiser, order, steps: EulerSampler(denoiser, steps=steps, silent=True),
+    "heun": lambda denoiser, order, steps: HeunSampler(denoiser, steps=steps, silent=True),
+}
+
+
+def random_context_mask(batch: int, length: int, rate: float = 1.0, flip: float = 0.1,
+                        generator: torch.Generator | None = None) -> Tensor:
+    """Training masks ``(B, L)``: the first ``k`` states known, ``k ~ Poisson(rate)``
+    truncated to ``[1, L - 1]``; a share ``flip`` of the masks is reversed (the last ``k``
+    known: backward-in-time prediction)."""
+    k = torch.poisson(torch.full((batch,), float(rate)), generator=generator).long().clamp(1, length - 1)
+    mask = torch.arange(length)[None, :] < k[:, None]  # (B, L)
+    flipped = torch.rand(batch, generator=generator) < flip
+    return torch.where(flipped[:, None], mask.flip(1), mask)
+
+
+def _broadcast(mask: Tensor, x: Tensor) -> Tensor:
+    return mask[:, None, :, None, None].expand_as(x)  # (B, L) -> (B, C, L, H, W)
+
+
+def time_features(t: Tensor, features: int) -> Tensor:
+    """Sinusoidal embedding ``(B, features)`` of the diffusion time (the denoiser passes
+    ``log(sigma_t / alpha_t)``)."""
+    half = features // 2
+    freqs = torch.exp(-math.log(1e3) * torch.arange(half, device=t.device, dtype=t.dtype) / half)
+    angles = t.reshape(-1, 1) * freqs
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class MaskedBackbone(nn.Module):
+    """The transformer on ``cat(where(mask, known, x), mask)``; conditioning
+    ``cat(cond, time_features(t))`` when ``time_features > 0``."""
+
+    def __init__(self, channels: int, cond_features: int, width: int, depth: int, heads: int,
+                 patch: int = 1, time_features: int = 0):
+        super().__init__()
+        self.time_features = time_features
+        self.net = SpaceTimeTransformer(channels + 1, channels, cond_features + time_features, width, depth, heads, patch)
+
+    def forward(self, x: Tensor, t: Tensor | None = None, *, mask: Tensor, known: Tensor, cond: Tensor) -> Tensor:
+        full = _broadcast(mask, x)
+        x = torch.where(full, known.to(x.dtype), x)
+        x = torch.cat([x, full[:, :1].to(x.dtype)], dim=1)  # (B, C + 1, L, H, W)
+        if self.time_features:
+            t = t.expand(x.shape[0]) if t.ndim == 0 else t
+            cond = torch.cat([cond.to(x.dtype), time_features(t.to(x.dtype), self.time_features)], dim=-1)
+        return self.net(x, cond.to(x.dtype))
+
+
+class NeuralSolver(nn.Module):
+    """Deterministic emulator: ``y = where(mask, x, f(x * mask, mask, cond))``."""
+
+    kind = "solver"
+    stochastic = False
+
+    def __init__(self, channels: int, cond_features: int, width: int = 128, depth: int = 4, heads: int = 4,
+                 patch: int = 1):
+        super().__init__()
+        self.backbone = MaskedBackbone(channels, cond_features, width, depth, heads, patch)
+
+    def forward(self, known: Tensor, mask: Tensor, cond: Tensor) -> Tensor:
+        prediction = self.backbone(torch.zeros_like(known), mask=mask, known=known, cond=cond)
+        return torch.where(_broadcast(mask, known), known, prediction)
+
+    def loss(self, x: Tensor, mask: Tensor, cond: Tensor) -> Tensor:
+        """MSE on the unknown states."""
+        unknown = ~_broadcast(mask, x)
+        return (self(x, mask, cond) - x).square()[unknown].mean()
+
+    @torch.no_grad()
+    def sample(self, known: Tensor, mask: Tensor, cond: Tensor, **_: object) -> Tensor:
+        return self(known, mask, cond)
+
+
+class DiffusionEmulator(nn.Module):
+    """Generative emulator: a Karras denoiser on a rectified-flow schedule (azula)."""
+
+    kind = "diffusion"
+    stochastic = True
+
+    def __init__(self, channels: int, cond_features: int, width: int = 128, depth: int = 4, heads: int = 4,
+                 patch: int = 1, time_features: int = 32, alpha_min: float = 1e-3, sigma_min: float = 1e-3):
+        super().__init__()
+        self.backbone = MaskedBackbone(channels, cond_features, width, depth, heads, patch, time_features)
+        self.schedule = RectifiedSchedule(alpha_min=alpha_min, sigma_min=sigma_min)
+        self.denoiser = KarrasDenoiser(self.backbone, self.schedule)
+
+    def loss(self, x: Tensor, mask: Tensor, cond: Tensor) -> Tensor:
+        """Denoising score matching at ``t ~ U(0, 1)`` (azula's weighted Karras loss)."""
+        t = torch.rand(x.shape[0], device=x.device, dtype=x.dtype)
+        return self.denoiser.loss(x, t, mask=mask, known=x, cond=cond).mean()
+
+    @torch.no_grad()
+    def sample(self, known: Tensor, mask: Tensor, cond: Tensor, sampler: str = "zab", order: int = 3,
+               steps: int = 16, generator: torch.Generator | None = None) -> Tensor:
+        """Draw the unknown states of the window; the known ones come back unchanged."""
+        solver = SAMPLERS[sampler](self.denoiser, order, steps)
+        noise = torch.randn(known.shape, generator=generator, device=known.device, dtype=known.dtype)
+        alpha, sigma = self.schedule(torch.as_tensor(solver.start, dtype=known.dtype, device=known.device))
+        x_start = torch.sqrt(alpha**2 + sigma**2) * noise  # as Sampler.init for a standardised X, seedable
+        x = solver(x_start, mask=mask, known=known, cond=cond)
+        return torch.where(_broadcast(mask, known), known, x)
