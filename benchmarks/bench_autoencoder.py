@@ -104,7 +104,7 @@ def cache_throughput(batches: int, lr: float | None = None) -> None:
     window, stride, batch_size = emulator.context + emulator.horizon, emulator.stride, 16
     pixels = WellWindows(data.root, "test", window, 0, stride, data.log_fields)
     model = model_for(cfg, len(pixels.channels), cfg.latent_channels[0]).eval()
-    autoencoder = LoadedAutoencoder(model, pixels.normalizer, version=None)  # type: ignore[arg-type]
+    autoencoder = LoadedAutoencoder(model, pixels.normalizer, "untrained", 0, "")
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "test.h5"
         whole = trajectories(data, "test")

@@ -25,7 +25,8 @@ from tqdm import tqdm
 from pipelines.config import CacheLatentsConfig, DataConfig
 from pipelines.data import WellWindows, geometric_augmentation
 from pipelines.io import atomic_path
-from pipelines.registry import LoadedAutoencoder, load_autoencoder
+from pipelines.registry import LoadedAutoencoder, load_autoencoder, load_exported_autoencoder
+from pipelines.train_autoencoder import model_dir
 from pipelines.tracking import data_hash
 from pipelines.validate import ensure_valid
 from pipelines.welldata import SPLITS, split_files
@@ -75,25 +76,30 @@ def encode_split(path: Path, windows: WellWindows, autoencoder: LoadedAutoencode
             f.attrs[key] = value
 
 
-def run(cfg: CacheLatentsConfig, data: DataConfig, latent_channels: int, version: str | int,
+def run(cfg: CacheLatentsConfig, data: DataConfig, latent_channels: int, version: str | int | None = None,
         progress: bool = True) -> Path:
-    """Encode every split with version ``version`` of ``<dataset>-autoencoder``."""
+    """Encode every split with a registered ``<dataset>-autoencoder``: version ``version``
+    from the registry, or by default the version the ``train_autoencoder`` stage exported
+    to ``data/models/<dataset>/autoencoder_c<c>``."""
     ensure_valid(data.root)
     splits = {split: trajectories(data, split) for split in SPLITS}
     dataset = splits["train"].dataset_name
-    autoencoder = load_autoencoder(dataset, version)
+    if version is None:
+        autoencoder = load_exported_autoencoder(model_dir(dataset, latent_channels))
+    else:
+        autoencoder = load_autoencoder(dataset, version)
+    label = f"{autoencoder.name} version {autoencoder.version}"
     if autoencoder.model.latent_channels != latent_channels:
-        raise ValueError(f"{autoencoder.version.name} version {version} has {autoencoder.model.latent_channels} "
-                         f"latent channels, not {latent_channels}")
+        raise ValueError(f"{label} has {autoencoder.model.latent_channels} latent channels, not {latent_channels}")
     if list(autoencoder.normalizer.channels) != splits["train"].channels:
-        raise ValueError(f"{autoencoder.version.name} version {version} was trained on channels "
-                         f"{list(autoencoder.normalizer.channels)}, the data has {splits['train'].channels}")
+        raise ValueError(f"{label} was trained on channels {list(autoencoder.normalizer.channels)}, "
+                         f"the data has {splits['train'].channels}")
     for windows in splits.values():  # encode with the autoencoder's own normalisation
         windows.normalizer = autoencoder.normalizer
     digest, _ = data_hash(data.root)
     base_attrs = {
-        "dataset": dataset, "autoencoder": autoencoder.version.name, "autoencoder_version": int(version),
-        "autoencoder_run_id": autoencoder.version.run_id or "", "data_hash": digest,
+        "dataset": dataset, "autoencoder": autoencoder.name, "autoencoder_version": autoencoder.version,
+        "autoencoder_run_id": autoencoder.run_id, "data_hash": digest,
         "latent_channels": latent_channels, "compression_rate": float(autoencoder.model.compression_rate),
         "channels": json.dumps(splits["train"].channels), "condition_names": json.dumps(splits["train"].condition_names),
     }

@@ -68,23 +68,13 @@ def _train_autoencoder(args: argparse.Namespace) -> int:
 
 
 def _cache_latents(args: argparse.Namespace) -> int:
-    import json
-
-    from pipelines import cache_latents, train_autoencoder
+    from pipelines import cache_latents
     from pipelines.config import CacheLatentsConfig
 
     cfg = load_section(CacheLatentsConfig, "cache_latents", args.params)
     data = load_section(DataConfig, "data", args.params)
-    version = args.version
-    if version is None:
-        summary = train_autoencoder.summary_path(args.latent_channels)
-        if not summary.is_file():
-            raise FileNotFoundError(f"{summary}: no trained autoencoder for c={args.latent_channels}; run "
-                                    f"`latentops train-autoencoder --latent-channels {args.latent_channels}` "
-                                    "or pass --version")
-        version = json.loads(summary.read_text())["version"]
-    output = cache_latents.run(cfg, data, args.latent_channels, version, progress=not args.quiet)
-    print(f"cache_latents: c={args.latent_channels} encoded with autoencoder version {version} into {output}")
+    output = cache_latents.run(cfg, data, args.latent_channels, args.version, progress=not args.quiet)
+    print(f"cache_latents: c={args.latent_channels} encoded into {output}")
     return 0
 
 
@@ -134,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                  "Encode every split of data.root with a registered <dataset>-autoencoder version into chunked, "
                  "compressed HDF5 under cache_latents.output/<dataset>/c<C>/.")
     p.add_argument("--latent-channels", type=int, required=True, help="latent channels c of the autoencoder")
-    p.add_argument("--version", help="registered version (default: the one metrics/autoencoder/c<C>.json names)")
+    p.add_argument("--version", help="registered version to load from the Model Registry (default: the version "
+                                     "train-autoencoder exported to data/models/<dataset>/autoencoder_c<C>)")
 
     p = _command(sub, "stats", _stats, "compute The Well's stats.yaml for a dataset directory",
                  "Compute mean/std/rms (and of one-step deltas) per field over a split and write "

@@ -8,6 +8,7 @@ context; the model's own code (``models/``) travels with it as a code path.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from mlflow.models import infer_signature
 import models
 from models.autoencoder import Autoencoder
 from pipelines.data import FieldNormalizer
+from pipelines.io import atomic_path, write_json
 from pipelines.tracking import configure, tracking_uri
 
 MODELS_CODE = str(Path(models.__file__).parent)
@@ -62,11 +64,14 @@ def register_autoencoder(model: Autoencoder, normalizer: FieldNormalizer, exampl
 @dataclass
 class LoadedAutoencoder:
     """A registered autoencoder with its normalisation: physical ``(B, C, H, W)`` states in,
-    latents ``(B, c, h, w)`` out, and back."""
+    latents ``(B, c, h, w)`` out, and back. ``name``/``version``/``run_id`` say which
+    registered version it is."""
 
     model: Autoencoder
     normalizer: FieldNormalizer
-    version: ModelVersion
+    name: str
+    version: int
+    run_id: str
 
     @torch.no_grad()
     def encode(self, states: torch.Tensor) -> torch.Tensor:
@@ -75,6 +80,12 @@ class LoadedAutoencoder:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return self.normalizer.denormalize(self.model.decode(latents), dim=1)
+
+
+def _load(uri: str, name: str, version: int, run_id: str) -> LoadedAutoencoder:
+    model = mlflow.pytorch.load_model(uri, map_location="cpu").eval()
+    metadata: dict[str, Any] = mlflow.models.get_model_info(uri).metadata or {}
+    return LoadedAutoencoder(model, FieldNormalizer.from_dict(metadata["normalizer"]), name, version, run_id)
 
 
 def load_autoencoder(dataset: str, version: str | int) -> LoadedAutoencoder:
@@ -87,7 +98,31 @@ def load_autoencoder(dataset: str, version: str | int) -> LoadedAutoencoder:
         raise ValueError(f"{name} version {version} is not in the Model Registry at {tracking_uri()}; "
                          "train it (latentops train-autoencoder) or point MLFLOW_TRACKING_URI at the "
                          "store that holds it") from None
-    uri = f"models:/{name}/{version}"
-    model = mlflow.pytorch.load_model(uri, map_location="cpu").eval()
-    metadata: dict[str, Any] = mlflow.models.get_model_info(uri).metadata or {}
-    return LoadedAutoencoder(model, FieldNormalizer.from_dict(metadata["normalizer"]), model_version)
+    return _load(f"models:/{name}/{version}", name, int(version), model_version.run_id or "")
+
+
+REGISTERED = "registered.json"  # beside MLmodel in an exported version: which version it is
+
+
+def export_version(name: str, version: str | int, destination: str | Path) -> Path:
+    """Copy registered version ``version`` of ``name`` (its MLflow model directory) to
+    ``destination``, atomically, with ``registered.json`` naming the version and run.
+
+    The training stages export what they register, so DVC tracks (and pushes) the exact
+    model a registry version holds, and the stages after them read it from there."""
+    client = configure()
+    model_version = client.get_model_version(name, str(version))
+    with atomic_path(destination) as tmp:
+        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(tmp))
+        write_json(tmp / REGISTERED, {"name": name, "version": int(version), "run_id": model_version.run_id})
+    return Path(destination)
+
+
+def load_exported_autoencoder(directory: str | Path) -> LoadedAutoencoder:
+    """Load an autoencoder exported by :func:`export_version`."""
+    directory = Path(directory)
+    if not (directory / REGISTERED).is_file():
+        raise ValueError(f"{directory}: not an exported autoencoder (no {REGISTERED}); run "
+                         "`latentops train-autoencoder` for it or pass --version to use the registry")
+    info = json.loads((directory / REGISTERED).read_text())
+    return _load(str(directory), info["name"], info["version"], info["run_id"])

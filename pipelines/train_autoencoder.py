@@ -80,6 +80,11 @@ def checkpoint_dir(dataset: str, latent_channels: int) -> Path:
     return Path("checkpoints") / dataset / f"autoencoder_c{latent_channels}"
 
 
+def model_dir(dataset: str, latent_channels: int) -> Path:
+    """Where the stage exports the version it registered (a DVC output)."""
+    return Path("data") / "models" / dataset / f"autoencoder_c{latent_channels}"
+
+
 def summary_path(latent_channels: int) -> Path:
     return Path("metrics") / "autoencoder" / f"c{latent_channels}.json"
 
@@ -89,7 +94,8 @@ def run(cfg: TrainAutoencoderConfig, data: DataConfig, latent_channels: int, pro
     """Train, track and register the autoencoder of width ``latent_channels``.
 
     Returns the summary also written to ``metrics/autoencoder/c<c>.json`` (registered
-    version, run id, final validation metrics). ``stop_at`` stops early, leaving a
+    version, run id, final validation metrics); the registered version is also exported to
+    ``data/models/<dataset>/autoencoder_c<c>`` for DVC. ``stop_at`` stops early, leaving a
     checkpoint to resume from (used to test resumption).
     """
     ensure_valid(data.root)
@@ -129,6 +135,7 @@ def run(cfg: TrainAutoencoderConfig, data: DataConfig, latent_channels: int, pro
             "seconds": round(result.seconds, 1),
             **{k.replace("/", "_"): round(v, 6) for k, v in final.items() if k != "step"},
         }
+    registry.export_version(version.name, version.version, model_dir(dataset, latent_channels))
     write_json(summary_path(latent_channels), summary)
     _write_curves(latent_channels, result.history)
     shutil.rmtree(directory, ignore_errors=True)  # registered: the checkpoints have served

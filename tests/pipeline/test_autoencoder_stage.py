@@ -48,6 +48,10 @@ def test_train_track_register_and_round_trip(workspace, tmp_path):
     assert json.loads(Path("metrics/autoencoder/c4.json").read_text())["version"] == 1
     assert Path("metrics/autoencoder/c4_curve.csv").read_text().startswith("step,val_loss,val_vrmse\n3,")
     assert not train_autoencoder.checkpoint_dir("euler_mini", 4).exists()
+    exported = train_autoencoder.model_dir("euler_mini", 4)
+    assert (exported / "MLmodel").is_file()
+    assert json.loads((exported / "registered.json").read_text()) == {
+        "name": "euler_mini-autoencoder", "version": 1, "run_id": summary["run_id"]}
 
     client = mlflow.MlflowClient()
     run = client.get_run(summary["run_id"])
@@ -114,7 +118,7 @@ def test_interrupted_run_resumes_the_same_mlflow_run(workspace):
 def test_cached_latents_equal_the_registered_encoder(workspace):
     summary = train_autoencoder.run(tiny_cfg(steps=3), workspace, latent_channels=4, progress=False)
     cfg = CacheLatentsConfig(batch_size=16, augmented_copies=1)
-    output = cache_latents.run(cfg, workspace, 4, summary["version"], progress=False)
+    output = cache_latents.run(cfg, workspace, 4, progress=False)  # the version the stage exported
     assert output == Path("data/latents/euler_mini/c4")
     assert sorted(p.name for p in output.iterdir()) == ["test.h5", "train.h5", "train_augmented.h5", "valid.h5"]
 
@@ -137,6 +141,10 @@ def test_cached_latents_equal_the_registered_encoder(workspace):
     assert augmented.shape == latents.shape
     assert not np.allclose(augmented, latents)  # flipped / permuted / rolled copies
     np.testing.assert_array_equal(augmented_cond[:, 0], cond[:, 0])  # same gamma, trajectory by trajectory
+
+    # Naming the version explicitly reads the registry itself: the same latents.
+    again = cache_latents.run(CacheLatentsConfig(batch_size=16), workspace, 4, version=summary["version"], progress=False)
+    np.testing.assert_array_equal(cache_latents.read_cache(again / "train.h5")[0], latents)
 
 
 def test_bad_config_fails_at_start_naming_the_key(workspace, tmp_path):

@@ -96,3 +96,18 @@ def test_mlproject_parses_with_mlflow():
     entry = project.get_entry_point("simulate")
     command = entry.compute_command({"workers": "1"}, storage_dir=None)
     assert command.startswith("latentops --params") and "simulate --workers 1" in command
+
+
+def test_a_fresh_clone_rebuilds_everything(project):
+    """A clone has the metrics files and dvc.lock from git, but neither the data, nor the
+    exported models, nor the MLflow store: `dvc repro` must retrain rather than trust the
+    metrics files and fail on a registry that does not know their versions."""
+    run(["dvc", "repro"], project)
+    for path in ("data/raw/euler_mini", "data/models", "data/latents/euler_mini/c4", "data/latents/euler_mini/c1",
+                 "mlartifacts", ".dvc/cache"):
+        shutil.rmtree(project / path)
+    (project / "mlflow.db").unlink()
+    out = run(["dvc", "repro"], project)
+    for stage in ("simulate", "train_autoencoder@4", "train_autoencoder@1", "cache_latents@4", "cache_latents@1"):
+        assert f"Running stage '{stage}'" in out
+    assert (project / "data/latents/euler_mini/c1/train.h5").is_file()
