@@ -40,8 +40,11 @@ def cache_dir(cfg: CacheLatentsConfig, dataset: str, latent_channels: int) -> Pa
 
 def trajectories(data: DataConfig, split: str, augment: bool = False) -> WellWindows:
     """Whole trajectories of a split as single windows: items ``x`` are ``(C, T, H, W)``."""
-    steps = min(h5py.File(path, "r")["dimensions/time"].shape[-1] for path in split_files(data.root, split))
-    return WellWindows(data.root, split, steps, 0, 1, data.log_fields,
+    lengths = []
+    for path in split_files(data.root, split):
+        with h5py.File(path, "r") as f:
+            lengths.append(f["dimensions/time"].shape[-1])
+    return WellWindows(data.root, split, min(lengths), 0, 1, data.log_fields,
                        transform=geometric_augmentation() if augment else None)
 
 
