@@ -10,17 +10,19 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import torch
 from the_well.benchmark.metrics import VRMSE
 from torch import Tensor
 
 
 def vrmse(prediction: Tensor, truth: Tensor, eps: float = 1e-7) -> Tensor:
     """VRMSE of ``(..., C, H, W)`` tensors: ``(..., C)``, one value per sample and field."""
-    spatial = 2
-    meta = SimpleNamespace(n_spatial_dims=spatial)  # all the_well's VRMSE reads of WellMetadata
-    channels_last = (lambda t: t.movedim(-spatial - 1, -1).double())
-    return VRMSE.eval(channels_last(prediction), channels_last(truth), meta, eps=eps).float()
+    meta = SimpleNamespace(n_spatial_dims=2)  # all the_well's VRMSE reads of WellMetadata
+    return VRMSE.eval(_channels_last(prediction), _channels_last(truth), meta, eps=eps).float()
+
+
+def _channels_last(t: Tensor) -> Tensor:
+    """``(..., C, H, W)`` to the_well's ``(..., H, W, C)``, in float64."""
+    return t.movedim(-3, -1).double()
 
 
 def summarize(values: Tensor, names: list[str], prefix: str) -> dict[str, float]:
