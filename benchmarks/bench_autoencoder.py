@@ -25,9 +25,9 @@ import torch
 
 from models.autoencoder import Autoencoder
 from pipelines import tracking
-from pipelines.cache_latents import encode_split, read_cache, trajectories
+from pipelines.cache_latents import encode_split, read_cache
 from pipelines.config import CacheLatentsConfig, DataConfig, TrainAutoencoderConfig, load_section
-from pipelines.data import WellWindows
+from pipelines.data import WellWindows, trajectories
 from pipelines.registry import LoadedAutoencoder
 from pipelines.train_autoencoder import ReconstructionObjective
 from pipelines.training import Hooks, train

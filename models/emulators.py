@@ -65,10 +65,11 @@ class MaskedBackbone(nn.Module):
     ``cat(cond, time_features(t))`` when ``time_features > 0``."""
 
     def __init__(self, channels: int, cond_features: int, width: int, depth: int, heads: int,
-                 patch: int = 1, time_features: int = 0):
+                 patch: int = 1, time_features: int = 0, mlp_ratio: int = 4):
         super().__init__()
         self.time_features = time_features
-        self.net = SpaceTimeTransformer(channels + 1, channels, cond_features + time_features, width, depth, heads, patch)
+        self.net = SpaceTimeTransformer(channels + 1, channels, cond_features + time_features, width, depth, heads,
+                                        patch, mlp_ratio)
 
     def forward(self, x: Tensor, t: Tensor | None = None, *, mask: Tensor, known: Tensor, cond: Tensor) -> Tensor:
         full = _broadcast(mask, x)
@@ -87,9 +88,9 @@ class NeuralSolver(nn.Module):
     stochastic = False
 
     def __init__(self, channels: int, cond_features: int, width: int = 128, depth: int = 4, heads: int = 4,
-                 patch: int = 1):
+                 patch: int = 1, mlp_ratio: int = 4):
         super().__init__()
-        self.backbone = MaskedBackbone(channels, cond_features, width, depth, heads, patch)
+        self.backbone = MaskedBackbone(channels, cond_features, width, depth, heads, patch, mlp_ratio=mlp_ratio)
 
     def forward(self, known: Tensor, mask: Tensor, cond: Tensor) -> Tensor:
         prediction = self.backbone(torch.zeros_like(known), mask=mask, known=known, cond=cond)
@@ -112,9 +113,10 @@ class DiffusionEmulator(nn.Module):
     stochastic = True
 
     def __init__(self, channels: int, cond_features: int, width: int = 128, depth: int = 4, heads: int = 4,
-                 patch: int = 1, time_features: int = 32, alpha_min: float = 1e-3, sigma_min: float = 1e-3):
+                 patch: int = 1, mlp_ratio: int = 4, time_features: int = 32, alpha_min: float = 1e-3,
+                 sigma_min: float = 1e-3):
         super().__init__()
-        self.backbone = MaskedBackbone(channels, cond_features, width, depth, heads, patch, time_features)
+        self.backbone = MaskedBackbone(channels, cond_features, width, depth, heads, patch, time_features, mlp_ratio)
         self.schedule = RectifiedSchedule(alpha_min=alpha_min, sigma_min=sigma_min)
         self.denoiser = KarrasDenoiser(self.backbone, self.schedule)
 

@@ -22,7 +22,7 @@ class WindowEmulator(Protocol):
 
 @torch.no_grad()
 def rollout(emulator: WindowEmulator, initial: Tensor, cond: Tensor, horizon: int, window: int,
-            overlap: int = 1, members: int = 1, **sample_kwargs: Any) -> Tensor:
+            overlap: int = 1, members: int = 1, bound: float | None = None, **sample_kwargs: Any) -> Tensor:
     """Roll ``horizon`` states forward from ``initial``.
 
     Args:
@@ -32,6 +32,8 @@ def rollout(emulator: WindowEmulator, initial: Tensor, cond: Tensor, horizon: in
         window: ``L``, the emulator's window length.
         overlap: known states carried from one window to the next (``1 <= overlap < L``).
         members: ensemble size; members are independent draws (identical for a solver).
+        bound: clamp predicted states to ``[-bound, bound]`` before they are fed back (the
+            autoencoder's saturation bound: real latents never leave it).
         sample_kwargs: passed to ``emulator.sample`` (sampler, order, steps, generator).
 
     Returns:
@@ -52,6 +54,8 @@ def rollout(emulator: WindowEmulator, initial: Tensor, cond: Tensor, horizon: in
         mask = torch.zeros(b * draws, window, dtype=torch.bool, device=initial.device)
         mask[:, :n_known] = True
         predicted = emulator.sample(x, mask, cond, **sample_kwargs)[:, :, n_known:]  # (B M, C, L - n_known, H, W)
+        if bound is not None:
+            predicted = predicted.clamp(-bound, bound)
         trajectory.append(predicted)
         produced += predicted.shape[2]
         known = torch.cat(trajectory, dim=2)[:, :, -overlap:]

@@ -22,30 +22,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pipelines import paths
 from pipelines.config import CacheLatentsConfig, DataConfig
-from pipelines.data import WellWindows, geometric_augmentation
+from pipelines.data import WellWindows, trajectories
 from pipelines.io import atomic_path
 from pipelines.registry import LoadedAutoencoder, load_autoencoder, load_exported_autoencoder
-from pipelines.train_autoencoder import model_dir
+from pipelines.train_autoencoder import model_name
 from pipelines.tracking import data_hash
 from pipelines.validate import ensure_valid
-from pipelines.welldata import SPLITS, split_files
+from pipelines.welldata import SPLITS
 
 STAGE = "cache_latents"
 
 
 def cache_dir(cfg: CacheLatentsConfig, dataset: str, latent_channels: int) -> Path:
     return Path(cfg.output) / dataset / f"c{latent_channels}"
-
-
-def trajectories(data: DataConfig, split: str, augment: bool = False) -> WellWindows:
-    """Whole trajectories of a split as single windows: items ``x`` are ``(C, T, H, W)``."""
-    lengths = []
-    for path in split_files(data.root, split):
-        with h5py.File(path, "r") as f:
-            lengths.append(f["dimensions/time"].shape[-1])
-    return WellWindows(data.root, split, min(lengths), 0, 1, data.log_fields,
-                       transform=geometric_augmentation() if augment else None)
 
 
 @torch.no_grad()
@@ -88,7 +79,7 @@ def run(cfg: CacheLatentsConfig, data: DataConfig, latent_channels: int, version
     splits = {split: trajectories(data, split) for split in SPLITS}
     dataset = splits["train"].dataset_name
     if version is None:
-        autoencoder = load_exported_autoencoder(model_dir(dataset, latent_channels))
+        autoencoder = load_exported_autoencoder(paths.model_dir(dataset, model_name(latent_channels)))
     else:
         autoencoder = load_autoencoder(dataset, version)
     label = f"{autoencoder.name} version {autoencoder.version}"

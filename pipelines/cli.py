@@ -78,6 +78,65 @@ def _cache_latents(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_emulator(args: argparse.Namespace) -> int:
+    from pipelines import train_emulator
+    from pipelines.config import CacheLatentsConfig, TrainEmulatorConfig
+
+    overrides = {"train.steps": args.steps} if args.steps is not None else {}
+    cfg = load_section(TrainEmulatorConfig, "train_emulator", args.params, overrides)
+    data = load_section(DataConfig, "data", args.params)
+    cache = load_section(CacheLatentsConfig, "cache_latents", args.params)
+    summary = train_emulator.run(cfg, data, cache, args.kind, args.latent_channels, progress=not args.quiet).summary
+    split = cfg.score.split
+    scores = ", ".join(f"{key.split('vrmse_')[1]}: {value:.3f} (persistence {summary[key.replace('vrmse', 'persistence')]:.3f})"
+                       for key, value in summary.items() if key.startswith(f"rollout_{split}_vrmse_"))
+    print(f"train_emulator: {train_emulator.label(args.kind, args.latent_channels)} registered as "
+          f"{summary['registered_model']} version {summary['version']}; {split} rollout VRMSE by lead window: {scores}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pipelines import evaluate
+    from pipelines.config import EvaluateConfig
+
+    cfg = load_section(EvaluateConfig, "evaluate", args.params)
+    data = load_section(DataConfig, "data", args.params)
+    outcome = evaluate.run(cfg, data, force=args.force, progress=not args.quiet)
+    print(f"evaluate: evaluated {len(outcome['evaluated'])} version(s) {outcome['evaluated']}; "
+          f"{len(outcome['skipped'])} already evaluated under the current data and settings")
+    print(f"wrote {evaluate.RESULTS}, {evaluate.CURVES}/ and reports/comparison.md")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from pipelines import evaluate, report, tracking
+    from pipelines.config import EvaluateConfig
+    from pipelines.data import trajectories
+    from pipelines.scoring import window_label
+
+    cfg = load_section(EvaluateConfig, "evaluate", args.params)
+    data = load_section(DataConfig, "data", args.params)
+    dataset = trajectories(data, cfg.split).dataset_name
+    results = evaluate.evaluated(tracking.configure(), dataset, evaluate.evaluation_key(cfg, data))
+    results += evaluate.baselines(evaluate.Truth.load(data, cfg.split, cfg.trajectories), cfg, data.stride)
+    print(report.table(results, [window_label(a, b) for a, b in cfg.lead_windows]), end="")
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from pipelines import promote
+    from pipelines.config import EvaluateConfig, PromoteConfig
+
+    cfg = load_section(PromoteConfig, "promote", args.params)
+    evaluation = load_section(EvaluateConfig, "evaluate", args.params)
+    data = load_section(DataConfig, "data", args.params)
+    decision = promote.run(cfg, evaluation, data, dry_run=args.dry_run, set_stage=args.stage)
+    print(("dry run, nothing changed: " if args.dry_run else "promote: ") + decision.reason)
+    for version, why in decision.rejected.items():
+        print(f"  {version} rejected: {why}")
+    return 0
+
+
 def _command(sub: argparse._SubParsersAction, name: str, handler: Callable[[argparse.Namespace], int],
              help: str, description: str, quiet: bool = True) -> argparse.ArgumentParser:
     """A sub-command running ``handler``; long-running ones get ``-q/--quiet``."""
@@ -127,6 +186,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", help="registered version to load from the Model Registry (default: the version "
                                      "train-autoencoder exported to data/models/<dataset>/autoencoder_c<C>)")
 
+    p = _command(sub, "train-emulator", _train_emulator,
+                 "train, score, track and register one emulator (params: train_emulator)",
+                 "Train a latent emulator (diffusion or solver, on the latent cache of --latent-channels) or the "
+                 "pixel-space neural solver with the shared training loop; score its rollouts against persistence "
+                 "on train_emulator.score.split; track it in MLflow and register it as a forecaster version of "
+                 "<dataset>-emulator. Resumes from its latest checkpoint if a previous run was interrupted.")
+    p.add_argument("--kind", required=True, choices=["diffusion", "solver", "pixel_solver"], help="emulator kind")
+    p.add_argument("--latent-channels", type=int, help="latent channels c of the autoencoder and cache "
+                                                        "(latent kinds only)")
+    p.add_argument("--steps", type=int, help="override train_emulator.train.steps")
+
+    p = _command(sub, "evaluate", _evaluate, "score every registered version the same way (params: evaluate)",
+                 "Query the Model Registry for every version of <dataset>-autoencoder and <dataset>-emulator and "
+                 "evaluate each one that has no result for the current test data and evaluate settings: VRMSE, "
+                 "power-spectrum RMSE and spread-skill per lead time, against the truth and the auto-encoded truth; "
+                 "one nested MLflow run per version with plots; a summary as eval.* tags on the version; "
+                 "metrics/evaluation.json, metrics/evaluation/*.csv and reports/comparison.{md,png}.")
+    p.add_argument("--force", action="store_true", help="re-evaluate versions that already have a result")
+
+    _command(sub, "compare", _compare, "print the comparison table of the evaluated versions",
+             "Print the comparison report (the paper's table layout) of every version evaluated under the "
+             "current evaluate settings, read from the Model Registry.", quiet=False)
+
+    p = _command(sub, "promote", _promote, "move the production alias to the best evaluated emulator (params: promote)",
+                 "Select the best evaluated <dataset>-emulator version by promote.metric among those passing the gate "
+                 "(kinds, latency ceiling, spread-skill window for diffusion) and move the 'production' alias to it "
+                 "if it beats the current production by promote.margin; the previous one becomes 'challenger'. "
+                 "The decision is recorded as an MLflow run and as promotion.* tags; a refusal says which rule "
+                 "failed.", quiet=False)
+    p.add_argument("--dry-run", action="store_true", help="show the decision, change nothing")
+    p.add_argument("--stage", action="store_true", help="also set the deprecated 'Production' stage (older UIs)")
+
     p = _command(sub, "stats", _stats, "compute The Well's stats.yaml for a dataset directory",
                  "Compute mean/std/rms (and of one-step deltas) per field over a split and write "
                  "PATH/stats.yaml.", quiet=False)
@@ -143,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # MLflow's INFO lines (database migrations, monitor start/stop) are noise here
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    if getattr(args, "quiet", False):  # no progress bars, MLflow's artifact transfers included
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

@@ -223,6 +223,133 @@ class CacheLatentsConfig:
         check(self.augmented_copies >= 0, f"{key}.augmented_copies", f"must be >= 0, got {self.augmented_copies}")
 
 
+@dataclasses.dataclass(frozen=True)
+class EmulatorModelConfig:
+    """Architecture of the emulators' space-time transformer (``models.transformer``)."""
+
+    width: int = 128
+    depth: int = 4
+    heads: int = 4
+    patch: int = 1  # spatial patch per token: 1 on latents, e.g. 8 on pixels
+    mlp_ratio: int = 4
+
+    def validate(self, key: str) -> None:
+        for name in ("width", "depth", "heads", "patch", "mlp_ratio"):
+            value = getattr(self, name)
+            check(value >= 1, f"{key}.{name}", f"must be >= 1, got {value}")
+        check(self.width % self.heads == 0, f"{key}.heads", f"must divide width {self.width}, got {self.heads}")
+        check(self.width // self.heads >= 6, f"{key}.heads",
+              f"width / heads = {self.width // self.heads} is too small for rotary embeddings over (t, x, y); "
+              "needs >= 6")
+
+
+SAMPLER_NAMES = ("zab", "vab", "euler", "heun")  # keys of models.emulators.SAMPLERS
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerConfig:
+    """Probability-flow ODE sampler of the diffusion emulator (azula)."""
+
+    name: Literal["zab", "vab", "euler", "heun"] = "zab"
+    order: int = 3  # Adams-Bashforth order (zab, vab)
+    steps: int = 16
+
+    def validate(self, key: str) -> None:
+        check(1 <= self.order <= 3, f"{key}.order", f"must be 1, 2 or 3, got {self.order}")
+        check(self.steps >= 1, f"{key}.steps", f"must be >= 1, got {self.steps}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreConfig:
+    """How rollouts are scored (``pipelines.scoring``): the first ``trajectories``
+    trajectories of ``split``, ``members`` ensemble members, metrics per lead-time window,
+    power-spectrum RMSE in ``bands`` log-spaced bands."""
+
+    split: Literal["train", "valid", "test"] = "valid"
+    trajectories: int = 8  # first N trajectories of the split
+    members: int = 4  # ensemble members (stochastic emulators)
+    lead_windows: tuple[tuple[int, int], ...] = ((1, 20), (21, 60), (61, 100))  # in stored time steps
+    bands: int = 3
+    batch: int = 4  # trajectories forecast at once
+    seed: int = 0
+
+    @property
+    def last_lead(self) -> int:
+        return max(last for _, last in self.lead_windows)
+
+    def validate(self, key: str) -> None:
+        for name in ("trajectories", "members", "bands", "batch"):
+            value = getattr(self, name)
+            check(value >= 1, f"{key}.{name}", f"must be >= 1, got {value}")
+        check(len(self.lead_windows) >= 1, f"{key}.lead_windows", "needs at least one [first, last] window")
+        for i, (first, last) in enumerate(self.lead_windows):
+            check(1 <= first <= last, f"{key}.lead_windows[{i}]",
+                  f"must be [first, last] with 1 <= first <= last, got {[first, last]}")
+
+
+EMULATOR_KINDS = ("diffusion", "solver", "pixel_solver")
+LATENT_KINDS = ("diffusion", "solver")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainEmulatorConfig:
+    """``train_emulator:`` section: latent emulators (one per kind and latent width) and the
+    pixel-space neural solver. Windows are ``data.context + data.horizon`` states every
+    ``data.stride`` stored steps; forecasts start from ``data.context`` states."""
+
+    kinds: tuple[Literal["diffusion", "solver"], ...] = LATENT_KINDS
+    context_rate: float = 1.0  # Poisson rate of the training context size (truncated to [1, L - 1])
+    flip: float = 0.1  # share of training masks reversed (backward-in-time prediction)
+    overlap: int = 1  # states carried from one rollout window to the next
+    sampler: SamplerConfig = SamplerConfig()
+    latent: EmulatorModelConfig = EmulatorModelConfig()
+    pixel: EmulatorModelConfig = EmulatorModelConfig(width=256, patch=8)
+    train: TrainConfig = TrainConfig()
+    score: ScoreConfig = ScoreConfig()
+
+    def validate(self, key: str) -> None:
+        check(len(self.kinds) >= 1, f"{key}.kinds", f"needs at least one of {list(LATENT_KINDS)}")
+        check(self.context_rate > 0, f"{key}.context_rate", f"must be > 0, got {self.context_rate}")
+        check(0 <= self.flip <= 1, f"{key}.flip", f"must be in [0, 1], got {self.flip}")
+        check(self.overlap >= 1, f"{key}.overlap", f"must be >= 1, got {self.overlap}")
+
+    def check_window(self, data: DataConfig, key: str) -> None:
+        """The rollout needs ``overlap < window`` and ``context < window``."""
+        window = data.context + data.horizon
+        check(data.horizon >= 1, "data.horizon", f"emulators need a horizon >= 1, got {data.horizon}")
+        check(self.overlap < window, f"{key}.overlap",
+              f"must be < the window of data.context + data.horizon = {window} states, got {self.overlap}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig(ScoreConfig):
+    """``evaluate:`` section: how every registered version is scored, the same way for all
+    (on the test split by default)."""
+
+    split: Literal["train", "valid", "test"] = "test"
+    members: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class PromoteConfig:
+    """``promote:`` section: the gate a candidate emulator version must pass to become
+    ``production``. Lower ``metric`` is better."""
+
+    metric: str = "vrmse_mean"  # an evaluation summary key against the truth, e.g. vrmse_61-100
+    margin: float = 0.0  # relative improvement over the current production required (0.05 = 5 %)
+    spread_skill: tuple[float, float] = (0.5, 2.0)  # allowed spread-skill ratio of stochastic emulators
+    max_seconds: float = 120.0  # latency ceiling: seconds per forecast trajectory (all members, decoded)
+    kinds: tuple[Literal["diffusion", "solver", "pixel_solver"], ...] = ("diffusion", "solver", "pixel_solver")
+
+    def validate(self, key: str) -> None:
+        check(bool(self.metric), f"{key}.metric", "must name an evaluation metric, e.g. vrmse_mean")
+        check(0 <= self.margin < 1, f"{key}.margin", f"must be in [0, 1), got {self.margin}")
+        lo, hi = self.spread_skill
+        check(0 <= lo <= hi, f"{key}.spread_skill", f"must be [low, high] with 0 <= low <= high, got {[lo, hi]}")
+        check(self.max_seconds > 0, f"{key}.max_seconds", f"must be > 0, got {self.max_seconds}")
+        check(len(self.kinds) >= 1, f"{key}.kinds", "needs at least one emulator kind")
+
+
 # --------------------------------------------------------------------------- parsing
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import torch
 import yaml
@@ -33,7 +34,7 @@ from torch import Tensor
 
 from pipelines.config import ConfigError, DataConfig
 from pipelines.validate import ensure_valid
-from pipelines.welldata import BC_TYPES
+from pipelines.welldata import BC_TYPES, split_files
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,17 @@ class WellWindows(torch.utils.data.Dataset):
         codes = sample["boundary_conditions"].long()  # (D, 2), the_well's codes
         bc = torch.nn.functional.one_hot(codes, len(BC_TYPES)).float().reshape(-1)  # (D * 2 * 3,)
         return {"x": x, "cond": torch.cat([scalars, bc])}
+
+
+def trajectories(data: DataConfig, split: str, augment: bool = False) -> WellWindows:
+    """Whole trajectories of a split as single windows: items ``x`` are ``(C, T, H, W)``
+    (``T`` the shortest trajectory's length)."""
+    lengths = []
+    for path in split_files(data.root, split):
+        with h5py.File(path, "r") as f:
+            lengths.append(f["dimensions/time"].shape[-1])
+    return WellWindows(data.root, split, min(lengths), 0, 1, data.log_fields,
+                       transform=geometric_augmentation() if augment else None)
 
 
 def _copy_dicts(tree: Any) -> Any:

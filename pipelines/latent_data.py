@@ -1,9 +1,11 @@
-"""Windows of cached latent trajectories, for training and evaluating latent emulators.
+"""Windows of whole trajectories held in memory, for training and evaluating emulators.
 
-A cache file (``cache_latents``) holds ``latents (N, T, c, h, w)`` and ``cond (N, P)``. A
-window is ``L`` states taken every ``stride`` stored steps: item
-``{"x": (c, L, h, w), "cond": (P,)}``. The whole split is loaded into memory once (latents
-are small: that is the point of caching them).
+A window is ``L`` states taken every ``stride`` stored steps: item
+``{"x": (C, L, H, W), "cond": (P,)}``. The trajectories come either from latent caches
+(``cache_latents``: ``latents (N, T, c, h, w)`` and ``cond (N, P)``, small: that is the point
+of caching them) or, for the pixel-space baseline on small datasets, from the normalised
+states of a The Well split read once, trajectory by trajectory (much faster than reading
+every window through ``WellDataset``).
 """
 
 from __future__ import annotations
@@ -16,32 +18,45 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pipelines.data import WellWindows
 
-class LatentWindows(torch.utils.data.Dataset):
-    """Every window of ``length`` states at time stride ``stride`` of one or more cache
-    files (e.g. ``train.h5`` and ``train_augmented.h5``)."""
 
-    def __init__(self, paths: Sequence[str | Path], length: int, stride: int):
+class TrajectoryWindows(torch.utils.data.Dataset):
+    """Every window of ``length`` states at time stride ``stride`` of trajectories
+    ``states (N, T, C, H, W)`` with conditioning ``cond (N, P)``."""
+
+    def __init__(self, states: Tensor, cond: Tensor, length: int, stride: int):
+        self.states, self.cond = states, cond
+        self.length, self.stride = length, stride
+        span = (length - 1) * stride
+        steps = states.shape[1]
+        if span >= steps:
+            raise ValueError(f"windows of {length} states every {stride} steps span {span + 1} steps; "
+                             f"the trajectories have {steps}")
+        self.starts = steps - span  # window start times per trajectory
+
+    @classmethod
+    def from_caches(cls, paths: Sequence[str | Path], length: int, stride: int) -> TrajectoryWindows:
+        """Latent caches (e.g. ``train.h5`` and ``train_augmented.h5``), concatenated."""
         latents, cond = [], []
         for path in paths:
             with h5py.File(path, "r") as f:
                 latents.append(f["latents"][()])
                 cond.append(f["cond"][()])
-        self.latents = torch.from_numpy(np.concatenate(latents))  # (N, T, c, h, w)
-        self.cond = torch.from_numpy(np.concatenate(cond))  # (N, P)
-        self.length, self.stride = length, stride
-        span = (length - 1) * stride
-        steps = self.latents.shape[1]
-        if span >= steps:
-            raise ValueError(f"windows of {length} states every {stride} steps span {span + 1} steps; "
-                             f"the cached trajectories have {steps}")
-        self.starts = steps - span  # window start times per trajectory
+        return cls(torch.from_numpy(np.concatenate(latents)), torch.from_numpy(np.concatenate(cond)), length, stride)
+
+    @classmethod
+    def from_trajectories(cls, trajectories: WellWindows, length: int, stride: int) -> TrajectoryWindows:
+        """The normalised states of whole trajectories (items ``(C, T, H, W)``)."""
+        items = [trajectories[i] for i in range(len(trajectories))]
+        states = torch.stack([item["x"].movedim(1, 0) for item in items])  # (N, T, C, H, W)
+        return cls(states, torch.stack([item["cond"] for item in items]), length, stride)
 
     def __len__(self) -> int:
-        return self.latents.shape[0] * self.starts
+        return self.states.shape[0] * self.starts
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         trajectory, start = divmod(index, self.starts)
         steps = torch.arange(self.length) * self.stride + start
-        x = self.latents[trajectory, steps].movedim(1, 0)  # (L, c, h, w) -> (c, L, h, w)
+        x = self.states[trajectory, steps].movedim(1, 0)  # (L, C, H, W) -> (C, L, H, W)
         return {"x": x, "cond": self.cond[trajectory]}

@@ -1,17 +1,28 @@
 """Metrics on channels-first tensors, through the_well's implementations where they match
-the paper.
+the paper (LoLA, Rozet et al. 2025, section 4 and appendix C).
 
-VRMSE (the_well): per sample and field,
-``sqrt(<(u - v)^2> / (<(u - <u>)^2> + eps))``, ``<.>`` the spatial mean; a constant
-prediction of the spatial mean scores ~1.
+- VRMSE (the_well): per sample and field, ``sqrt(<(u - v)^2> / (<(u - <u>)^2> + eps))``,
+  ``<.>`` the spatial mean; a constant prediction of the spatial mean scores ~1.
+- Power-spectrum RMSE: isotropic power spectra ``P_u``, ``P_v`` of truth and prediction
+  (the_well's ``power_spectrum`` definition, on unit-wavenumber shells); the shells are grouped into
+  ``bands`` bands evenly spaced in log-frequency (low, mid, high) and, per band,
+  ``sqrt(mean_k (1 - P_v(k) / P_u(k))^2)``.
+- Spread-skill ratio of an ensemble (Fortin et al. 2014): skill = RMSE of the ensemble mean
+  against the truth, spread = ``sqrt((M + 1) / M * unbiased ensemble variance)``, both
+  spatially averaged; ~1 calibrated, < 1 under-dispersed, > 1 over-dispersed.
 """
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
+import numpy as np
+import torch
 from the_well.benchmark.metrics import VRMSE
 from torch import Tensor
+
+BAND_NAMES = ("low", "mid", "high")
 
 
 def vrmse(prediction: Tensor, truth: Tensor, eps: float = 1e-7) -> Tensor:
@@ -23,6 +34,53 @@ def vrmse(prediction: Tensor, truth: Tensor, eps: float = 1e-7) -> Tensor:
 def _channels_last(t: Tensor) -> Tensor:
     """``(..., C, H, W)`` to the_well's ``(..., H, W, C)``, in float64."""
     return t.movedim(-3, -1).double()
+
+
+def isotropic_spectrum(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Isotropic power spectrum of ``(..., C, H, W)`` on unit-wavenumber shells
+    ``|k| in [n, n + 1)``, ``n = 1 .. min(H, W) / 2 - 1`` (the mean, k = 0, left out):
+    ``(wavenumbers (K,), spectrum (..., C, K))``, the mean of ``|FFT(x)|^2`` over each shell.
+
+    The same definition as the_well's ``power_spectrum`` (which the tests check this
+    against), computed with a scatter-add instead of its dense one-hot product, which
+    needs ``H W K`` times the memory of the input."""
+    height, width = x.shape[-2:]
+    size = min(height, width)
+    ky = torch.fft.fftfreq(height, d=1 / height, dtype=torch.float64)
+    kx = torch.fft.fftfreq(width, d=1 / width, dtype=torch.float64)
+    shell = torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2).floor().long().flatten()  # (H W,)
+    keep = (shell >= 1) & (shell < size // 2)
+    index = shell[keep] - 1
+    power = torch.fft.fft2(x.double()).abs().square().flatten(-2)[..., keep]  # (..., C, n)
+    sums = torch.zeros(*power.shape[:-1], size // 2 - 1, dtype=torch.float64).index_add_(-1, index, power)
+    counts = torch.bincount(index, minlength=size // 2 - 1).clamp(min=1)
+    return torch.arange(1, size // 2, dtype=torch.float64), sums / counts
+
+
+def band_edges(wavenumbers: Tensor, bands: int = 3) -> list[Tensor]:
+    """Masks of ``bands`` bands evenly spaced in log-frequency over ``wavenumbers``."""
+    edges = np.logspace(0, math.log10(float(wavenumbers.max()) + 1e-9), bands + 1)
+    edges[-1] += 1e-6
+    return [(wavenumbers >= lo) & (wavenumbers < hi) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def spectrum_rmse(prediction: Tensor, truth: Tensor, bands: int = 3, eps: float = 1e-12) -> Tensor:
+    """Power-spectrum RMSE per band of ``(..., C, H, W)`` tensors: ``(..., C, bands)``."""
+    k, p_true = isotropic_spectrum(truth)
+    _, p_pred = isotropic_spectrum(prediction)
+    ratio = (1 - p_pred / (p_true + eps)).square()  # (..., C, K)
+    return torch.stack([ratio[..., mask].mean(dim=-1).sqrt() for mask in band_edges(k, bands)], dim=-1).float()
+
+
+def spread_skill(ensemble: Tensor, truth: Tensor) -> tuple[Tensor, Tensor]:
+    """``(spread, skill)`` of ``ensemble (M, ..., H, W)`` against ``truth (..., H, W)``,
+    spatially averaged: ``(...)`` each. Their ratio is the spread-skill ratio."""
+    members = ensemble.shape[0]
+    ensemble, truth = ensemble.double(), truth.double()
+    skill = (ensemble.mean(dim=0) - truth).square().mean(dim=(-2, -1)).sqrt()
+    variance = ensemble.var(dim=0, unbiased=True) if members > 1 else torch.zeros_like(truth)
+    spread = ((members + 1) / members * variance).mean(dim=(-2, -1)).sqrt()
+    return spread.float(), skill.float()
 
 
 def summarize(values: Tensor, names: list[str], prefix: str) -> dict[str, float]:

@@ -14,40 +14,115 @@ from matplotlib.figure import Figure  # noqa: E402
 
 
 def curves(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: str, ylabel: str,
-           log: bool = True) -> Figure:
-    """One line per named ``(steps, values)`` series."""
+           log: bool = True, xlabel: str = "step") -> Figure:
+    """One line per named ``(x, values)`` series."""
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     for name, (x, y) in series.items():
         ax.plot(x, y, label=name)
     if log:
         ax.set_yscale("log")
-    ax.set(xlabel="step", ylabel=ylabel, title=title)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
+
+
+def _image_grid(cells: Sequence[Sequence[tuple[np.ndarray, dict]]], row_labels: Sequence[str],
+                col_labels: Sequence[str], title: str) -> Figure:
+    """A grid of ``(image (X, Y), imshow kwargs)`` cells with a colour bar each."""
+    rows, cols = len(cells), len(cells[0])
+    fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols, 2.3 * rows), squeeze=False, constrained_layout=True)
+    for i, row in enumerate(cells):
+        for j, (image, kwargs) in enumerate(row):
+            ax = axes[i, j]
+            im = ax.imshow(image.T, origin="lower", **kwargs)  # (x, y) arrays: x to the right
+            ax.set_xticks([]), ax.set_yticks([])
+            if i == 0:
+                ax.set_title(col_labels[j])
+            if j == 0:
+                ax.set_ylabel(row_labels[i])
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    fig.suptitle(title)
+    return fig
+
+
+def _triple(truth: np.ndarray, prediction: np.ndarray) -> list[tuple[np.ndarray, dict]]:
+    """Truth and prediction on the truth's colour scale, then the absolute error."""
+    scale = {"vmin": float(truth.min()), "vmax": float(truth.max()), "cmap": "viridis"}
+    return [(truth, scale), (prediction, scale), (np.abs(prediction - truth), {"cmap": "magma"})]
 
 
 def reconstruction_panel(truth: np.ndarray, prediction: np.ndarray, channels: Sequence[str],
                          title: str) -> Figure:
     """Rows: fields; columns: truth, reconstruction, absolute error. ``truth`` and
     ``prediction`` are ``(C, H, W)`` in physical units."""
-    c = len(channels)
-    fig, axes = plt.subplots(c, 3, figsize=(7.5, 2.3 * c), squeeze=False, constrained_layout=True)
-    for i, name in enumerate(channels):
-        lo, hi = float(truth[i].min()), float(truth[i].max())
-        error = np.abs(prediction[i] - truth[i])
-        for j, (image, label, kwargs) in enumerate((
-            (truth[i], "truth", {"vmin": lo, "vmax": hi, "cmap": "viridis"}),
-            (prediction[i], "reconstruction", {"vmin": lo, "vmax": hi, "cmap": "viridis"}),
-            (error, "|error|", {"cmap": "magma"}),
-        )):
-            ax = axes[i, j]
-            im = ax.imshow(image.T, origin="lower", **kwargs)  # (x, y) arrays: x to the right
-            ax.set_xticks([]), ax.set_yticks([])
-            if i == 0:
-                ax.set_title(label)
-            if j == 0:
-                ax.set_ylabel(name)
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    cells = [_triple(truth[i], prediction[i]) for i in range(len(channels))]
+    return _image_grid(cells, channels, ["truth", "reconstruction", "|error|"], title)
+
+
+def rollout_panel(truth: np.ndarray, prediction: np.ndarray, leads: Sequence[int], title: str) -> Figure:
+    """One field along a rollout. Rows: truth, prediction, absolute error; columns: lead
+    times. ``truth`` and ``prediction`` are ``(T, H, W)``, one frame per entry of ``leads``."""
+    columns = [_triple(truth[t], prediction[t]) for t in range(len(leads))]
+    cells = [[column[r] for column in columns] for r in range(3)]
+    return _image_grid(cells, ["truth", "prediction", "|error|"], [f"lead {lead}" for lead in leads], title)
+
+
+def spectra(wavenumbers: np.ndarray, truth: np.ndarray, prediction: np.ndarray, leads: Sequence[int],
+            channels: Sequence[str], title: str) -> Figure:
+    """Isotropic power spectra of truth (solid) and prediction (dashed), one panel per field,
+    one colour per lead. ``truth`` and ``prediction`` are ``(T, C, K)``."""
+    fig, axes = plt.subplots(1, len(channels), figsize=(3.2 * len(channels), 3), squeeze=False,
+                             constrained_layout=True)
+    for c, name in enumerate(channels):
+        ax = axes[0, c]
+        for t, lead in enumerate(leads):
+            line, = ax.loglog(wavenumbers, truth[t, c], label=f"lead {lead}")
+            ax.loglog(wavenumbers, prediction[t, c], "--", color=line.get_color())
+        ax.set(title=name, xlabel="wavenumber k")
+        ax.grid(alpha=0.3, which="both")
+    axes[0, 0].set_ylabel("power (solid: truth, dashed: prediction)")
+    axes[0, 0].legend(fontsize=7)
     fig.suptitle(title)
+    return fig
+
+
+def rollout_animation(truth: np.ndarray, prediction: np.ndarray, leads: Sequence[int], field: str,
+                      path: str) -> None:
+    """A GIF of one field along a rollout: truth, prediction, error side by side.
+    ``truth`` and ``prediction`` are ``(T, H, W)``."""
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.6), constrained_layout=True)
+    lo, hi = float(truth.min()), float(truth.max())
+    error = np.abs(prediction - truth)
+    images = [axes[0].imshow(truth[0].T, origin="lower", vmin=lo, vmax=hi),
+              axes[1].imshow(prediction[0].T, origin="lower", vmin=lo, vmax=hi),
+              axes[2].imshow(error[0].T, origin="lower", vmin=0, vmax=float(error.max()), cmap="magma")]
+    for ax, label in zip(axes, ("truth", "prediction", "|error|")):
+        ax.set_title(label)
+        ax.set_xticks([]), ax.set_yticks([])
+
+    def frame(t: int) -> list:
+        for image, data in zip(images, (truth, prediction, error)):
+            image.set_data(data[t].T)
+        fig.suptitle(f"{field}, lead {leads[t]}")
+        return images
+
+    FuncAnimation(fig, frame, frames=len(leads), blit=False).save(path, writer=PillowWriter(fps=4))
+    plt.close(fig)
+
+
+def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float]], title: str, ylabel: str) -> Figure:
+    """One group of bars per entry of ``groups``, one bar per named series."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(groups) * len(series) / 2), 4), constrained_layout=True)
+    width = 0.8 / max(1, len(series))
+    x = np.arange(len(groups))
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=name)
+    ax.set_xticks(x, groups, rotation=30, ha="right")
+    ax.set(ylabel=ylabel, title=title)
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend()
     return fig

@@ -3,12 +3,16 @@
 Registered names are ``<dataset>-autoencoder`` and ``<dataset>-emulator``. A registered
 autoencoder carries its normalisation (channels, log transform, mean, std) in the model's
 metadata, so it maps physical states to latents anywhere, without the training code's
-context; the model's own code (``models/``) travels with it as a code path.
+context; the model's own code (``models/``) travels with it as a code path. A registered
+emulator is a forecaster pyfunc (``pipelines.forecaster``) that bundles its autoencoder
+version, the emulator, the sampler settings and the normalisation; ``models/`` and
+``pipelines/`` travel with it.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,16 +25,24 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 import models
+import pipelines
 from models.autoencoder import Autoencoder
 from pipelines.data import FieldNormalizer
+from pipelines.forecaster import EMULATOR_FILE, PREDICT_PARAMS, Forecaster
 from pipelines.io import atomic_path, write_json
 from pipelines.tracking import configure, tracking_uri
 
 MODELS_CODE = str(Path(models.__file__).parent)
+PIPELINES_CODE = str(Path(pipelines.__file__).parent)
+FORECASTER_ENTRY = str(Path(pipelines.__file__).parent / "forecaster_entry.py")
 
 
 def autoencoder_name(dataset: str) -> str:
     return f"{dataset}-autoencoder"
+
+
+def emulator_name(dataset: str) -> str:
+    return f"{dataset}-emulator"
 
 
 def _requirements() -> list[str]:
@@ -55,10 +67,47 @@ def register_autoencoder(model: Autoencoder, normalizer: FieldNormalizer, exampl
         metadata={"normalizer": normalizer.to_dict(), "latent_channels": model.latent_channels,
                   "downsampling": model.downsampling},
     )
-    version = client.get_model_version(autoencoder_name(dataset), str(info.registered_model_version))
+    return _tag_version(client, autoencoder_name(dataset), info.registered_model_version, tags)
+
+
+def _tag_version(client: mlflow.MlflowClient, name: str, version: int | str | None,
+                 tags: dict[str, str]) -> ModelVersion:
     for key, value in tags.items():
-        client.set_model_version_tag(version.name, version.version, key, str(value))
-    return client.get_model_version(version.name, version.version)
+        client.set_model_version_tag(name, str(version), key, str(value))
+    return client.get_model_version(name, str(version))
+
+
+def register_forecaster(forecaster: Forecaster, autoencoder_dir: str | Path | None,
+                        example: dict[str, np.ndarray], dataset: str, tags: dict[str, str]) -> ModelVersion:
+    """Log ``forecaster`` as a pyfunc (:class:`~pipelines.forecaster.ForecasterModel`) to the
+    active run and register it as a new version of ``<dataset>-emulator``.
+
+    ``autoencoder_dir`` is the registered autoencoder's MLflow model directory (as exported
+    by :func:`export_version`; ``None`` for a pixel emulator); it is bundled as an
+    artifact. ``example`` is ``{"states": (1, K, H, W, C), "cond": (1, P)}``; the
+    signature has the forecast params (horizon, members, seed) as a ParamSchema.
+    """
+    client = configure()
+    forecaster.to("cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = {"emulator": str(forecaster.save_emulator(Path(tmp) / EMULATOR_FILE))}
+        if autoencoder_dir is not None:
+            artifacts["autoencoder"] = str(autoencoder_dir)
+        params = {**PREDICT_PARAMS, "horizon": 2}
+        output = forecaster.predict(example, params)
+        info = mlflow.pyfunc.log_model(
+            name="forecaster", python_model=FORECASTER_ENTRY, artifacts=artifacts,
+            code_paths=[MODELS_CODE, PIPELINES_CODE], pip_requirements=_requirements(),
+            signature=infer_signature(example, output, params=PREDICT_PARAMS), input_example=(example, params),
+            registered_model_name=emulator_name(dataset), metadata=forecaster.settings(),
+        )
+    return _tag_version(client, emulator_name(dataset), info.registered_model_version, tags)
+
+
+def load_forecaster_model(uri: str) -> mlflow.pyfunc.PyFuncModel:
+    """A registered (``models:/<dataset>-emulator/<version>``) or exported forecaster."""
+    configure()
+    return mlflow.pyfunc.load_model(uri)
 
 
 @dataclass
@@ -84,7 +133,7 @@ class LoadedAutoencoder:
 
 def _load(uri: str, name: str, version: int, run_id: str) -> LoadedAutoencoder:
     model = mlflow.pytorch.load_model(uri, map_location="cpu").eval()
-    metadata: dict[str, Any] = mlflow.models.get_model_info(uri).metadata or {}
+    metadata: dict[str, Any] = mlflow.models.Model.load(uri).metadata or {}  # the MLmodel file: no store lookup
     return LoadedAutoencoder(model, FieldNormalizer.from_dict(metadata["normalizer"]), name, version, run_id)
 
 

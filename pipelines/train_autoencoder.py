@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from models.autoencoder import Autoencoder
-from pipelines import plots, registry, tracking
+from pipelines import paths, plots, registry, tracking
 from pipelines.config import DataConfig, TrainAutoencoderConfig
 from pipelines.data import FieldNormalizer, WellWindows, geometric_augmentation
 from pipelines.io import write_json, write_text
@@ -76,17 +76,9 @@ class ReconstructionObjective:
         return metrics
 
 
-def checkpoint_dir(dataset: str, latent_channels: int) -> Path:
-    return Path("checkpoints") / dataset / f"autoencoder_c{latent_channels}"
-
-
-def model_dir(dataset: str, latent_channels: int) -> Path:
-    """Where the stage exports the version it registered (a DVC output)."""
-    return Path("data") / "models" / dataset / f"autoencoder_c{latent_channels}"
-
-
-def summary_path(latent_channels: int) -> Path:
-    return Path("metrics") / "autoencoder" / f"c{latent_channels}.json"
+def model_name(latent_channels: int) -> str:
+    """``autoencoder_c<c>``: its checkpoints and exported copy (``pipelines.paths``)."""
+    return f"autoencoder_c{latent_channels}"
 
 
 def run(cfg: TrainAutoencoderConfig, data: DataConfig, latent_channels: int, progress: bool = True,
@@ -108,7 +100,7 @@ def run(cfg: TrainAutoencoderConfig, data: DataConfig, latent_channels: int, pro
     model = Autoencoder(len(train_set.channels), latent_channels, cfg.model.patch, cfg.model.widths,
                         cfg.model.blocks, cfg.model.attention_heads, cfg.model.dropout, cfg.model.bound)
     objective = ReconstructionObjective(cfg.loss, train_set.normalizer)
-    directory = checkpoint_dir(dataset, latent_channels)
+    directory = paths.checkpoint_dir(dataset, model_name(latent_channels))
     run_id = checkpoint_extra(latest_checkpoint(directory)).get("run_id")
     tags = {"latent_channels": str(latent_channels), "compression_rate": f"{model.compression_rate:g}"}
     with tracking.start_run(STAGE, dataset, {STAGE: cfg, "data": data}, data.root,
@@ -135,8 +127,8 @@ def run(cfg: TrainAutoencoderConfig, data: DataConfig, latent_channels: int, pro
             "seconds": round(result.seconds, 1),
             **{k.replace("/", "_"): round(v, 6) for k, v in final.items() if k != "step"},
         }
-    registry.export_version(version.name, version.version, model_dir(dataset, latent_channels))
-    write_json(summary_path(latent_channels), summary)
+    registry.export_version(version.name, version.version, paths.model_dir(dataset, model_name(latent_channels)))
+    write_json(paths.summary_path("autoencoder", f"c{latent_channels}"), summary)
     _write_curves(latent_channels, result.history)
     shutil.rmtree(directory, ignore_errors=True)  # registered: the checkpoints have served
     return summary
@@ -144,15 +136,8 @@ def run(cfg: TrainAutoencoderConfig, data: DataConfig, latent_channels: int, pro
 
 def _log_figures(model: Autoencoder, objective: ReconstructionObjective, valid_set: WellWindows,
                  history: list[dict[str, float]], latent_channels: int) -> None:
-    if history:
-        mlflow.flush_async_logging()
-        train_loss = mlflow.MlflowClient().get_metric_history(mlflow.active_run().info.run_id, "train/loss")
-        steps = [h["step"] for h in history]
-        tracking.log_figure(plots.curves({
-            "train loss": ([m.step for m in train_loss], [m.value for m in train_loss]),
-            "validation loss": (steps, [h["val/loss"] for h in history]),
-            "validation VRMSE (physical)": (steps, [h["val/vrmse"] for h in history]),
-        }, f"autoencoder c={latent_channels}", "value"), "plots/loss_curves.png")
+    tracking.log_training_curves(history, {"validation loss": "val/loss", "validation VRMSE (physical)": "val/vrmse"},
+                                 f"autoencoder c={latent_channels}")
     model.eval()
     norm = objective.normalizer
     for index in (0, len(valid_set) // 2):

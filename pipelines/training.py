@@ -158,8 +158,8 @@ class SeededItems(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> Any:
         index, seed = key
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return self.dataset[index]
+            torch.default_generator.manual_seed(seed)  # the CPU generator only: items are made on the CPU
+            return self.dataset[index]  # (torch.manual_seed would also queue CUDA seeds, slowly, and leak them)
 
 
 def seed_everything(seed: int) -> None:

@@ -70,7 +70,7 @@ def test_cli_reports_config_errors_without_traceback(tmp_path, capsys):
 
 def test_help_explains_every_command():
     result = subprocess.run(["latentops", "--help"], env=tool_env(), capture_output=True, text=True, check=True)
-    for command in ("simulate", "validate-data", "stats"):
+    for command in ("simulate", "validate-data", "train-autoencoder", "cache-latents", "train-emulator", "stats"):
         assert command in result.stdout
     result = subprocess.run([sys.executable, "-m", "pipelines.cli", "simulate", "--help"], cwd=REPO,
                             capture_output=True, text=True, check=True)
@@ -78,13 +78,42 @@ def test_help_explains_every_command():
 
 
 def test_gpu_configuration_parses_and_scales_up():
-    from pipelines.config import CacheLatentsConfig, TrainAutoencoderConfig
+    from pipelines.config import CacheLatentsConfig, TrainAutoencoderConfig, TrainEmulatorConfig
 
     gpu, cpu = REPO / "params.gpu.yaml", REPO / "params.yaml"
     assert set(yaml.safe_load(gpu.read_text())) == set(yaml.safe_load(cpu.read_text()))  # same sections
     for cls, section in ((SimulateConfig, "simulate"), (DataConfig, "data"),
-                         (TrainAutoencoderConfig, "train_autoencoder"), (CacheLatentsConfig, "cache_latents")):
+                         (TrainAutoencoderConfig, "train_autoencoder"), (CacheLatentsConfig, "cache_latents"),
+                         (TrainEmulatorConfig, "train_emulator")):
         load_section(cls, section, gpu)
     ae = load_section(TrainAutoencoderConfig, "train_autoencoder", gpu)
     assert ae.model.downsampling == 32 and ae.train.device == "cuda" and ae.train.optim.optimizer == "psgd"
     assert [5 * 32**2 // c for c in ae.latent_channels] == [80, 320, 1280]  # the paper's rates at 512^2
+    emulator, small = load_section(TrainEmulatorConfig, "train_emulator", gpu), load_section(TrainEmulatorConfig, "train_emulator", cpu)
+    assert (emulator.latent.width, emulator.latent.depth, emulator.pixel.width) == (1024, 16, 2048)  # paper, table 5
+    assert emulator.pixel.width == 2 * emulator.latent.width and small.pixel.width == 2 * small.latent.width
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ({"kinds": ["gan"]}, "train_emulator.kinds[0]: must be one of ['diffusion', 'solver'], got 'gan'"),
+    ({"sampler": {"name": "ddpm"}}, "train_emulator.sampler.name: must be one of ['zab', 'vab', 'euler', 'heun']"),
+    ({"sampler": {"order": 4}}, "train_emulator.sampler.order: must be 1, 2 or 3, got 4"),
+    ({"latent": {"width": 100, "heads": 3}}, "train_emulator.latent.heads: must divide width 100, got 3"),
+    ({"pixel": {"width": 16, "heads": 4}}, "train_emulator.pixel.heads: width / heads = 4 is too small"),
+    ({"flip": 1.5}, "train_emulator.flip: must be in [0, 1], got 1.5"),
+    ({"score": {"lead_windows": [[20, 1]]}}, "train_emulator.score.lead_windows[0]: must be [first, last] with 1 <= first <= last"),
+])
+def test_bad_emulator_values_name_the_key(tmp_path, section, message):
+    from pipelines.config import TrainEmulatorConfig
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"train_emulator": section}))
+    with pytest.raises(ConfigError, match=".*" + message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+        load_section(TrainEmulatorConfig, "train_emulator", path)
+
+
+def test_an_overlap_as_long_as_the_window_is_refused():
+    from pipelines.config import TrainEmulatorConfig
+
+    with pytest.raises(ConfigError, match=r"train_emulator.overlap: must be < the window of data.context \+ data.horizon = 5"):
+        TrainEmulatorConfig(overlap=5).check_window(DataConfig(), "train_emulator")

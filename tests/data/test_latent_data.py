@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.latent_data import LatentWindows
+from pipelines.latent_data import TrajectoryWindows
 
 
 def write_cache(path, n: int, steps: int = 21, seed: int = 0) -> np.ndarray:
@@ -20,7 +20,7 @@ def write_cache(path, n: int, steps: int = 21, seed: int = 0) -> np.ndarray:
 
 def test_windows_follow_the_stride(tmp_path):
     latents = write_cache(tmp_path / "train.h5", n=3)
-    windows = LatentWindows([tmp_path / "train.h5"], length=5, stride=4)
+    windows = TrajectoryWindows.from_caches([tmp_path / "train.h5"], length=5, stride=4)
     assert len(windows) == 3 * (21 - 16)
     item = windows[7]  # trajectory 1, start 2
     assert item["x"].shape == (2, 5, 3, 3)  # (c, L, h, w)
@@ -32,7 +32,7 @@ def test_windows_follow_the_stride(tmp_path):
 def test_several_files_are_concatenated(tmp_path):
     write_cache(tmp_path / "train.h5", n=2)
     augmented = write_cache(tmp_path / "train_augmented.h5", n=2, seed=1)
-    windows = LatentWindows([tmp_path / "train.h5", tmp_path / "train_augmented.h5"], length=2, stride=1)
+    windows = TrajectoryWindows.from_caches([tmp_path / "train.h5", tmp_path / "train_augmented.h5"], length=2, stride=1)
     assert len(windows) == 4 * 20
     last = windows[len(windows) - 1]
     assert torch.equal(last["x"], torch.from_numpy(augmented[1, [19, 20]].transpose(1, 0, 2, 3)))
@@ -41,7 +41,20 @@ def test_several_files_are_concatenated(tmp_path):
 
 def test_too_long_windows_are_refused(tmp_path):
     write_cache(tmp_path / "train.h5", n=1, steps=9)
-    assert len(LatentWindows([tmp_path / "train.h5"], length=5, stride=2)) == 1  # exactly one window fits
+    assert len(TrajectoryWindows.from_caches([tmp_path / "train.h5"], length=5, stride=2)) == 1  # exactly one window fits
     write_cache(tmp_path / "short.h5", n=1, steps=8)
-    with pytest.raises(ValueError, match="windows of 5 states every 2 steps span 9 steps; the cached trajectories have 8"):
-        LatentWindows([tmp_path / "short.h5"], length=5, stride=2)
+    with pytest.raises(ValueError, match="windows of 5 states every 2 steps span 9 steps; the trajectories have 8"):
+        TrajectoryWindows.from_caches([tmp_path / "short.h5"], length=5, stride=2)
+
+
+def test_pixel_windows_from_whole_trajectories_equal_the_wells_windows(tiny_dataset):
+    from pipelines.config import DataConfig
+    from pipelines.data import WellWindows, trajectories
+
+    data = DataConfig(root=str(tiny_dataset))
+    ours = TrajectoryWindows.from_trajectories(trajectories(data, "train"), length=5, stride=4)
+    theirs = WellWindows(data.root, "train", 5, 0, 4, data.log_fields)
+    assert len(ours) == len(theirs)
+    for index in (0, 7, len(ours) - 1):
+        torch.testing.assert_close(ours[index]["x"], theirs[index]["x"])
+        torch.testing.assert_close(ours[index]["cond"], theirs[index]["cond"])

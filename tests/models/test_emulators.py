@@ -18,6 +18,7 @@ def emulators() -> dict[str, torch.nn.Module]:
     return {
         "diffusion": randomize(DiffusionEmulator(C, P, width=16, depth=2, heads=2, time_features=8)).eval(),
         "solver": randomize(NeuralSolver(C, P, width=16, depth=2, heads=2)).eval(),
+        "pixel_solver": randomize(NeuralSolver(C, P, width=16, depth=2, heads=2, patch=4)).eval(),  # 4^2 patches
     }
 
 
@@ -43,12 +44,12 @@ def test_diffusion_members_differ_and_solver_members_agree():
     assert torch.equal(solver[:, :, :, :1], initial[:, None].expand(-1, 3, -1, -1, -1, -1))
 
 
-@pytest.mark.parametrize("kind", ["diffusion", "solver"])
-def test_hundred_step_rollout_stays_finite(kind):
+@pytest.mark.parametrize(("kind", "size"), [("diffusion", 4), ("solver", 4), ("pixel_solver", 16)])
+def test_hundred_step_rollout_stays_finite(kind, size):
     emulator = emulators()[kind]
-    out = rollout(emulator, torch.randn(1, C, 1, 4, 4), torch.randn(1, P), horizon=100, window=L, overlap=1,
+    out = rollout(emulator, torch.randn(1, C, 1, size, size), torch.randn(1, P), horizon=100, window=L, overlap=1,
                   members=2, **({"steps": 2} if kind == "diffusion" else {}))
-    assert out.shape == (1, 2, C, 101, 4, 4)
+    assert out.shape == (1, 2, C, 101, size, size)
     assert torch.isfinite(out).all()
 
 
@@ -93,3 +94,13 @@ def test_random_context_masks():
     assert 0.2 < backward.float().mean() < 0.3
     # Known states are contiguous at one end.
     assert all(m[: int(n)].all() for m, n in zip(masks[forward], known[forward]))
+
+
+def test_a_bounded_rollout_stays_inside_the_latent_bound():
+    emulator = emulators()["solver"]
+    with torch.no_grad():
+        emulator.backbone.net.head.bias.fill_(50.0)  # predicts far outside the bound
+    out = rollout(emulator, torch.zeros(1, C, 1, 4, 4), torch.randn(1, P), horizon=8, window=L, bound=5.0)
+    assert out[:, :, :, 1:].abs().max() == 5.0
+    free = rollout(emulator, torch.zeros(1, C, 1, 4, 4), torch.randn(1, P), horizon=8, window=L)
+    assert free.abs().max() > 5.0

@@ -3,7 +3,6 @@ optimizer mapping."""
 
 from __future__ import annotations
 
-import math
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from torch import Tensor
 from pipelines.config import OptimConfig, TrainConfig
 from pipelines.training import OPTIMIZERS, Hooks, StepBatches, cosine_with_warmup, latest_checkpoint, train
 from tests.conftest import REPO, tool_env
-from tests.models.resume_job import MSE, make
+from tests.models.resume_job import make
 
 STEPS = 8
 

@@ -15,22 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines import cache_latents, train_autoencoder
-from pipelines.config import (AutoencoderModelConfig, CacheLatentsConfig, ConfigError, DataConfig, OptimConfig,
-                              TrainAutoencoderConfig, TrainConfig)
+from pipelines import cache_latents, paths, train_autoencoder
+from pipelines.config import AutoencoderModelConfig, CacheLatentsConfig, ConfigError, DataConfig, TrainAutoencoderConfig
 from pipelines.registry import autoencoder_name, load_autoencoder
-from tests.conftest import REPO, tool_env
-
-TINY_MODEL = AutoencoderModelConfig(patch=2, widths=(8, 16), blocks=(1, 1), attention_heads=2)
-
-
-def tiny_cfg(steps: int = 6, **train) -> TrainAutoencoderConfig:
-    return TrainAutoencoderConfig(
-        latent_channels=(4, 2), model=TINY_MODEL,
-        train=TrainConfig(steps=steps, batch_size=8, device="cpu", val_every=3, val_batches=1,
-                          checkpoint_every=3, log_every=1, optim=OptimConfig(optimizer="adamw", warmup=1), **train),
-    )
-
+from tests.conftest import tool_env
+from tests.pipeline.conftest import TINY_MODEL, tiny_cfg
 
 @pytest.fixture
 def workspace(tmp_path, monkeypatch, tiny_dataset):
@@ -47,8 +36,8 @@ def test_train_track_register_and_round_trip(workspace, tmp_path):
     assert summary["compression_rate"] == pytest.approx(5 * 4**2 / 4)  # C f^2 / c = 20
     assert json.loads(Path("metrics/autoencoder/c4.json").read_text())["version"] == 1
     assert Path("metrics/autoencoder/c4_curve.csv").read_text().startswith("step,val_loss,val_vrmse\n3,")
-    assert not train_autoencoder.checkpoint_dir("euler_mini", 4).exists()
-    exported = train_autoencoder.model_dir("euler_mini", 4)
+    assert not paths.checkpoint_dir("euler_mini", train_autoencoder.model_name(4)).exists()
+    exported = paths.model_dir("euler_mini", train_autoencoder.model_name(4))
     assert (exported / "MLmodel").is_file()
     assert json.loads((exported / "registered.json").read_text()) == {
         "name": "euler_mini-autoencoder", "version": 1, "run_id": summary["run_id"]}
@@ -104,7 +93,7 @@ def test_interrupted_run_resumes_the_same_mlflow_run(workspace):
     cfg = tiny_cfg(steps=6)
     partial = train_autoencoder.run(cfg, workspace, latent_channels=2, progress=False, stop_at=3)
     assert partial["finished"] is False and partial["step"] == 3
-    assert train_autoencoder.checkpoint_dir("euler_mini", 2).is_dir()
+    assert paths.checkpoint_dir("euler_mini", train_autoencoder.model_name(2)).is_dir()
     summary = train_autoencoder.run(cfg, workspace, latent_channels=2, progress=False)
     assert summary["run_id"] == partial["run_id"]
     assert summary["steps"] == 6

@@ -1,6 +1,8 @@
 """The real DVC pipeline on a copy of the project with tiny parameters: `dvc repro` builds
-the dataset, trains and registers the autoencoders and caches their latents; a second run
-does nothing; `dvc push`/`pull` round-trip through the default remote."""
+the dataset, trains and registers the autoencoders, caches their latents, trains and
+registers every emulator, evaluates them all and promotes one; a second run does nothing;
+`dvc push`/`pull` round-trip through the default remote; a parameter change reruns only the
+stages that read it; a fresh clone (no data, models or store) rebuilds everything."""
 
 from __future__ import annotations
 
@@ -43,15 +45,37 @@ def project(tmp_path) -> Path:
     ae["latent_channels"] = [4, 1]
     ae["model"].update(patch=2, widths=[8, 16], blocks=[1, 1], attention_heads=2)
     ae["train"].update(steps=4, batch_size=8, val_every=2, val_batches=1, checkpoint_every=2, device="cpu")
+    emulator = params["train_emulator"]
+    emulator["sampler"]["steps"] = 2
+    emulator["latent"].update(width=12, depth=1, heads=2)
+    emulator["pixel"].update(width=12, depth=1, heads=2, patch=8)
+    emulator["train"].update(steps=2, batch_size=8, val_every=2, val_batches=1, checkpoint_every=2, device="cpu")
+    emulator["score"].update(trajectories=1, members=2)
+    params["evaluate"].update(trajectories=1, members=2)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], dest)
     return dest
 
 
-def test_repro_twice_then_push_and_pull(project):
+STAGES = ("simulate", "train_autoencoder@4", "train_autoencoder@1", "cache_latents@4", "cache_latents@1",
+          "train_emulator@diffusion-4", "train_emulator@diffusion-1", "train_emulator@solver-4",
+          "train_emulator@solver-1", "train_pixel_solver", "evaluate", "promote")
+
+
+def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
     out = run(["dvc", "repro"], project)
-    for stage in ("simulate", "train_autoencoder@4", "train_autoencoder@1", "cache_latents@4", "cache_latents@1"):
+    for stage in STAGES:
         assert f"Running stage '{stage}'" in out
+    summary = json.loads((project / "metrics/emulator/diffusion_c1.json").read_text())
+    assert summary["kind"] == "diffusion" and summary["registered_model"] == "euler_mini-emulator"
+    assert (project / "data/models/euler_mini/emulator_pixel_solver/MLmodel").is_file()
+    report = (project / "reports/comparison.md").read_text()  # the whole compression sweep, compared
+    for row in ("| autoencoder | 20 |", "| autoencoder | 80 |", "| diffusion | 20 |", "| neural solver (latent) | 80 |",
+                "| neural solver (pixel) | 1 |", "| persistence (baseline) |"):
+        assert row in report
+    evaluation = json.loads((project / "metrics/evaluation.json").read_text())
+    assert len(evaluation) == 2 + 5 + 1  # autoencoders, emulators, persistence
+    assert json.loads((project / "metrics/promotion.json").read_text())["promoted"] is True  # no production before
     assert json.loads((project / "metrics/autoencoder/c1.json").read_text())["compression_rate"] == 5 * 16 / 1
     assert (project / "data/latents/euler_mini/c4/test.h5").is_file()
     assert (project / "mlflow.db").is_file()
@@ -78,15 +102,25 @@ def test_repro_twice_then_push_and_pull(project):
     run(["dvc", "pull"], project)
     assert tree_digest(dataset) == before
 
-
-def test_changing_a_parameter_reruns_the_stage(project):
-    run(["dvc", "repro"], project)
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["cache_latents"]["batch_size"] = 7
+    params["evaluate"]["members"] = 3
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro"], project)  # only the stages that read the changed section run again
+    assert "Running stage 'evaluate'" in out
+    assert not any(f"Running stage '{stage}'" in out for stage in STAGES[:-2])
+
+    # A fresh clone has the metrics files and dvc.lock from git, but neither the data, nor
+    # the exported models, nor the MLflow store: `dvc repro` must retrain rather than trust
+    # the metrics files and fail on a registry that does not know their versions.
+    for path in ("data/raw/euler_mini", "data/models", "data/latents/euler_mini/c4", "data/latents/euler_mini/c1",
+                 "mlartifacts", ".dvc/cache"):
+        shutil.rmtree(project / path)
+    (project / "mlflow.db").unlink()
     out = run(["dvc", "repro"], project)
-    assert "Running stage 'cache_latents@4'" in out and "Running stage 'cache_latents@1'" in out
-    assert "Running stage 'simulate'" not in out and "Running stage 'train_autoencoder" not in out
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in out
+    assert (project / "data/latents/euler_mini/c1/train.h5").is_file()
+    assert (project / "data/models/euler_mini/emulator_solver_c4/registered.json").is_file()
 
 
 def test_mlproject_parses_with_mlflow():
@@ -96,18 +130,3 @@ def test_mlproject_parses_with_mlflow():
     entry = project.get_entry_point("simulate")
     command = entry.compute_command({"workers": "1"}, storage_dir=None)
     assert command.startswith("latentops --params") and "simulate --workers 1" in command
-
-
-def test_a_fresh_clone_rebuilds_everything(project):
-    """A clone has the metrics files and dvc.lock from git, but neither the data, nor the
-    exported models, nor the MLflow store: `dvc repro` must retrain rather than trust the
-    metrics files and fail on a registry that does not know their versions."""
-    run(["dvc", "repro"], project)
-    for path in ("data/raw/euler_mini", "data/models", "data/latents/euler_mini/c4", "data/latents/euler_mini/c1",
-                 "mlartifacts", ".dvc/cache"):
-        shutil.rmtree(project / path)
-    (project / "mlflow.db").unlink()
-    out = run(["dvc", "repro"], project)
-    for stage in ("simulate", "train_autoencoder@4", "train_autoencoder@1", "cache_latents@4", "cache_latents@1"):
-        assert f"Running stage '{stage}'" in out
-    assert (project / "data/latents/euler_mini/c1/train.h5").is_file()

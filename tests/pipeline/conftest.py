@@ -1,0 +1,86 @@
+"""Fixtures of the stage tests: a tiny registered autoencoder, its latent cache and the three
+emulator kinds trained on them, built once for the package in one MLflow store."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipelines import cache_latents, train_autoencoder, train_emulator
+from pipelines.config import (AutoencoderModelConfig, CacheLatentsConfig, DataConfig, EmulatorModelConfig,
+                              OptimConfig, SamplerConfig, ScoreConfig, TrainAutoencoderConfig, TrainConfig,
+                              TrainEmulatorConfig)
+
+TINY_MODEL = AutoencoderModelConfig(patch=2, widths=(8, 16), blocks=(1, 1), attention_heads=2)
+
+
+def tiny_cfg(steps: int = 6, **train) -> TrainAutoencoderConfig:
+    return TrainAutoencoderConfig(
+        latent_channels=(4, 2), model=TINY_MODEL,
+        train=TrainConfig(steps=steps, batch_size=8, device="cpu", val_every=3, val_batches=1,
+                          checkpoint_every=3, log_every=1, optim=OptimConfig(optimizer="adamw", warmup=1), **train),
+    )
+
+
+@contextlib.contextmanager
+def inside(root: Path) -> Iterator[None]:
+    """Work in ``root`` with its own MLflow store (for fixtures wider than a test)."""
+    saved, uri = Path.cwd(), os.environ.get("MLFLOW_TRACKING_URI")
+    os.chdir(root)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    try:
+        yield
+    finally:
+        os.chdir(saved)
+        os.environ.pop("MLFLOW_TRACKING_URI")
+        if uri is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = uri
+
+
+TINY = EmulatorModelConfig(width=12, depth=1, heads=2)
+CACHE = CacheLatentsConfig(batch_size=32)
+
+
+def tiny_emulator_cfg(steps: int = 4) -> TrainEmulatorConfig:
+    return TrainEmulatorConfig(
+        sampler=SamplerConfig(steps=3), latent=TINY, pixel=dataclasses.replace(TINY, width=24, patch=8),
+        train=TrainConfig(steps=steps, batch_size=8, device="cpu", val_every=2, val_batches=1, checkpoint_every=2,
+                          log_every=1, optim=OptimConfig(optimizer="adamw", warmup=1)),
+        score=ScoreConfig(trajectories=2, members=2, lead_windows=((1, 20), (21, 100))),
+    )
+
+
+@pytest.fixture(scope="package")
+def latent_workspace(tmp_path_factory, tiny_dataset):
+    """A directory with a SQLite store holding a tiny autoencoder (c = 4) and its cache."""
+    root = tmp_path_factory.mktemp("emulators")
+    data = DataConfig(root=str(tiny_dataset))
+    with inside(root):
+        train_autoencoder.run(tiny_cfg(steps=2), data, latent_channels=4, progress=False)
+        cache_latents.run(CACHE, data, 4, progress=False)
+    return root, data
+
+
+@pytest.fixture
+def workspace(latent_workspace, monkeypatch):
+    root, data = latent_workspace
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    return data
+
+
+@pytest.fixture(scope="package")
+def trained(latent_workspace):
+    """The three kinds, trained once: kind -> Trained."""
+    root, data = latent_workspace
+    with inside(root):
+        return {kind: train_emulator.run(tiny_emulator_cfg(), data, CACHE, kind, None if kind == "pixel_solver" else 4,
+                                         progress=False)
+                for kind in ("solver", "diffusion", "pixel_solver")}
+
+

@@ -1,0 +1,151 @@
+"""train_emulator end to end on a real MLflow store (SQLite), a tiny Clawpack dataset, a
+tiny registered autoencoder and its real latent cache: tracking, rollout scoring,
+registration as a forecaster, a fresh process predicting the same trajectory, and a REST
+call to `mlflow models serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+
+from pipelines import paths, train_emulator
+from pipelines.config import DataConfig
+from pipelines.registry import emulator_name, load_forecaster_model
+from tests.conftest import tool_env
+from tests.pipeline.conftest import CACHE, tiny_emulator_cfg
+
+def test_each_kind_is_tracked_scored_and_registered(trained, workspace):
+    client = mlflow.MlflowClient()
+    for kind, result in trained.items():
+        summary = result.summary
+        name = train_emulator.label(kind, None if kind == "pixel_solver" else 4)
+        assert summary["registered_model"] == emulator_name("euler_mini")
+        assert json.loads(Path(f"metrics/emulator/{name}.json").read_text())["version"] == summary["version"]
+        assert Path(f"metrics/emulator/{name}_rollout.csv").read_text().startswith("lead,vrmse,persistence\n4,")
+        exported = paths.model_dir("euler_mini", train_emulator.model_name(name))
+        assert (exported / "MLmodel").is_file() and (exported / "registered.json").is_file()
+        assert not paths.checkpoint_dir("euler_mini", train_emulator.model_name(name)).exists()
+
+        version = client.get_model_version(summary["registered_model"], str(summary["version"]))
+        tags = version.tags
+        assert tags["kind"] == kind and tags["run_id"] == summary["run_id"] and len(tags["data_hash"]) == 32
+        if kind == "pixel_solver":
+            assert (tags["latent_channels"], tags["compression_rate"], tags["autoencoder_version"]) == ("none", "1", "none")
+        else:
+            assert (tags["latent_channels"], tags["compression_rate"], tags["autoencoder_version"]) == ("4", "20", "1")
+        run = client.get_run(summary["run_id"])
+        assert run.data.tags["stage"] == "train_emulator" and run.data.tags["kind"] == kind
+        assert {"train/loss", "val/loss", "val/window_mse", "rollout_valid/vrmse_1-20",
+                "rollout_valid/persistence_21-100"} <= set(run.data.metrics)
+        leads = [m.step for m in client.get_metric_history(run.info.run_id, "rollout_valid/vrmse")]
+        assert leads == list(range(4, 101, 4))  # stride 4, 25 forecast states
+        assert {"plots/loss_curves.png", "plots/rollout_vrmse.png"} <= {
+            a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+        if kind != "pixel_solver":
+            assert any(d.dataset.name == "euler_mini-latents-c4" for d in run.inputs.dataset_inputs)
+
+
+def _inputs(data: DataConfig) -> dict[str, np.ndarray]:
+    """Two initial states in physical units, The Well's layout (B, K, H, W, C), and cond."""
+    from pipelines.data import trajectories
+
+    windows = trajectories(data, "test")
+    items = [windows[i] for i in range(2)]
+    states = np.stack([windows.normalizer.denormalize(item["x"][:, :1], dim=0).permute(1, 2, 3, 0).numpy()
+                       for item in items])
+    return {"states": states, "cond": np.stack([item["cond"].numpy() for item in items])}
+
+
+@pytest.mark.parametrize("kind", ["solver", "diffusion"])
+def test_a_fresh_process_forecasts_the_same_trajectory(trained, workspace, tmp_path, kind):
+    inputs = _inputs(workspace)
+    params = {"horizon": 6, "members": 2, "seed": 3}
+    here = trained[kind].forecaster.predict(inputs, params)  # the training process's forecaster
+    assert here.shape == (2, 2, 7, 16, 16, 5) and np.isfinite(here).all()
+    np.testing.assert_array_equal(here[:, :, 0], inputs["states"][:, None, 0].repeat(2, axis=1))
+    if kind == "diffusion":
+        assert not np.allclose(here[:, 0], here[:, 1])  # members differ
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    script = (
+        "import sys, numpy as np\n"
+        "from pipelines.registry import load_forecaster_model\n"
+        "model = load_forecaster_model(sys.argv[1])\n"
+        "inputs = dict(np.load(sys.argv[2]))\n"
+        "np.save(sys.argv[3], model.predict(inputs, params={'horizon': 6, 'members': 2, 'seed': 3}))\n"
+    )
+    uri = f"models:/euler_mini-emulator/{trained[kind].summary['version']}"
+    env = {**tool_env(), "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
+    result = subprocess.run([sys.executable, "-c", script, uri, str(tmp_path / "inputs.npz"), str(tmp_path / "there.npy")],
+                            cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "there.npy"), here, rtol=1e-5, atol=1e-5)
+
+
+def test_the_exported_version_loads_without_the_store(trained, workspace, monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
+    model = load_forecaster_model(str(paths.model_dir("euler_mini", train_emulator.model_name("solver_c4"))))
+    out = model.predict(_inputs(workspace), params={"horizon": 2})
+    np.testing.assert_allclose(out, trained["solver"].forecaster.predict(_inputs(workspace), {"horizon": 2}), rtol=1e-5)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mlflow_models_serve_answers_a_rest_forecast(trained, workspace, tmp_path):
+    port = _free_port()
+    version = trained["solver"].summary["version"]
+    env = {**tool_env(), "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
+    server = subprocess.Popen(["mlflow", "models", "serve", "-m", f"models:/euler_mini-emulator/{version}",
+                               "--env-manager", "local", "--host", "127.0.0.1", "-p", str(port)],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None, server.stdout.read()
+                assert time.monotonic() < deadline, "the server did not come up in 120 s"
+                time.sleep(1)
+        inputs = _inputs(workspace)
+        body = json.dumps({"inputs": {k: v.tolist() for k, v in inputs.items()}, "params": {"horizon": 4}}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            predictions = np.asarray(json.loads(response.read())["predictions"])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert predictions.shape == (2, 1, 5, 16, 16, 5)  # (B, M, K + T, H, W, C)
+    expected = trained["solver"].forecaster.predict(inputs, {"horizon": 4})
+    np.testing.assert_allclose(predictions, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_bad_requests_are_clear_errors(trained, workspace):
+    cfg = tiny_emulator_cfg()
+    with pytest.raises(ValueError, match="solver: needs --latent-channels"):
+        train_emulator.run(cfg, workspace, CACHE, "solver", None, progress=False)
+    with pytest.raises(ValueError, match="pixel_solver: takes no --latent-channels"):
+        train_emulator.run(cfg, workspace, CACHE, "pixel_solver", 4, progress=False)
+    with pytest.raises(ValueError, match="data/models/euler_mini/autoencoder_c2: not an exported autoencoder"):
+        train_emulator.run(cfg, workspace, CACHE, "diffusion", 2, progress=False)
+    with pytest.raises(ValueError, match="unknown emulator kind 'gan'"):
+        train_emulator.run(cfg, workspace, CACHE, "gan", 4, progress=False)
+    inputs = _inputs(workspace)
+    with pytest.raises(ValueError, match="cond has 3 entries; this forecaster expects 13"):
+        trained["solver"].forecaster.predict({"states": inputs["states"], "cond": inputs["cond"][:, :3]})

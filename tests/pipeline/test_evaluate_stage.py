@@ -1,0 +1,166 @@
+"""evaluate and promote on a real MLflow store with the tiny registered autoencoder and
+emulators: every version scored once (a second run evaluates nothing, a new version alone),
+nested runs with lead-time curves and plots, the comparison report, and a gated promotion
+whose production alias loads in a fresh process."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from pipelines import evaluate, promote, report, train_emulator
+from pipelines.config import EvaluateConfig, PromoteConfig
+from tests.conftest import tool_env
+from tests.pipeline.conftest import CACHE, tiny_emulator_cfg
+
+EVAL = EvaluateConfig(trajectories=2, members=3, lead_windows=((1, 20), (21, 100)), batch=2)
+NAME = "euler_mini-emulator"
+
+
+@pytest.fixture
+def evaluated_once(trained, workspace):
+    """The first evaluation of the workspace's registry (kept for the module)."""
+    return evaluate.run(EVAL, workspace, progress=False)
+
+
+def test_every_version_is_evaluated_once_then_a_new_one_alone(evaluated_once, trained, workspace):
+    first = evaluated_once
+    labels = {r["label"] for r in first["results"] if r["kind"] != "persistence"}
+    assert labels == {"autoencoder_c4_v1", "solver_c4_v1", "diffusion_c4_v2", "pixel_solver_v3"}
+    assert any(r["label"] == "persistence" for r in first["results"])  # the baseline row
+    assert set(first["evaluated"]) == labels  # nothing was evaluated before
+
+    again = evaluate.run(EVAL, workspace, progress=False)
+    assert again["evaluated"] == [] and set(again["skipped"]) == labels
+
+    extra = train_emulator.run(tiny_emulator_cfg(steps=2), workspace, CACHE, "solver", 4, progress=False)
+    third = evaluate.run(EVAL, workspace, progress=False)
+    assert third["evaluated"] == [f"solver_c4_v{extra.summary['version']}"]
+
+
+def test_results_runs_tags_and_report(evaluated_once, workspace):
+    results = {r["label"]: r for r in evaluated_once["results"]}
+    diffusion, solver, ae = results["diffusion_c4_v2"], results["solver_c4_v1"], results["autoencoder_c4_v1"]
+    for r in (diffusion, solver, ae):
+        m = r["metrics"]
+        assert {"vrmse_mean", "vrmse_1-20", "vrmse_21-100", "psrmse_low_21-100", "psrmse_high_1-20",
+                "seconds_per_trajectory", "vrmse_1-20/density"} <= set(m)
+    assert "spread_skill_1-20" in diffusion["metrics"] and "spread_skill_1-20" not in solver["metrics"]
+    assert "ae_truth/vrmse_1-20" in diffusion["metrics"] and "ae_truth/vrmse_1-20" not in ae["metrics"]
+    assert "ae_truth/vrmse_1-20" not in results["pixel_solver_v3"]["metrics"]
+
+    on_disk = json.loads(Path("metrics/evaluation.json").read_text())
+    assert on_disk["solver_c4_v1"]["metrics"]["vrmse_mean"] == pytest.approx(solver["metrics"]["vrmse_mean"])
+    assert Path("metrics/evaluation/solver_c4_v1.csv").read_text().startswith("lead,vrmse\n4,")
+
+    client = mlflow.MlflowClient()
+    version = client.get_model_version(NAME, "2")
+    assert version.tags["eval.key"] == evaluate.evaluation_key(EVAL, workspace)
+    assert float(version.tags["eval.vrmse_mean"]) == pytest.approx(diffusion["metrics"]["vrmse_mean"], rel=1e-5)
+    child = client.get_run(diffusion["run_id"])
+    parent = client.get_run(child.data.tags["mlflow.parentRunId"])
+    assert parent.data.tags["stage"] == "evaluate" and child.data.tags["model_version"] == "2"
+    assert [m.step for m in client.get_metric_history(child.info.run_id, "vrmse")] == list(range(4, 101, 4))
+    assert len(client.get_metric_history(child.info.run_id, "spread_skill")) == 25
+    plots = {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
+    assert {"plots/vrmse_vs_lead.png", "plots/spectra.png", "plots/rollout_density.png",
+            "plots/rollout_density.gif"} <= plots
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "report")} == {
+        "report/comparison.md", "report/comparison.png"}
+
+    markdown = Path("reports/comparison.md").read_text()
+    assert "| autoencoder | 20 |" in markdown and "| neural solver (pixel) | 1 |" in markdown
+    assert "VRMSE 61-100" not in markdown and "VRMSE 21-100" in markdown
+    assert Path("reports/comparison.png").stat().st_size > 1000
+
+
+def test_promotion_is_gated_recorded_and_loads_in_a_fresh_process(evaluated_once, workspace, tmp_path):
+    client = mlflow.MlflowClient()
+    gate = PromoteConfig()
+    dry = promote.run(gate, EVAL, workspace, dry_run=True)
+    assert dry.promoted and "no production version yet" in dry.reason
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        client.get_model_version_by_alias(NAME, "production")  # a dry run changes nothing
+
+    first = promote.run(gate, EVAL, workspace)
+    assert first.promoted
+    best = first.candidate["version"]
+    assert str(client.get_model_version_by_alias(NAME, "production").version) == str(best)
+    tags = client.get_model_version(NAME, str(best)).tags
+    assert tags["promotion.decision"] == "promoted" and tags["promotion.user"] and tags["promotion.run_id"]
+    assert json.loads(Path("metrics/promotion.json").read_text())["promoted"] is True
+
+    again = promote.run(gate, EVAL, workspace)
+    assert not again.promoted and "already production" in again.reason
+
+    other_kinds = tuple(k for k in ("diffusion", "solver", "pixel_solver") if k != first.candidate["kind"])
+    worse = promote.run(dataclasses.replace(gate, kinds=other_kinds), EVAL, workspace)
+    assert not worse.promoted and "does not beat production" in worse.reason
+    assert str(client.get_model_version_by_alias(NAME, "production").version) == str(best)
+
+    # The production alias loads in a fresh process and forecasts.
+    script = (
+        "import numpy as np, mlflow\n"
+        "from pipelines.registry import load_forecaster_model\n"
+        "model = load_forecaster_model('models:/euler_mini-emulator@production')\n"
+        "states = np.ones((1, 1, 16, 16, 5), dtype=np.float32)\n"
+        "cond = np.zeros((1, 13), dtype=np.float32); cond[0, 0] = 1.4\n"
+        "out = model.predict({'states': states, 'cond': cond}, params={'horizon': 3})\n"
+        "assert out.shape == (1, 1, 4, 16, 16, 5) and np.isfinite(out).all(), out.shape\n"
+        "print('forecast', out.shape)\n"
+    )
+    env = {**tool_env(), "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "forecast (1, 1, 4, 16, 16, 5)" in result.stdout
+
+
+def _result(version: int, kind: str, vrmse: float, seconds: float = 1.0, spread: float | None = None) -> dict:
+    metrics = {"vrmse_mean": vrmse, "seconds_per_trajectory": seconds}
+    if spread is not None:
+        metrics["spread_skill_1-20"] = spread
+    return {"version": version, "kind": kind, "metrics": metrics}
+
+
+def test_each_gate_rule_states_why_it_refuses():
+    gate = PromoteConfig(margin=0.1, max_seconds=5.0, spread_skill=(0.5, 2.0))
+    slow = _result(2, "solver", 0.1, seconds=9.0)
+    overconfident = _result(3, "diffusion", 0.1, spread=0.2)
+    decision = promote.decide([slow, overconfident], None, None, gate)
+    assert not decision.promoted
+    assert "latency 9.00 s per trajectory exceeds promote.max_seconds = 5" in decision.rejected["v2"]
+    assert "spread-skill ratio 0.200 is outside promote.spread_skill [0.5, 2]" in decision.rejected["v3"]
+    assert "no candidate passes the gate" in decision.reason
+
+    production = _result(1, "solver", 1.0)
+    close = _result(4, "solver", 0.95)  # better, but not by the 10 % margin
+    decision = promote.decide([production, close], production, 1, gate)
+    assert not decision.promoted and "does not beat production v1 (1.0000) by the margin 0.1" in decision.reason
+    clear = _result(5, "diffusion", 0.5, spread=1.0)
+    assert promote.decide([production, close, clear], production, 1, gate).candidate["version"] == 5
+
+
+def test_compare_prints_the_table(evaluated_once, workspace, capsys):
+    from pipelines.cli import main
+
+    params = Path("params.yaml")
+    params.write_text(json.dumps({"evaluate": {"trajectories": 2, "members": 3, "batch": 2,
+                                               "lead_windows": [[1, 20], [21, 100]]},
+                                  "data": {"root": workspace.root}}))
+    assert main(["--params", str(params), "compare"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("## VRMSE against the ground truth") and "| diffusion | 20 |" in out
+    assert report.latest(evaluated_once["results"])[0]["kind"] == "autoencoder"
+
+
+def test_new_settings_evaluate_everything_again(evaluated_once, workspace):
+    count = len(evaluated_once["results"]) - 1  # the persistence row is not a registered version
+    changed = evaluate.run(dataclasses.replace(EVAL, members=2), workspace, progress=False)
+    assert len(changed["evaluated"]) == count
