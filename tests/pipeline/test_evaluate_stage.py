@@ -160,7 +160,17 @@ def test_compare_prints_the_table(evaluated_once, workspace, capsys):
     assert report.latest(evaluated_once["results"])[0]["kind"] == "autoencoder"
 
 
-def test_new_settings_evaluate_everything_again(evaluated_once, workspace):
+def test_new_settings_or_force_evaluate_everything_again(evaluated_once, workspace):
+    from pipelines.cli import main
+
     count = len(evaluated_once["results"]) - 1  # the persistence row is not a registered version
     changed = evaluate.run(dataclasses.replace(EVAL, members=2), workspace, progress=False)
     assert len(changed["evaluated"]) == count
+    params = Path("params.yaml")
+    section = {"trajectories": 2, "members": 2, "batch": 2, "lead_windows": [[1, 20], [21, 100]]}
+    params.write_text(json.dumps({"evaluate": section, "data": {"root": workspace.root}}))
+    assert main(["--params", str(params), "evaluate", "--quiet"]) == 0  # same settings: nothing to do
+    assert evaluate.run(dataclasses.replace(EVAL, members=2), workspace, progress=False)["evaluated"] == []
+    assert main(["--params", str(params), "evaluate", "--quiet", "--force"]) == 0
+    assert json.loads(Path("metrics/evaluation.json").read_text())["solver_c4_v1"]["run_id"] != \
+        changed["results"][[r["label"] for r in changed["results"]].index("solver_c4_v1")]["run_id"]  # a new run
