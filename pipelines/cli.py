@@ -43,6 +43,11 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _steps_override(args: argparse.Namespace) -> dict[str, int]:
+    """``--steps`` of the training commands, as an override of ``<section>.train.steps``."""
+    return {"train.steps": args.steps} if args.steps is not None else {}
+
+
 def _stats(args: argparse.Namespace) -> int:
     from pipelines.validate import ensure_valid
     from pipelines.welldata import write_stats
@@ -57,8 +62,7 @@ def _train_autoencoder(args: argparse.Namespace) -> int:
     from pipelines import train_autoencoder
     from pipelines.config import TrainAutoencoderConfig
 
-    overrides = {"train.steps": args.steps} if args.steps is not None else {}
-    cfg = load_section(TrainAutoencoderConfig, "train_autoencoder", args.params, overrides)
+    cfg = load_section(TrainAutoencoderConfig, "train_autoencoder", args.params, _steps_override(args))
     data = load_section(DataConfig, "data", args.params)
     summary = train_autoencoder.run(cfg, data, args.latent_channels, progress=not args.quiet)
     print(f"train_autoencoder: c={args.latent_channels} (rate {summary['compression_rate']:g}) registered as "
@@ -82,8 +86,7 @@ def _train_emulator(args: argparse.Namespace) -> int:
     from pipelines import train_emulator
     from pipelines.config import CacheLatentsConfig, TrainEmulatorConfig
 
-    overrides = {"train.steps": args.steps} if args.steps is not None else {}
-    cfg = load_section(TrainEmulatorConfig, "train_emulator", args.params, overrides)
+    cfg = load_section(TrainEmulatorConfig, "train_emulator", args.params, _steps_override(args))
     data = load_section(DataConfig, "data", args.params)
     cache = load_section(CacheLatentsConfig, "cache_latents", args.params)
     summary = train_emulator.run(cfg, data, cache, args.kind, args.latent_channels, progress=not args.quiet).summary
@@ -111,14 +114,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from pipelines import evaluate, report, tracking
     from pipelines.config import EvaluateConfig
-    from pipelines.data import trajectories
-    from pipelines.scoring import window_label
+    from pipelines.scoring import Truth, window_label
 
     cfg = load_section(EvaluateConfig, "evaluate", args.params)
     data = load_section(DataConfig, "data", args.params)
-    dataset = trajectories(data, cfg.split).dataset_name
-    results = evaluate.evaluated(tracking.configure(), dataset, evaluate.evaluation_key(cfg, data))
-    results += evaluate.baselines(evaluate.Truth.load(data, cfg.split, cfg.trajectories), cfg, data.stride)
+    truth = Truth.load(data, cfg.split, cfg.trajectories)
+    results = evaluate.evaluated(tracking.configure(), truth.dataset, evaluate.evaluation_key(cfg, data))
+    results += evaluate.baselines(truth, cfg, data.stride)
     print(report.table(results, [window_label(a, b) for a, b in cfg.lead_windows]), end="")
     return 0
 

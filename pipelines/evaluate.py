@@ -34,7 +34,6 @@ from tqdm import tqdm
 
 from pipelines import plots, report, tracking
 from pipelines.config import DataConfig, EvaluateConfig
-from pipelines.data import trajectories
 from pipelines.forecaster import Forecaster
 from pipelines.io import atomic_path, write_json, write_text
 from pipelines.metrics import BAND_NAMES, isotropic_spectrum
@@ -109,7 +108,7 @@ def evaluated(client: mlflow.MlflowClient, dataset: str, key: str) -> list[dict]
     """Results of every version evaluated under ``key``, read back from its tags."""
     results = []
     for entry in registered(client, dataset):
-        version = client.get_model_version(entry.version.name, entry.version.version)
+        version = entry.version
         if version.tags.get(f"{TAG}key") != key:
             continue
         metrics = {k[len(TAG):]: float(v) for k, v in version.tags.items()
@@ -131,7 +130,7 @@ def run(cfg: EvaluateConfig, data: DataConfig, force: bool = False, progress: bo
     ensure_valid(data.root)
     key = evaluation_key(cfg, data)
     truth = Truth.load(data, cfg.split, cfg.trajectories)
-    dataset = trajectories(data, cfg.split).dataset_name
+    dataset = truth.dataset
     client = tracking.configure()
     entries = registered(client, dataset)
     todo = [e for e in entries if force or e.version.tags.get(f"{TAG}key") != key]

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from pipelines.config import DataConfig, ScoreConfig
-from pipelines.data import trajectories
+from pipelines.data import WellWindows, trajectories
 from pipelines.forecaster import Forecaster
 from pipelines.metrics import BAND_NAMES, spectrum_rmse, spread_skill, vrmse
 from pipelines.registry import LoadedAutoencoder
@@ -35,19 +35,26 @@ def window_label(first: int, last: int) -> str:
 @dataclass
 class Truth:
     """Whole trajectories to score against: physical ``states (N, C, T, H, W)``, ``cond
-    (N, P)``, field names, and the number ``context`` of initial states forecasts get."""
+    (N, P)``, field names, the number ``context`` of initial states forecasts get, and the
+    dataset's name."""
 
     states: Tensor
     cond: Tensor
     channels: list[str]
     context: int = 1
+    dataset: str = ""
 
     @classmethod
     def load(cls, data: DataConfig, split: str, count: int) -> Truth:
-        windows = trajectories(data, split)
+        return cls.from_windows(trajectories(data, split), count, data.context)
+
+    @classmethod
+    def from_windows(cls, windows: WellWindows, count: int, context: int) -> Truth:
+        """The first ``count`` whole trajectories of ``windows`` (``pipelines.data.trajectories``)."""
         items = [windows[i] for i in range(min(count, len(windows)))]
         states = windows.normalizer.denormalize(torch.stack([item["x"] for item in items]), dim=1)
-        return cls(states, torch.stack([item["cond"] for item in items]), list(windows.channels), data.context)
+        return cls(states, torch.stack([item["cond"] for item in items]), list(windows.channels), context,
+                   windows.dataset_name)
 
     def last_known(self, stride: int) -> int:
         return (self.context - 1) * stride
@@ -136,31 +143,32 @@ class _Mean:
 
 
 def forecast_batches(forecaster: Forecaster, truth: Truth, horizon: int, members: int, seed: int,
-                     batch: int) -> Iterator[tuple[slice, Tensor]]:
-    """Forecasts of ``batch`` trajectories at a time: ``(rows, predictions (b, M, T, C, H, W))``,
-    physical units."""
+                     batch: int) -> Iterator[tuple[slice, Tensor, float]]:
+    """Forecasts of ``batch`` trajectories at a time: ``(rows, predictions (b, M, T, C, H, W),
+    seconds spent forecasting them)``, physical units."""
     initial = truth.initial(forecaster.stride)
     for start in range(0, truth.states.shape[0], batch):
         rows = slice(start, start + batch)
+        began = time.perf_counter()
         out = forecaster.forecast(initial[rows], truth.cond[rows], horizon, members, seed=seed + start).cpu()
-        yield rows, out[:, :, :, initial.shape[2]:].movedim(3, 2)  # (b, M, T, C, H, W)
+        yield rows, out[:, :, :, initial.shape[2]:].movedim(3, 2), time.perf_counter() - began  # (b, M, T, C, H, W)
 
 
 @torch.no_grad()
 def score_forecaster(forecaster: Forecaster, truth: Truth, cfg: ScoreConfig) -> tuple[LeadScores, Tensor]:
     """Rollouts of every trajectory with ``cfg.members`` members (one for a deterministic
-    emulator: its members are identical). Also returns trajectory 0, member 0,
-    ``(T, C, H, W)``, for plots."""
+    emulator: its members are identical), scored batch by batch. Also returns trajectory 0,
+    member 0, ``(T, C, H, W)``, for plots."""
     leads = truth.leads(forecaster.stride, cfg.last_lead)
     targets = truth.targets(forecaster.stride, leads)  # (N, T, C, H, W)
     stochastic = bool(getattr(forecaster.emulator, "stochastic", False))
     members = cfg.members if stochastic else 1
     latent = forecaster.autoencoder is not None
     v, ps, v_ae, ps_ae, spread, skill = (_Mean() for _ in range(6))
-    began = time.perf_counter()
-    predictions = list(forecast_batches(forecaster, truth, len(leads), members, cfg.seed, cfg.batch))
-    seconds = (time.perf_counter() - began) / targets.shape[0]
-    for rows, predicted in predictions:
+    seconds, sample = 0.0, None
+    for rows, predicted, elapsed in forecast_batches(forecaster, truth, len(leads), members, cfg.seed, cfg.batch):
+        seconds += elapsed
+        sample = predicted[0, 0] if sample is None else sample
         target = targets[rows][:, None]  # (b, 1, T, C, H, W)
         v.add(vrmse(predicted, target).mean(dim=1))  # (b, T, C)
         ps.add(spectrum_rmse(predicted, target, cfg.bands).mean(dim=(1, 3)))  # (b, T, bands)
@@ -172,10 +180,17 @@ def score_forecaster(forecaster: Forecaster, truth: Truth, cfg: ScoreConfig) -> 
             s, k = spread_skill(predicted.movedim(1, 0), targets[rows])  # (b, T, C) each
             spread.add(s.mean(dim=-1))
             skill.add(k.mean(dim=-1))
-    scores = LeadScores(leads, truth.channels, v.value(), ps.value(), seconds,
+    scores = LeadScores(leads, truth.channels, v.value(), ps.value(), seconds / targets.shape[0],
                         v_ae.value() if latent else None, ps_ae.value() if latent else None,
                         spread.value() / skill.value() if stochastic and members > 1 else None)
-    return scores, predictions[0][1][0, 0]
+    return scores, sample
+
+
+def _frame_scores(prediction: Tensor, targets: Tensor, leads: list[int], channels: list[str], bands: int,
+                  seconds: float = 0.0) -> LeadScores:
+    """Scores of one prediction per target state, ``(N, T, C, H, W)`` each."""
+    return LeadScores(leads, channels, vrmse(prediction, targets).mean(dim=0),
+                      spectrum_rmse(prediction, targets, bands).mean(dim=(0, 2)), seconds)
 
 
 @torch.no_grad()
@@ -189,9 +204,7 @@ def score_autoencoder(autoencoder: LoadedAutoencoder, truth: Truth, cfg: ScoreCo
     frames = targets.flatten(0, 1)  # (N T, C, H, W)
     recon = torch.cat([autoencoder.decode(autoencoder.encode(f)) for f in frames.split(64)]).view_as(targets)
     seconds = (time.perf_counter() - began) / targets.shape[0]
-    scores = LeadScores(leads, truth.channels, vrmse(recon, targets).mean(dim=0),
-                        spectrum_rmse(recon, targets, cfg.bands).mean(dim=(0, 2)), seconds)
-    return scores, recon[0]
+    return _frame_scores(recon, targets, leads, truth.channels, cfg.bands, seconds), recon[0]
 
 
 def score_persistence(truth: Truth, cfg: ScoreConfig, stride: int) -> LeadScores:
@@ -199,5 +212,4 @@ def score_persistence(truth: Truth, cfg: ScoreConfig, stride: int) -> LeadScores
     leads = truth.leads(stride, cfg.last_lead)
     targets = truth.targets(stride, leads)  # (N, T, C, H, W)
     repeated = truth.states[:, None, :, truth.last_known(stride)].expand_as(targets)
-    return LeadScores(leads, truth.channels, vrmse(repeated, targets).mean(dim=0),
-                      spectrum_rmse(repeated, targets, cfg.bands).mean(dim=(0, 2)))
+    return _frame_scores(repeated, targets, leads, truth.channels, cfg.bands)

@@ -180,7 +180,7 @@ def run(cfg: TrainEmulatorConfig, data: DataConfig, cache: CacheLatentsConfig, k
 
         forecaster = Forecaster(kind, model.eval(), arguments, normalizer, ae_model, window, stride, cfg.overlap,
                                 cfg.sampler, scoring.condition_names)
-        truth = Truth.load(data, cfg.score.split, cfg.score.trajectories)
+        truth = Truth.from_windows(scoring, cfg.score.trajectories, data.context)
         scores, _ = score_forecaster(forecaster, truth, cfg.score)
         persistence = score_persistence(truth, cfg.score, stride)
         rollout = _rollout_summary(scores, persistence, cfg)
