@@ -139,6 +139,47 @@ def _promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from pipelines import tune
+    from pipelines.config import CacheLatentsConfig, TrainAutoencoderConfig, TrainEmulatorConfig, TuneConfig
+
+    overrides = {key: value for key, value in (("storage", args.storage), (f"{args.study}.trials", args.trials),
+                                               ("sampler.version", args.version)) if value is not None}
+    job = tune.Job(args.study, load_section(TuneConfig, "tune", args.params, overrides),
+                   load_section(DataConfig, "data", args.params),
+                   load_section(TrainAutoencoderConfig, "train_autoencoder", args.params),
+                   load_section(TrainEmulatorConfig, "train_emulator", args.params),
+                   load_section(CacheLatentsConfig, "cache_latents", args.params))
+    result = tune.run(job, workers=args.workers, name=args.name, trial=args.trial, register=args.register,
+                      progress=not args.quiet)
+    study = result.study
+    states = {}
+    for t in study.get_trials(deepcopy=False):
+        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+    print(f"tune: study {study.study_name}: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+          + f"; MLflow run {result.parent_run_id}")
+    names = tune.SamplerObjective.names if args.study == "sampler" else tune.CompressionObjective.names
+    print(("Pareto front" if len(names) > 1 else "best trial") + ":")
+    for t in sorted(result.front, key=lambda t: t.values[0]):
+        values = ", ".join(f"{n} {v:.4g}" for n, v in zip(names, t.values))
+        print(f"  trial {t.number}: {values}; {t.params}")
+    if result.params_file is not None:
+        print(f"wrote {result.params_file} (trial {result.chosen.number}); apply it with "
+              f"`latentops apply-params {result.params_file}`, then `dvc repro`")
+    if result.registered:
+        print(f"registered trial {result.chosen.number} as {result.registered}; `latentops evaluate` scores it")
+    return 0
+
+
+def _apply_params(args: argparse.Namespace) -> int:
+    from pipelines.config import apply_params
+
+    changed = apply_params(args.file, args.params)
+    print(f"{args.params}: " + (f"set {', '.join(changed)} from {args.file}" if changed
+                                else f"already has every value of {args.file}"))
+    return 0
+
+
 def _command(sub: argparse._SubParsersAction, name: str, handler: Callable[[argparse.Namespace], int],
              help: str, description: str, quiet: bool = True) -> argparse.ArgumentParser:
     """A sub-command running ``handler``; long-running ones get ``-q/--quiet``."""
@@ -219,6 +260,30 @@ def build_parser() -> argparse.ArgumentParser:
                  "failed.", quiet=False)
     p.add_argument("--dry-run", action="store_true", help="show the decision, change nothing")
     p.add_argument("--stage", action="store_true", help="also set the deprecated 'Production' stage (older UIs)")
+
+    p = _command(sub, "tune", _tune, "run or resume an Optuna study (params: tune)",
+                 "Optuna studies, tracked in MLflow (a parent run per study, a child run per trial). "
+                 "'sampler': sampler family, order and steps of a registered diffusion emulator; objectives "
+                 "validation VRMSE and seconds per trajectory; reports the Pareto front. 'compression': latent "
+                 "channels, learning rate and width of a short-budget autoencoder, judged by an emulator trained on "
+                 "its latents, with pruning. Re-running the command resumes the study up to its number of trials. "
+                 "The chosen trial's settings are written to tune.output/<study>.yaml for `latentops apply-params`.")
+    p.add_argument("--study", required=True, choices=["sampler", "compression"], help="which study")
+    p.add_argument("--trials", type=int, help="finished trials to reach (default: tune.<study>.trials)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on the study (default: %(default)s)")
+    p.add_argument("--storage", help="Optuna storage: SQLAlchemy URL or journal:<file> (default: tune.storage)")
+    p.add_argument("--name", help="study name (default: <dataset>-sampler-v<version> or <dataset>-compression)")
+    p.add_argument("--version", help="sampler study: registered emulator version or alias (default: "
+                                     "tune.sampler.version; 'latest' = newest diffusion version)")
+    p.add_argument("--trial", type=int, help="the trial to write out (and register); default: the best, or the "
+                                             "most accurate of the Pareto front")
+    p.add_argument("--register", action="store_true", help="sampler study: register the chosen trial as a new "
+                                                           "emulator version (same weights, its sampler settings)")
+
+    p = _command(sub, "apply-params", _apply_params, "merge a params file (e.g. a tuned result) into params.yaml",
+                 "Merge FILE's sections into the parameters file, keeping its comments; the result is checked "
+                 "before anything is written. Then `dvc repro` rebuilds what the new values change.", quiet=False)
+    p.add_argument("file", help="params file, e.g. tuned/sampler.yaml")
 
     p = _command(sub, "stats", _stats, "compute The Well's stats.yaml for a dataset directory",
                  "Compute mean/std/rms (and of one-step deltas) per field over a split and write "

@@ -350,6 +350,86 @@ class PromoteConfig:
         check(len(self.kinds) >= 1, f"{key}.kinds", "needs at least one emulator kind")
 
 
+@dataclasses.dataclass(frozen=True)
+class SamplerStudyConfig:
+    """``tune.sampler:`` the sampler study (``latentops tune --study sampler``): azula
+    samplers and their settings for one registered diffusion emulator, two objectives
+    (validation VRMSE, seconds per trajectory)."""
+
+    trials: int = 24  # finished trials the study aims at (resumed studies run the rest)
+    version: str = "latest"  # registered <dataset>-emulator version, alias, or latest diffusion version
+    samplers: tuple[Literal["zab", "vab", "euler", "heun"], ...] = SAMPLER_NAMES
+    orders: tuple[int, int] = (1, 3)  # Adams-Bashforth order range (zab, vab)
+    steps: tuple[int, int] = (4, 64)  # denoising steps, searched on a log scale
+    score: ScoreConfig = ScoreConfig(trajectories=4, members=4)
+
+    def validate(self, key: str) -> None:
+        check(self.trials >= 1, f"{key}.trials", f"must be >= 1, got {self.trials}")
+        check(len(self.samplers) >= 1, f"{key}.samplers", f"needs at least one of {list(SAMPLER_NAMES)}")
+        check(1 <= self.orders[0] <= self.orders[1] <= 3, f"{key}.orders",
+              f"must be [low, high] within [1, 3], got {list(self.orders)}")
+        check(1 <= self.steps[0] <= self.steps[1], f"{key}.steps",
+              f"must be [low, high] with 1 <= low <= high, got {list(self.steps)}")
+
+
+PRUNERS = ("median", "hyperband", "none")  # keys of pipelines.tune.PRUNERS
+
+
+@dataclasses.dataclass(frozen=True)
+class CompressionStudyConfig:
+    """``tune.compression:`` the compression study (``latentops tune --study compression``):
+    latent channels, learning rate and width of a short-budget autoencoder, judged by the
+    validation VRMSE of an emulator trained on its latents. Intermediate values (the
+    autoencoder's validation VRMSE) let ``pruner`` stop bad trials early."""
+
+    trials: int = 12
+    latent_channels: tuple[int, ...] = (1, 2, 4, 8, 16)
+    lr: tuple[float, float] = (3e-4, 5e-3)  # autoencoder learning rate, log scale
+    widths: tuple[int, ...] = (32, 64)  # first-level width; deeper levels double it
+    kind: Literal["diffusion", "solver"] = "solver"
+    autoencoder_steps: int = 300
+    emulator_steps: int = 150
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    startup_trials: int = 3  # trials the median pruner lets finish before pruning
+    score: ScoreConfig = ScoreConfig(trajectories=4, members=2)
+
+    def validate(self, key: str) -> None:
+        check(self.trials >= 1, f"{key}.trials", f"must be >= 1, got {self.trials}")
+        check(len(self.latent_channels) >= 1 and min(self.latent_channels) >= 1, f"{key}.latent_channels",
+              f"must list positive channel counts, got {list(self.latent_channels)}")
+        check(0 < self.lr[0] <= self.lr[1], f"{key}.lr", f"must be [low, high] with 0 < low <= high, got {list(self.lr)}")
+        check(len(self.widths) >= 1 and min(self.widths) >= 1, f"{key}.widths",
+              f"must list positive widths, got {list(self.widths)}")
+        for name in ("autoencoder_steps", "emulator_steps"):
+            check(getattr(self, name) >= 1, f"{key}.{name}", f"must be >= 1, got {getattr(self, name)}")
+        check(self.startup_trials >= 0, f"{key}.startup_trials", f"must be >= 0, got {self.startup_trials}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneConfig:
+    """``tune:`` section: Optuna studies (``pipelines.tune``)."""
+
+    storage: str = "sqlite:///optuna.db"  # SQLAlchemy URL, or journal:<file> for parallel workers on one machine
+    heartbeat: int = 60  # seconds (SQL storages): a trial silent for twice this is failed and retried
+    seed: int = 0
+    output: str = "tuned"  # best params files: <output>/<study>.yaml
+    sampler: SamplerStudyConfig = SamplerStudyConfig()
+    compression: CompressionStudyConfig = CompressionStudyConfig()
+
+    def validate(self, key: str) -> None:
+        check(bool(self.storage), f"{key}.storage", "must be a SQLAlchemy URL or journal:<file>")
+        check(self.storage != "journal:", f"{key}.storage", "journal: needs a file name, e.g. journal:optuna.log")
+        check(self.heartbeat >= 1, f"{key}.heartbeat", f"must be >= 1 second, got {self.heartbeat}")
+
+
+#: Each ``params.yaml`` section and its config class.
+SECTIONS: dict[str, type] = {
+    "simulate": SimulateConfig, "data": DataConfig, "train_autoencoder": TrainAutoencoderConfig,
+    "cache_latents": CacheLatentsConfig, "train_emulator": TrainEmulatorConfig, "evaluate": EvaluateConfig,
+    "promote": PromoteConfig, "tune": TuneConfig,
+}
+
+
 # --------------------------------------------------------------------------- parsing
 
 
@@ -448,3 +528,49 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return value
     raise TypeError(f"{key}: unsupported config type {hint!r}")  # a programming error
+
+
+def check_params(path: str | Path = DEFAULT_PARAMS) -> None:
+    """Parse every known section of ``path``; raise :class:`ConfigError` at the first problem."""
+    params = load_params(path)
+    for section, cls in SECTIONS.items():
+        if section in params:
+            load_section(cls, section, path)
+
+
+def apply_params(fragment: str | Path, path: str | Path = DEFAULT_PARAMS) -> list[str]:
+    """Merge the params file ``fragment`` (nested sections, e.g. a tuned result) into
+    ``path``, keeping its comments and layout, after checking that the merged file is
+    valid; nothing is written otherwise. Returns the dotted keys that changed."""
+    from ruamel.yaml import YAML
+
+    from pipelines.io import atomic_path
+
+    fragment, path = Path(fragment), Path(path)
+    update = load_params(fragment)
+    unknown = sorted(set(update) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{fragment}: {unknown[0]}: unknown section; valid sections are {sorted(SECTIONS)}")
+    yaml_rt = YAML()
+    yaml_rt.preserve_quotes = True
+    load_params(path)  # a clear error if it is missing or not a mapping
+    document = yaml_rt.load(path.read_text())
+    changed: list[str] = []
+
+    def merge(node: Any, values: dict[str, Any], prefix: str) -> None:
+        for key, value in values.items():
+            if isinstance(value, dict) and isinstance(node.get(key), dict):
+                merge(node[key], value, f"{prefix}{key}.")
+            elif node.get(key) != value:
+                node[key] = value
+                changed.append(f"{prefix}{key}")
+
+    merge(document, update, "")
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            yaml_rt.dump(document, f)
+        try:
+            check_params(tmp)
+        except ConfigError as error:
+            raise ConfigError(f"{fragment} would make {path} invalid: {str(error).split(': ', 1)[1]}") from None
+    return changed

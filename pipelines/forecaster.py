@@ -177,8 +177,9 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         autoencoder = None
-        if "autoencoder" in context.artifacts:
-            autoencoder = mlflow.pytorch.load_model(context.artifacts["autoencoder"], map_location="cpu").eval()
+        self.autoencoder_dir: str | None = context.artifacts.get("autoencoder")  # its MLflow model directory
+        if self.autoencoder_dir is not None:
+            autoencoder = mlflow.pytorch.load_model(self.autoencoder_dir, map_location="cpu").eval()
         self.forecaster = load_forecaster(context.artifacts["emulator"], autoencoder)
         if torch.cuda.is_available():
             self.forecaster.to("cuda")

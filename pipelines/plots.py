@@ -113,8 +113,9 @@ def rollout_animation(truth: np.ndarray, prediction: np.ndarray, leads: Sequence
     plt.close(fig)
 
 
-def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float]], title: str, ylabel: str) -> Figure:
-    """One group of bars per entry of ``groups``, one bar per named series."""
+def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float]], title: str, ylabel: str,
+                 log: bool = True) -> Figure:
+    """One group of bars per entry of ``groups``, one bar per named series (log scale with ``log``)."""
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(groups) * len(series) / 2), 4), constrained_layout=True)
     width = 0.8 / max(1, len(series))
     x = np.arange(len(groups))
@@ -122,7 +123,28 @@ def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float]], t
         ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=name)
     ax.set_xticks(x, groups, rotation=30, ha="right")
     ax.set(ylabel=ylabel, title=title)
-    ax.set_yscale("log")
+    if log:
+        ax.set_yscale("log")
     ax.grid(alpha=0.3, axis="y")
+    ax.legend()
+    return fig
+
+
+def pareto_front(values: Sequence[Sequence[float]], front: Sequence[Sequence[float]], numbers: Sequence[int],
+                 names: Sequence[str], title: str) -> Figure:
+    """Two objectives of every trial (``values``, labelled by trial ``numbers``), with the
+    Pareto-optimal ones (``front``) joined as a staircase; both minimised."""
+    points, best = np.asarray(values, dtype=float), np.asarray(sorted(front), dtype=float)
+    fig, ax = plt.subplots(figsize=(6, 4.5), constrained_layout=True)
+    ax.scatter(points[:, 1], points[:, 0], c="0.6", label="trials")
+    for number, (y, x) in zip(numbers, points):
+        ax.annotate(str(number), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7, color="0.4")
+    if len(best):
+        order = np.argsort(best[:, 1])
+        ax.step(best[order, 1], best[order, 0], where="post", color="C3")
+        ax.scatter(best[:, 1], best[:, 0], c="C3", label="Pareto front", zorder=3)
+    ax.set(xlabel=names[1], ylabel=names[0], title=title)
+    ax.set_xscale("log")
+    ax.grid(alpha=0.3)
     ax.legend()
     return fig

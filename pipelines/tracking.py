@@ -141,6 +141,21 @@ def start_run(stage: str, dataset: str, config: Mapping[str, Any], data_root: st
             mlflow.flush_async_logging()
 
 
+@contextlib.contextmanager
+def start_child_run(parent_run_id: str, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
+    """A run nested under ``parent_run_id`` in the parent's experiment, from any process
+    (the parent need not be active here): e.g. an Optuna trial under its study's run."""
+    client = configure()
+    parent = client.get_run(parent_run_id)
+    all_tags = {"mlflow.parentRunId": parent_run_id, **git_state(), **(tags or {})}
+    with mlflow.start_run(experiment_id=parent.info.experiment_id, run_name=run_name, nested=True,
+                          tags=all_tags) as run:
+        try:
+            yield run
+        finally:
+            mlflow.flush_async_logging()
+
+
 def log_dataset(root: str | Path, name: str, digest: str, context: str = "training") -> None:
     """Dataset lineage: the directory as an MLflow dataset input (name, DVC digest, path)."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source

@@ -81,6 +81,24 @@ def model_name(latent_channels: int) -> str:
     return f"autoencoder_c{latent_channels}"
 
 
+def states(cfg: TrainAutoencoderConfig, data: DataConfig) -> tuple[WellWindows, WellWindows]:
+    """Single states of the train split (augmented with ``cfg.augment``) and of the
+    valid split, checked against the model's downsampling."""
+    ensure_valid(data.root)
+    transform = geometric_augmentation() if cfg.augment else None
+    train_set = WellWindows(data.root, "train", 1, 0, 1, data.log_fields, transform=transform, cache=data.cache)
+    valid_set = WellWindows(data.root, "valid", 1, 0, 1, data.log_fields, cache=data.cache)
+    cfg.model.check_resolution(train_set.resolution, f"{STAGE}.model.patch")
+    return train_set, valid_set
+
+
+def build(cfg: TrainAutoencoderConfig, channels: int, latent_channels: int) -> Autoencoder:
+    """A fresh autoencoder of ``cfg.model``, initialised from ``cfg.train.seed``."""
+    torch.manual_seed(cfg.train.seed)
+    return Autoencoder(channels, latent_channels, cfg.model.patch, cfg.model.widths, cfg.model.blocks,
+                       cfg.model.attention_heads, cfg.model.dropout, cfg.model.bound)
+
+
 def run(cfg: TrainAutoencoderConfig, data: DataConfig, latent_channels: int, progress: bool = True,
         stop_at: int | None = None) -> dict[str, object]:
     """Train, track and register the autoencoder of width ``latent_channels``.
@@ -90,15 +108,9 @@ def run(cfg: TrainAutoencoderConfig, data: DataConfig, latent_channels: int, pro
     ``data/models/<dataset>/autoencoder_c<c>`` for DVC. ``stop_at`` stops early, leaving a
     checkpoint to resume from (used to test resumption).
     """
-    ensure_valid(data.root)
-    transform = geometric_augmentation() if cfg.augment else None
-    train_set = WellWindows(data.root, "train", 1, 0, 1, data.log_fields, transform=transform, cache=data.cache)
-    valid_set = WellWindows(data.root, "valid", 1, 0, 1, data.log_fields, cache=data.cache)
-    cfg.model.check_resolution(train_set.resolution, f"{STAGE}.model.patch")
+    train_set, valid_set = states(cfg, data)
     dataset = train_set.dataset_name
-    torch.manual_seed(cfg.train.seed)
-    model = Autoencoder(len(train_set.channels), latent_channels, cfg.model.patch, cfg.model.widths,
-                        cfg.model.blocks, cfg.model.attention_heads, cfg.model.dropout, cfg.model.bound)
+    model = build(cfg, len(train_set.channels), latent_channels)
     objective = ReconstructionObjective(cfg.loss, train_set.normalizer)
     directory = paths.checkpoint_dir(dataset, model_name(latent_channels))
     run_id = checkpoint_extra(latest_checkpoint(directory)).get("run_id")

@@ -29,7 +29,8 @@ from torch import Tensor, nn
 
 from models.emulators import random_context_mask
 from pipelines import paths, plots, registry, tracking
-from pipelines.config import CacheLatentsConfig, DataConfig, SamplerConfig, TrainEmulatorConfig
+from pipelines.config import (CacheLatentsConfig, DataConfig, EmulatorModelConfig, SamplerConfig,
+                              TrainEmulatorConfig)
 from pipelines.data import WellWindows, trajectories
 from pipelines.forecaster import EMULATORS, Forecaster, emulator_arguments
 from pipelines.io import write_json, write_text
@@ -89,6 +90,19 @@ def _pixel_windows(data: DataConfig, split: str, window: int, stride: int) -> Tr
     if data.cache:
         return TrajectoryWindows.from_trajectories(trajectories(data, split), window, stride)
     return WellWindows(data.root, split, window, 0, stride, data.log_fields)
+
+
+def build(kind: str, channels: int, cond_features: int, model: EmulatorModelConfig,
+          seed: int) -> tuple[nn.Module, dict[str, int]]:
+    """A fresh emulator of ``kind`` (``EMULATORS``) on ``channels`` channels, initialised from
+    ``seed``, and its constructor arguments."""
+    arguments = emulator_arguments(channels, cond_features, model)
+    torch.manual_seed(seed)
+    return EMULATORS[kind](**arguments), arguments
+
+
+def objective(cfg: TrainEmulatorConfig) -> WindowObjective:
+    return WindowObjective(cfg.context_rate, cfg.flip, cfg.sampler)
 
 
 def latent_cache(cache: CacheLatentsConfig, dataset: str, latent_channels: int,
@@ -153,11 +167,7 @@ def run(cfg: TrainEmulatorConfig, data: DataConfig, cache: CacheLatentsConfig, k
         if any(n % size for n in scoring.resolution):
             raise ValueError(f"{STAGE}.pixel.patch: {size} does not divide the resolution {list(scoring.resolution)}")
 
-    cond_features = len(scoring.condition_names)
-    arguments = emulator_arguments(channels, cond_features, model_cfg)
-    torch.manual_seed(cfg.train.seed)
-    model = EMULATORS[kind](**arguments)
-    objective = WindowObjective(cfg.context_rate, cfg.flip, cfg.sampler)
+    model, arguments = build(kind, channels, len(scoring.condition_names), model_cfg, cfg.train.seed)
     directory = paths.checkpoint_dir(dataset, model_name(name))
     run_id = checkpoint_extra(latest_checkpoint(directory)).get("run_id")
     tags = {"kind": kind, **ae_tags}
@@ -170,7 +180,7 @@ def run(cfg: TrainEmulatorConfig, data: DataConfig, cache: CacheLatentsConfig, k
             if latent:
                 digest, _ = tracking.data_hash(cache_path)
                 tracking.log_dataset(cache_path, f"{dataset}-latents-c{latent_channels}", digest)
-        result = train(model, objective, train_set, valid_set, cfg.train, directory, tracking.tracking_hooks(),
+        result = train(model, objective(cfg), train_set, valid_set, cfg.train, directory, tracking.tracking_hooks(),
                        extra={"run_id": active.info.run_id}, stop_at=stop_at, progress=progress)
         if result.step < cfg.train.steps:
             return Trained({"step": result.step, "run_id": active.info.run_id, "finished": False})

@@ -3,6 +3,7 @@ the file, the key and what would be valid."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -70,7 +71,8 @@ def test_cli_reports_config_errors_without_traceback(tmp_path, capsys):
 
 def test_help_explains_every_command():
     result = subprocess.run(["latentops", "--help"], env=tool_env(), capture_output=True, text=True, check=True)
-    for command in ("simulate", "validate-data", "train-autoencoder", "cache-latents", "train-emulator", "stats"):
+    for command in ("simulate", "validate-data", "train-autoencoder", "cache-latents", "train-emulator", "evaluate",
+                    "compare", "promote", "tune", "apply-params", "stats"):
         assert command in result.stdout
     result = subprocess.run([sys.executable, "-m", "pipelines.cli", "simulate", "--help"], cwd=REPO,
                             capture_output=True, text=True, check=True)
@@ -117,3 +119,65 @@ def test_an_overlap_as_long_as_the_window_is_refused():
 
     with pytest.raises(ConfigError, match=r"train_emulator.overlap: must be < the window of data.context \+ data.horizon = 5"):
         TrainEmulatorConfig(overlap=5).check_window(DataConfig(), "train_emulator")
+
+
+def test_every_section_of_both_configurations_parses():
+    from pipelines.config import TuneConfig, check_params
+
+    for path in (REPO / "params.yaml", REPO / "params.gpu.yaml"):
+        check_params(path)
+    cpu, gpu = (load_section(TuneConfig, "tune", REPO / name) for name in ("params.yaml", "params.gpu.yaml"))
+    assert cpu.storage == "sqlite:///optuna.db" and gpu.storage.startswith("postgresql://")
+    assert gpu.sampler.score.trajectories > cpu.sampler.score.trajectories
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ({"storage": "journal:"}, "tune.storage: journal: needs a file name"),
+    ({"sampler": {"samplers": ["ddim"]}}, "tune.sampler.samplers[0]: must be one of ['zab', 'vab', 'euler', 'heun']"),
+    ({"sampler": {"orders": [0, 3]}}, "tune.sampler.orders: must be [low, high] within [1, 3], got [0, 3]"),
+    ({"sampler": {"steps": [8, 4]}}, "tune.sampler.steps: must be [low, high] with 1 <= low <= high"),
+    ({"compression": {"lr": [0.01, 0.001]}}, "tune.compression.lr: must be [low, high] with 0 < low <= high"),
+    ({"compression": {"pruner": "asha"}}, "tune.compression.pruner: must be one of ['median', 'hyperband', 'none']"),
+    ({"compression": {"latent_channels": [0, 4]}}, "tune.compression.latent_channels: must list positive"),
+    ({"compression": {"trials": 0}}, "tune.compression.trials: must be >= 1, got 0"),
+])
+def test_bad_tune_values_name_the_key(tmp_path, section, message):
+    from pipelines.config import TuneConfig
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"tune": section}))
+    with pytest.raises(ConfigError, match=".*" + message.replace("[", r"\[").replace("]", r"\]")):
+        load_section(TuneConfig, "tune", path)
+
+
+def test_apply_params_merges_a_tuned_file_keeping_comments(tmp_path):
+    from pipelines.config import TrainEmulatorConfig
+
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text())
+    tuned = tmp_path / "sampler.yaml"
+    tuned.write_text("# a tuned result\ntrain_emulator:\n  sampler:\n    name: heun\n    steps: 12\n")
+    assert main(["--params", str(path), "apply-params", str(tuned)]) == 0
+    text = path.read_text()
+    assert "# Every knob of every stage" in text and "# Adams-Bashforth order" in text  # comments kept
+    sampler = load_section(TrainEmulatorConfig, "train_emulator", path).sampler
+    assert (sampler.name, sampler.order, sampler.steps) == ("heun", 3, 12)  # order kept from the file
+    before = yaml.safe_load((REPO / "params.yaml").read_text())
+    after = yaml.safe_load(text)
+    before["train_emulator"]["sampler"].update(name="heun", steps=12)
+    assert after == before  # nothing else changed
+
+
+@pytest.mark.parametrize(("fragment", "message"), [
+    ("train_emulator:\n  sampler:\n    steps: 0\n", "would make .* invalid: train_emulator.sampler.steps: must be >= 1"),
+    ("train_emulatr:\n  flip: 0.2\n", "train_emulatr: unknown section; valid sections are"),
+])
+def test_apply_params_refuses_an_invalid_result_and_changes_nothing(tmp_path, capsys, fragment, message):
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(fragment)
+    assert main(["--params", str(path), "apply-params", str(bad)]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert path.read_text() == (REPO / "params.yaml").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "params.yaml"]  # no temporary left

@@ -52,6 +52,8 @@ def project(tmp_path) -> Path:
     emulator["train"].update(steps=2, batch_size=8, val_every=2, val_batches=1, checkpoint_every=2, device="cpu")
     emulator["score"].update(trajectories=1, members=2)
     params["evaluate"].update(trajectories=1, members=2)
+    params["tune"]["sampler"].update(trials=2, steps=[3, 5], score={"trajectories": 1, "members": 2,
+                                                                     "lead_windows": [[1, 8]]})
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], dest)
     return dest
@@ -108,6 +110,19 @@ def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
     out = run(["dvc", "repro"], project)  # only the stages that read the changed section run again
     assert "Running stage 'evaluate'" in out
     assert not any(f"Running stage '{stage}'" in out for stage in STAGES[:-2])
+
+    # A tuned sampler, applied to params.yaml, rebuilds exactly what it changes.
+    run(["latentops", "tune", "--study", "sampler", "-q"], project)
+    tuned = yaml.safe_load((project / "tuned/sampler.yaml").read_text())["train_emulator"]["sampler"]
+    assert "Pareto front" not in run(["latentops", "apply-params", "tuned/sampler.yaml"], project)
+    out = run(["dvc", "repro"], project)
+    rerun = {stage for stage in STAGES if f"Running stage '{stage}'" in out}
+    # (one matrix stage trains both latent kinds, so the solvers re-run too: DVC lists params per stage)
+    assert rerun == {f"train_emulator@{kind}-{c}" for kind in ("diffusion", "solver") for c in (4, 1)} | {
+        "evaluate", "promote"}
+    for c in (4, 1):
+        model = yaml.safe_load((project / f"data/models/euler_mini/emulator_diffusion_c{c}/MLmodel").read_text())
+        assert model["metadata"]["sampler"] == {**params["train_emulator"]["sampler"], **tuned}
 
     # A fresh clone has the metrics files and dvc.lock from git, but neither the data, nor
     # the exported models, nor the MLflow store: `dvc repro` must retrain rather than trust

@@ -1,0 +1,203 @@
+"""`latentops tune`: Optuna studies on a real storage (journal file, SQLite), with real
+worker processes, tracked in the workspace's real MLflow store, on the tiny registered
+diffusion emulator."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from pipelines import registry, tracking, tune
+from pipelines.scoring import Truth
+from pipelines.config import CompressionStudyConfig, SamplerStudyConfig, ScoreConfig, TuneConfig
+from tests.conftest import VENV_BIN, tool_env
+from tests.pipeline.conftest import CACHE, inside, tiny_cfg, tiny_emulator_cfg
+
+SCORE = ScoreConfig(trajectories=1, members=2, lead_windows=((1, 8),))
+
+
+def tiny_tune(storage: str, **sampler) -> TuneConfig:
+    return TuneConfig(
+        storage=storage, heartbeat=1,
+        sampler=SamplerStudyConfig(**{"trials": 6, "steps": (2, 6), "score": SCORE, **sampler}),
+        compression=CompressionStudyConfig(trials=4, latent_channels=(2, 4), lr=(1e-3, 30.0), widths=(4, 8),
+                                           autoencoder_steps=6, emulator_steps=2, startup_trials=2, score=SCORE),
+    )
+
+
+def write_params(root: Path, data, tune_cfg: TuneConfig) -> Path:
+    """A params file with the tiny sections the tune command reads."""
+    sections = {"data": data, "train_autoencoder": tiny_cfg(), "train_emulator": tiny_emulator_cfg(),
+                "cache_latents": CACHE, "tune": tune_cfg}
+    plain = json.loads(json.dumps({k: dataclasses.asdict(v) for k, v in sections.items()}))
+    path = root / f"params-{tune_cfg.storage.rsplit('/', 1)[-1].replace(':', '_')}.yaml"
+    path.write_text(yaml.safe_dump(plain, sort_keys=False))
+    return path
+
+
+def latentops(root: Path, params: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([str(Path(VENV_BIN) / "latentops"), "--params", str(params), *args], cwd=root,
+                            env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process: subprocess.Popen) -> str:
+    out, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, out
+    return out
+
+
+def trial_runs(study: optuna.Study) -> list[mlflow.entities.Run]:
+    """The MLflow child runs of the study's parent run."""
+    client = tracking.configure()
+    parent = client.get_run(study.user_attrs[tune.PARENT_RUN])
+    return client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+
+
+@pytest.fixture(scope="module")
+def sampler_study(latent_workspace, trained):
+    """A sampler study of 6 trials run by two worker processes on a journal file."""
+    root, data = latent_workspace
+    storage = f"journal:{root / 'optuna-journal.log'}"
+    params = write_params(root, data, tiny_tune(storage))
+    out = finish(latentops(root, params, "tune", "--study", "sampler", "--workers", "2", "-q"))
+    with inside(root):
+        version = tune.resolve_version("euler_mini", "latest")
+        study = optuna.load_study(study_name=f"euler_mini-sampler-v{version}", storage=tune.open_storage(storage))
+    return root, params, study, out
+
+
+def test_two_workers_record_every_trial_once_in_optuna_and_mlflow(sampler_study):
+    root, _, study, out = sampler_study
+    trials = study.get_trials()
+    assert [t.number for t in trials] == list(range(6))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs[tune.WORKER] for t in trials}) == 2  # both processes worked on it
+    with inside(root):
+        runs = trial_runs(study)
+        numbers = sorted(int(r.data.tags["optuna.trial"]) for r in runs if r.info.run_name.startswith("trial "))
+        assert numbers == list(range(6))  # every trial exactly once
+        by_number = {int(r.data.tags["optuna.trial"]): r for r in runs}
+        for trial in trials:
+            run = by_number[trial.number]
+            assert run.info.run_id == trial.user_attrs["mlflow_run_id"]
+            assert run.data.tags["optuna.state"] == "COMPLETE"
+            assert {k: str(v) for k, v in trial.params.items()} == run.data.params
+            assert run.data.metrics["objective/vrmse"] == pytest.approx(trial.values[0])
+        parent = tracking.configure().get_run(study.user_attrs[tune.PARENT_RUN])
+        artifacts = {a.path for a in tracking.configure().list_artifacts(parent.info.run_id, "plots")}
+    assert "plots/pareto_front.png" in artifacts
+    assert parent.data.metrics["trials_complete"] == 6
+    assert "Pareto front:" in out
+
+
+def test_sampler_study_front_params_file_and_registered_trial_forecasts(sampler_study, latent_workspace):
+    root, params, study, _ = sampler_study
+    data = latent_workspace[1]
+    front = study.best_trials
+    assert front
+    # every other complete trial is dominated by a front trial
+    for trial in study.get_trials(states=(TrialState.COMPLETE,)):
+        assert any(all(f <= t for f, t in zip(best.values, trial.values)) for best in front)
+    chosen = max(front, key=lambda t: t.values[0])  # not the default choice: the fastest end of the front
+    out = finish(latentops(root, params, "tune", "--study", "sampler", "--register", "--trial", str(chosen.number),
+                           "-q"))
+    assert f"registered trial {chosen.number}" in out
+    tuned = yaml.safe_load((root / "tuned" / "sampler.yaml").read_text())["train_emulator"]["sampler"]
+    assert tuned["name"] == chosen.params["sampler"] and tuned["steps"] == chosen.params["steps"]
+    assert study.get_trials(deepcopy=False)[-1].number == 5  # already at its target: no new trial
+    with inside(root):
+        client = tracking.configure()
+        version = max(client.search_model_versions("name='euler_mini-emulator'"), key=lambda v: int(v.version))
+        assert version.tags["optuna.trial"] == str(chosen.number)
+        assert version.tags["kind"] == "diffusion" and version.tags["tuned_from"] == study.user_attrs["version"]
+        model = registry.load_forecaster_model(f"models:/euler_mini-emulator/{version.version}")
+    forecaster = model.unwrap_python_model().forecaster
+    assert (forecaster.sampler.name, forecaster.sampler.steps) == (chosen.params["sampler"], chosen.params["steps"])
+    truth = Truth.load(data, "valid", 1)
+    example = {"states": truth.initial(forecaster.stride).permute(0, 2, 3, 4, 1).numpy(), "cond": truth.cond.numpy()}
+    prediction = model.predict(example, params={"horizon": 3, "members": 2, "seed": 0})
+    assert prediction.shape == (1, 2, 4, *example["states"].shape[2:]) and np.isfinite(prediction).all()
+
+
+def test_a_killed_study_resumes_and_finishes(latent_workspace, trained):
+    root, data = latent_workspace
+    storage = f"sqlite:///{root / 'optuna-resume.db'}"
+    params = write_params(root, data, tiny_tune(storage, trials=4, steps=(24, 48), samplers=("heun",)))
+    process = latentops(root, params, "tune", "--study", "sampler", "--name", "resume", "-q")
+    study = None
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # kill it once a trial has finished and the next one is running
+        time.sleep(0.2)
+        try:
+            study = optuna.load_study(study_name="resume", storage=storage)
+        except KeyError:
+            continue
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        if TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING:
+            break
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    study = optuna.load_study(study_name="resume", storage=storage)
+    before = study.get_trials()
+    orphan = before[-1]
+    assert orphan.state == TrialState.RUNNING and 1 <= len(before) < 4 + 1
+
+    out = finish(latentops(root, params, "tune", "--study", "sampler", "--name", "resume", "-q"))
+    trials = optuna.load_study(study_name="resume", storage=storage).get_trials()
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 4
+    assert trials[orphan.number].state == TrialState.FAIL
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == orphan.number]
+    assert len(retry) == 1 and retry[0].params == orphan.params and retry[0].state == TrialState.COMPLETE
+    assert "4 complete" in out and "1 fail" in out
+    with inside(root):
+        runs = trial_runs(optuna.load_study(study_name="resume", storage=storage))
+    states = {int(r.data.tags["optuna.trial"]): (r.info.status, r.data.tags.get("optuna.state")) for r in runs}
+    assert states.pop(orphan.number) == ("FAILED", "FAIL")
+    assert sorted(states) == [t.number for t in trials if t.state == TrialState.COMPLETE]
+    assert set(states.values()) == {("FINISHED", "COMPLETE")}
+
+
+def test_the_pruner_stops_clearly_bad_trials(latent_workspace, trained):
+    """Two sound trials, then two with a learning rate that wrecks the autoencoder: the
+    median pruner stops the bad ones at their first report."""
+    root, data = latent_workspace
+    storage = f"sqlite:///{root / 'optuna-prune.db'}"
+    params = write_params(root, data, tiny_tune(storage))
+    study = optuna.create_study(study_name="prune", storage=storage)
+    for lr in (3e-3, 2e-3, 30.0, 20.0):
+        study.enqueue_trial({"latent_channels": 4, "lr": lr, "width": 8})
+    out = finish(latentops(root, params, "tune", "--study", "compression", "--name", "prune", "-q"))
+    trials = optuna.load_study(study_name="prune", storage=storage).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + [TrialState.PRUNED] * 2
+    assert all(max(t.intermediate_values) < 6 for t in trials[2:])  # stopped before the end
+    with inside(root):
+        runs = trial_runs(optuna.load_study(study_name="prune", storage=storage))
+        pruned = [r for r in runs if r.data.tags.get("optuna.state") == "PRUNED"]
+        assert len(pruned) == 2
+        history = tracking.configure().get_metric_history(pruned[0].info.run_id, "trial/autoencoder_val_vrmse")
+        assert history and history[0].step == 3
+    tuned = yaml.safe_load((root / "tuned" / "compression.yaml").read_text())["train_autoencoder"]
+    assert tuned["train"]["optim"]["lr"] < 1 and tuned["latent_channels"] == [4] and tuned["model"]["widths"] == [8, 16]
+    assert "best trial" in out
+
+
+def test_bad_storage_and_study_name_the_problem(workspace, trained):
+    with pytest.raises(ValueError, match="tune.storage: 'optuna.db' is neither"):
+        tune.open_storage("optuna.db")
+    with pytest.raises(ValueError, match="version 1 is a solver emulator"):
+        tune.resolve_version("euler_mini", "1")
+    job = tune.Job("samplers", tiny_tune("sqlite:///x.db"), workspace, tiny_cfg(), tiny_emulator_cfg(), CACHE)
+    with pytest.raises(ValueError, match="unknown study 'samplers'; valid studies are"):
+        tune.run(job)
+
