@@ -47,7 +47,7 @@ import optuna
 import torch
 import yaml
 from mlflow.exceptions import MlflowException
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryFailedTrialCallback
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
@@ -86,8 +86,10 @@ def open_storage(url: str, heartbeat: int = 60) -> BaseStorage:
     if "://" not in url:
         raise ValueError(f"tune.storage: {url!r} is neither a SQLAlchemy URL (sqlite:///optuna.db, "
                          "postgresql://user:password@host/db) nor journal:<file>")
-    return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-                      failed_trial_callback=RetryFailedTrialCallback(max_retry=3))
+    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
 
 
 def _safe_url(url: str) -> str:
