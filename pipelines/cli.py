@@ -10,7 +10,49 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pipelines.config import DEFAULT_PARAMS, ConfigError, DataConfig, SimulateConfig, load_section
+from typing import Any, TypeVar
+
+import yaml
+
+from pipelines.config import DEFAULT_PARAMS, SECTIONS, ConfigError, DataConfig, SimulateConfig, load_section
+
+T = TypeVar("T")
+
+
+def _value(text: str) -> Any:
+    """A ``--set`` value: YAML (``4``, ``[8, 16]``, ``true``, ``heun``), numbers like ``1e-3`` included."""
+    value = yaml.safe_load(text) if text else ""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """``--set SECTION.KEY=VALUE`` (repeatable; one option may hold several, space-separated)
+    as ``{section: {dotted key: value}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in (pair for text in args.set for pair in text.split()):
+        key, sep, text = item.partition("=")
+        section, _, rest = key.partition(".")
+        if not sep or not rest:
+            raise ConfigError(f"--set {item}: expected SECTION.KEY=VALUE, e.g. train_autoencoder.train.steps=100")
+        if section not in SECTIONS:
+            raise ConfigError(f"--set {item}: unknown section {section!r}; valid sections are {sorted(SECTIONS)}")
+        out.setdefault(section, {})[rest] = _value(text)
+    return out
+
+
+def _section(args: argparse.Namespace, cls: type[T], section: str, extra: dict[str, Any] | None = None) -> T:
+    """``section`` of ``--params``, with the ``--set`` overrides and then ``extra`` on top."""
+    return load_section(cls, section, args.params, {**_overrides(args).get(section, {}), **(extra or {})})
+
+
+def _channels(text: str) -> int | None:
+    """``--latent-channels``: an integer, or ``none`` (as MLproject passes for the pixel solver)."""
+    return None if text.lower() == "none" else int(text)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -18,7 +60,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from pipelines.io import write_yaml
 
     overrides = {"workers": args.workers} if args.workers is not None else {}
-    cfg = load_section(SimulateConfig, "simulate", args.params, overrides)
+    cfg = _section(args, SimulateConfig, "simulate", overrides)
     output = Path(args.output or cfg.output)
     summary = simulate.run(cfg, output, progress=not args.quiet)
     print(f"simulate: {summary['trajectories']} trajectories in {summary['files']} files under {output} "
@@ -32,7 +74,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from pipelines.validate import validate_dataset
 
-    root = args.path or load_section(DataConfig, "data", args.params).root
+    root = args.path or _section(args, DataConfig, "data").root
     problems = validate_dataset(root, require_stats=not args.no_stats)
     for problem in problems:
         print(f"ERROR {problem}", file=sys.stderr)
@@ -62,9 +104,11 @@ def _train_autoencoder(args: argparse.Namespace) -> int:
     from pipelines import train_autoencoder
     from pipelines.config import TrainAutoencoderConfig
 
-    cfg = load_section(TrainAutoencoderConfig, "train_autoencoder", args.params, _steps_override(args))
-    data = load_section(DataConfig, "data", args.params)
+    cfg = _section(args, TrainAutoencoderConfig, "train_autoencoder", _steps_override(args))
+    data = _section(args, DataConfig, "data")
     summary = train_autoencoder.run(cfg, data, args.latent_channels, progress=not args.quiet)
+    if summary.get("rank"):  # a torchrun worker: rank 0 reports
+        return 0
     print(f"train_autoencoder: c={args.latent_channels} (rate {summary['compression_rate']:g}) registered as "
           f"{summary['registered_model']} version {summary['version']}; validation VRMSE "
           f"{summary.get('val_vrmse', float('nan')):.4f} (median {summary.get('val_vrmse_median', float('nan')):.4f})")
@@ -75,8 +119,8 @@ def _cache_latents(args: argparse.Namespace) -> int:
     from pipelines import cache_latents
     from pipelines.config import CacheLatentsConfig
 
-    cfg = load_section(CacheLatentsConfig, "cache_latents", args.params)
-    data = load_section(DataConfig, "data", args.params)
+    cfg = _section(args, CacheLatentsConfig, "cache_latents")
+    data = _section(args, DataConfig, "data")
     output = cache_latents.run(cfg, data, args.latent_channels, args.version, progress=not args.quiet)
     print(f"cache_latents: c={args.latent_channels} encoded into {output}")
     return 0
@@ -86,10 +130,12 @@ def _train_emulator(args: argparse.Namespace) -> int:
     from pipelines import train_emulator
     from pipelines.config import CacheLatentsConfig, TrainEmulatorConfig
 
-    cfg = load_section(TrainEmulatorConfig, "train_emulator", args.params, _steps_override(args))
-    data = load_section(DataConfig, "data", args.params)
-    cache = load_section(CacheLatentsConfig, "cache_latents", args.params)
+    cfg = _section(args, TrainEmulatorConfig, "train_emulator", _steps_override(args))
+    data = _section(args, DataConfig, "data")
+    cache = _section(args, CacheLatentsConfig, "cache_latents")
     summary = train_emulator.run(cfg, data, cache, args.kind, args.latent_channels, progress=not args.quiet).summary
+    if summary.get("rank"):  # a torchrun worker: rank 0 reports
+        return 0
     split = cfg.score.split
     scores = ", ".join(f"{key.split('vrmse_')[1]}: {value:.3f} (persistence {summary[key.replace('vrmse', 'persistence')]:.3f})"
                        for key, value in summary.items() if key.startswith(f"rollout_{split}_vrmse_"))
@@ -102,8 +148,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from pipelines import evaluate
     from pipelines.config import EvaluateConfig
 
-    cfg = load_section(EvaluateConfig, "evaluate", args.params)
-    data = load_section(DataConfig, "data", args.params)
+    cfg = _section(args, EvaluateConfig, "evaluate")
+    data = _section(args, DataConfig, "data")
     outcome = evaluate.run(cfg, data, force=args.force, progress=not args.quiet)
     print(f"evaluate: evaluated {len(outcome['evaluated'])} version(s) {outcome['evaluated']}; "
           f"{len(outcome['skipped'])} already evaluated under the current data and settings")
@@ -116,8 +162,8 @@ def _compare(args: argparse.Namespace) -> int:
     from pipelines.config import EvaluateConfig
     from pipelines.scoring import Truth, window_label
 
-    cfg = load_section(EvaluateConfig, "evaluate", args.params)
-    data = load_section(DataConfig, "data", args.params)
+    cfg = _section(args, EvaluateConfig, "evaluate")
+    data = _section(args, DataConfig, "data")
     truth = Truth.load(data, cfg.split, cfg.trajectories)
     results = evaluate.evaluated(tracking.configure(), truth.dataset, evaluate.evaluation_key(cfg, data))
     results += evaluate.baselines(truth, cfg, data.stride)
@@ -129,9 +175,9 @@ def _promote(args: argparse.Namespace) -> int:
     from pipelines import promote
     from pipelines.config import EvaluateConfig, PromoteConfig
 
-    cfg = load_section(PromoteConfig, "promote", args.params)
-    evaluation = load_section(EvaluateConfig, "evaluate", args.params)
-    data = load_section(DataConfig, "data", args.params)
+    cfg = _section(args, PromoteConfig, "promote")
+    evaluation = _section(args, EvaluateConfig, "evaluate")
+    data = _section(args, DataConfig, "data")
     decision = promote.run(cfg, evaluation, data, dry_run=args.dry_run, set_stage=args.stage)
     print(("dry run, nothing changed: " if args.dry_run else "promote: ") + decision.reason)
     for version, why in decision.rejected.items():
@@ -145,11 +191,11 @@ def _tune(args: argparse.Namespace) -> int:
 
     overrides = {key: value for key, value in (("storage", args.storage), (f"{args.study}.trials", args.trials),
                                                ("sampler.version", args.version)) if value is not None}
-    job = tune.Job(args.study, load_section(TuneConfig, "tune", args.params, overrides),
-                   load_section(DataConfig, "data", args.params),
-                   load_section(TrainAutoencoderConfig, "train_autoencoder", args.params),
-                   load_section(TrainEmulatorConfig, "train_emulator", args.params),
-                   load_section(CacheLatentsConfig, "cache_latents", args.params))
+    job = tune.Job(args.study, _section(args, TuneConfig, "tune", overrides),
+                   _section(args, DataConfig, "data"),
+                   _section(args, TrainAutoencoderConfig, "train_autoencoder"),
+                   _section(args, TrainEmulatorConfig, "train_emulator"),
+                   _section(args, CacheLatentsConfig, "cache_latents"))
     result = tune.run(job, workers=args.workers, name=args.name, trial=args.trial, register=args.register,
                       progress=not args.quiet)
     study = result.study
@@ -180,6 +226,18 @@ def _apply_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _forecast(args: argparse.Namespace) -> int:
+    from pipelines import forecast
+
+    data = _section(args, DataConfig, "data")
+    summary = forecast.run(data, args.model, args.split, args.trajectory, args.horizon, args.members, args.seed,
+                           args.output)
+    scores = ", ".join(f"{lead}: {v:.3f}" for lead, v in zip(summary["leads"], summary["vrmse"]))
+    print(f"forecast: {summary['model']} -> {summary['output']} {summary['shape']} (members, states, H, W, C)"
+          + (f" and {summary['figure']}" if summary["figure"] else "") + (f"; VRMSE by lead: {scores}" if scores else ""))
+    return 0
+
+
 def _command(sub: argparse._SubParsersAction, name: str, handler: Callable[[argparse.Namespace], int],
              help: str, description: str, quiet: bool = True) -> argparse.ArgumentParser:
     """A sub-command running ``handler``; long-running ones get ``-q/--quiet``."""
@@ -197,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "Every stage reads its settings from params.yaml (section named like the stage).",
     )
     parser.add_argument("--params", default=str(DEFAULT_PARAMS), help="parameters file (default: %(default)s)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a value of the parameters file for this command, e.g. --set "
+                             "train_autoencoder.train.steps=100 (repeatable; space-separated pairs allowed)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -236,8 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
                  "on train_emulator.score.split; track it in MLflow and register it as a forecaster version of "
                  "<dataset>-emulator. Resumes from its latest checkpoint if a previous run was interrupted.")
     p.add_argument("--kind", required=True, choices=["diffusion", "solver", "pixel_solver"], help="emulator kind")
-    p.add_argument("--latent-channels", type=int, help="latent channels c of the autoencoder and cache "
-                                                        "(latent kinds only)")
+    p.add_argument("--latent-channels", type=_channels, help="latent channels c of the autoencoder and cache "
+                                                             "(latent kinds only; 'none' = not given)")
     p.add_argument("--steps", type=int, help="override train_emulator.train.steps")
 
     p = _command(sub, "evaluate", _evaluate, "score every registered version the same way (params: evaluate)",
@@ -279,6 +340,19 @@ def build_parser() -> argparse.ArgumentParser:
                                              "most accurate of the Pareto front")
     p.add_argument("--register", action="store_true", help="sampler study: register the chosen trial as a new "
                                                            "emulator version (same weights, its sampler settings)")
+
+    p = _command(sub, "forecast", _forecast, "forecast a trajectory with a registered emulator",
+                 "Load a registered <dataset>-emulator version (by default the 'production' alias) and forecast one "
+                 "trajectory of a split of data.root from its first state(s); write OUTPUT.h5 (forecast, truth, "
+                 "VRMSE per lead and field) and OUTPUT.png (one field at four lead times).", quiet=False)
+    p.add_argument("--model", default="production", help="alias, version number or models:/ URI (default: %(default)s)")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--trajectory", type=int, default=0, help="index in the split (default: %(default)s)")
+    p.add_argument("--horizon", type=int, default=25, help="states to forecast, data.stride steps apart "
+                                                            "(default: %(default)s)")
+    p.add_argument("--members", type=int, default=1, help="ensemble members (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", default="forecasts/forecast", help="output path without suffix (default: %(default)s)")
 
     p = _command(sub, "apply-params", _apply_params, "merge a params file (e.g. a tuned result) into params.yaml",
                  "Merge FILE's sections into the parameters file, keeping its comments; the result is checked "

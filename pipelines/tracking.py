@@ -126,8 +126,11 @@ def start_run(stage: str, dataset: str, config: Mapping[str, Any], data_root: st
     digest, source = data_hash(data_root)
     all_tags = {"stage": stage, "dataset": dataset, "data.hash": digest, "data.hash_source": source,
                 **git_state(), **(tags or {})}
+    project_run = run_id is None and bool(os.environ.get("MLFLOW_RUN_ID"))  # opened by `mlflow run`: log into it
     with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id, run_name=run_name,
                           tags=None if run_id else all_tags, log_system_metrics=system_metrics) as run:
+        if project_run:
+            mlflow.set_tags(all_tags)
         if run_id is None:
             params: dict[str, Any] = {}
             for section, value in config.items():

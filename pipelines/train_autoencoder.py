@@ -30,7 +30,7 @@ from pipelines.config import DataConfig, TrainAutoencoderConfig
 from pipelines.data import FieldNormalizer, WellWindows, geometric_augmentation
 from pipelines.io import write_json, write_text
 from pipelines.metrics import summarize, vrmse
-from pipelines.training import Batch, checkpoint_extra, latest_checkpoint, train
+from pipelines.training import Batch, checkpoint_extra, distributed, latest_checkpoint, train
 from pipelines.validate import ensure_valid
 
 STAGE = "train_autoencoder"
@@ -113,6 +113,11 @@ def run(cfg: TrainAutoencoderConfig, data: DataConfig, latent_channels: int, pro
     model = build(cfg, len(train_set.channels), latent_channels)
     objective = ReconstructionObjective(cfg.loss, train_set.normalizer)
     directory = paths.checkpoint_dir(dataset, model_name(latent_channels))
+    rank, world_size = distributed()
+    if rank > 0:  # under torchrun: train beside rank 0, which tracks, checkpoints and registers
+        train(model, objective, train_set, valid_set, cfg.train, directory, rank=rank, world_size=world_size,
+              stop_at=stop_at, progress=False)
+        return {"rank": rank}
     run_id = checkpoint_extra(latest_checkpoint(directory)).get("run_id")
     tags = {"latent_channels": str(latent_channels), "compression_rate": f"{model.compression_rate:g}"}
     with tracking.start_run(STAGE, dataset, {STAGE: cfg, "data": data}, data.root,
@@ -120,7 +125,7 @@ def run(cfg: TrainAutoencoderConfig, data: DataConfig, latent_channels: int, pro
         if run_id is None:
             mlflow.log_params({"latent_channels": latent_channels, "parameters": sum(p.numel() for p in model.parameters())})
         result = train(model, objective, train_set, valid_set, cfg.train, directory, tracking.tracking_hooks(),
-                       extra={"run_id": active.info.run_id}, stop_at=stop_at, progress=progress)
+                       extra={"run_id": active.info.run_id}, world_size=world_size, stop_at=stop_at, progress=progress)
         if result.step < cfg.train.steps:
             return {"step": result.step, "run_id": active.info.run_id, "finished": False}
         final = result.history[-1] if result.history else {}

@@ -37,7 +37,7 @@ from pipelines.io import write_json, write_text
 from pipelines.latent_data import TrajectoryWindows
 from pipelines.registry import LoadedAutoencoder, load_exported_autoencoder
 from pipelines.scoring import LeadScores, Truth, score_forecaster, score_persistence, window_label
-from pipelines.training import Batch, checkpoint_extra, latest_checkpoint, train
+from pipelines.training import Batch, checkpoint_extra, distributed, latest_checkpoint, train
 from pipelines.train_autoencoder import model_name as autoencoder_name
 from pipelines.validate import ensure_valid
 
@@ -169,19 +169,25 @@ def run(cfg: TrainEmulatorConfig, data: DataConfig, cache: CacheLatentsConfig, k
 
     model, arguments = build(kind, channels, len(scoring.condition_names), model_cfg, cfg.train.seed)
     directory = paths.checkpoint_dir(dataset, model_name(name))
+    rank, world_size = distributed()
+    if rank > 0:  # under torchrun: train beside rank 0, which tracks, checkpoints, scores and registers
+        train(model, objective(cfg), train_set, valid_set, cfg.train, directory, rank=rank, world_size=world_size,
+              stop_at=stop_at, progress=False)
+        return Trained({"rank": rank})
     run_id = checkpoint_extra(latest_checkpoint(directory)).get("run_id")
     tags = {"kind": kind, **ae_tags}
     with tracking.start_run(STAGE, dataset, {STAGE: cfg, "data": data}, data.root, run_name=name, run_id=run_id,
                             tags=tags) as active:
         if run_id is None:
-            mlflow.log_params({"kind": kind, "latent_channels": latent_channels,
+            mlflow.log_params({"kind": kind, "latent_channels": ae_tags["latent_channels"],
                                "parameters": sum(p.numel() for p in model.parameters()),
                                "train_windows": len(train_set)})
             if latent:
                 digest, _ = tracking.data_hash(cache_path)
                 tracking.log_dataset(cache_path, f"{dataset}-latents-c{latent_channels}", digest)
         result = train(model, objective(cfg), train_set, valid_set, cfg.train, directory, tracking.tracking_hooks(),
-                       extra={"run_id": active.info.run_id}, stop_at=stop_at, progress=progress)
+                       extra={"run_id": active.info.run_id}, world_size=world_size, stop_at=stop_at,
+                       progress=progress)
         if result.step < cfg.train.steps:
             return Trained({"step": result.step, "run_id": active.info.run_id, "finished": False})
         mlflow.log_metrics({"train/skipped_steps_total": result.skipped_steps, "train/seconds": result.seconds})

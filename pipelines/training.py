@@ -10,7 +10,11 @@ loop does everything else:
   run sees exactly the batches the uninterrupted one would have;
 - periodic checkpoints (atomic) and resume from the latest, with every RNG state;
 - validation every ``val_every`` steps, a progress bar, and rank-aware hooks: only rank 0
-  calls them, so tracking, checkpointing and registration stay single-writer under DDP.
+  calls them, so tracking, checkpointing and registration stay single-writer under DDP;
+- multi-process data parallelism under ``torchrun``: :func:`distributed` joins the process
+  group (NCCL on GPUs, gloo on CPUs), each rank takes its slice of every global batch
+  (``batch_size`` is global), and the loss runs through ``DistributedDataParallel``, which
+  averages the gradients, so N processes take the same steps as one on the whole batch.
 
 No global state: everything comes in through arguments.
 """
@@ -18,6 +22,7 @@ No global state: everything comes in through arguments.
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 import warnings
@@ -28,7 +33,9 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -73,6 +80,31 @@ def select_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device: cuda requested but no CUDA device is available")
     return torch.device(name)
+
+
+def distributed() -> tuple[int, int]:
+    """``(rank, world size)``: under ``torchrun`` (``WORLD_SIZE`` > 1) joins the default
+    process group, NCCL with one GPU per local rank when CUDA is available, gloo on CPUs;
+    ``(0, 1)`` otherwise."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+class _ObjectiveLoss(nn.Module):
+    """``objective.loss(model, batch)`` as a module's forward, so that DDP can wrap it."""
+
+    def __init__(self, model: nn.Module, objective: Objective):
+        super().__init__()
+        self.model, self.objective = model, objective
+
+    def forward(self, batch: Batch) -> Tensor:
+        return self.objective.loss(self.model, batch)
 
 
 def _adamw(params: Any, cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -224,6 +256,10 @@ def train(model: nn.Module, objective: Objective, train_data: Dataset, val_data:
     hooks = hooks or Hooks()
     lead = rank == 0
     device = select_device(cfg.device)
+    if world_size > 1 and cfg.batch_size % world_size:
+        raise ValueError(f"train.batch_size: {cfg.batch_size} is not divisible by the {world_size} processes")
+    if world_size > 1 and device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
     autocast = device.type == "cuda" and cfg.precision == "bf16"
     seed_everything(cfg.seed)
     model.to(device)
@@ -263,6 +299,10 @@ def train(model: nn.Module, objective: Objective, train_data: Dataset, val_data:
                 old.unlink()
         hooks.on_checkpoint(step, path)
 
+    loss_of: nn.Module = _ObjectiveLoss(model, objective)
+    if world_size > 1:
+        loss_of = DistributedDataParallel(loss_of, device_ids=[device.index] if device.type == "cuda" else None)
+
     began = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", disable=not (progress and lead),
                dynamic_ncols=True)
@@ -272,9 +312,13 @@ def train(model: nn.Module, objective: Objective, train_data: Dataset, val_data:
         for batch in batches:
             batch = _to(batch, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                loss = objective.loss(model, batch)
+                loss = loss_of(batch)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # under DDP: gradients averaged over the processes
+            loss = loss.detach()
+            if world_size > 1:  # the global batch's loss, for logging and the finiteness check
+                dist.all_reduce(loss)
+                loss /= world_size
             norm = _grad_norm(model)
             finite = bool(torch.isfinite(norm)) and bool(torch.isfinite(loss))
             if finite:

@@ -21,6 +21,18 @@ VENV_BIN = str(Path(sys.executable).parent)
 MLFLOW_URIS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, share the cores among the workers (and the tools they start)
+    rather than let each one's PyTorch take them all."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
 def tool_env() -> dict[str, str]:
     """Environment for subprocesses: the project's console scripts (latentops, dvc) first
     on PATH, as after `. .venv/bin/activate`, and no MLflow store from outside the test."""

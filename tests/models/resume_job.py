@@ -42,9 +42,10 @@ class MSE:
         return {"val/loss": float(sum(self.loss(model, b) for b in batches) / len(batches))}
 
 
-def make(optimizer: str, steps: int, checkpoint_every: int = 0) -> tuple[nn.Module, MSE, NoisyImages, TrainConfig]:
+def make(optimizer: str, steps: int, checkpoint_every: int = 0,
+         dropout: float = 0.2) -> tuple[nn.Module, MSE, NoisyImages, TrainConfig]:
     torch.manual_seed(1)
-    model = Autoencoder(2, 2, patch=2, widths=(8, 16), blocks=(1, 1), attention_heads=2, dropout=0.2)
+    model = Autoencoder(2, 2, patch=2, widths=(8, 16), blocks=(1, 1), attention_heads=2, dropout=dropout)
     cfg = TrainConfig(steps=steps, batch_size=8, seed=3, device="cpu", val_every=3, val_batches=1,
                       checkpoint_every=checkpoint_every, log_every=1,
                       optim=OptimConfig(optimizer=optimizer, lr=3e-3, warmup=2))

@@ -6,15 +6,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipelines import cache_latents, train_autoencoder, train_emulator
 from pipelines.config import (AutoencoderModelConfig, CacheLatentsConfig, DataConfig, EmulatorModelConfig,
                               OptimConfig, SamplerConfig, ScoreConfig, TrainAutoencoderConfig, TrainConfig,
                               TrainEmulatorConfig)
+from tests.conftest import REPO
 
 TINY_MODEL = AutoencoderModelConfig(patch=2, widths=(8, 16), blocks=(1, 1), attention_heads=2)
 
@@ -84,3 +88,32 @@ def trained(latent_workspace):
                 for kind in ("solver", "diffusion", "pixel_solver")}
 
 
+
+
+def tiny_project(dest: Path) -> Path:
+    """A git + DVC copy of the repository's pipeline files (dvc.yaml, params.yaml, MLproject,
+    the packages) in ``dest``, with tiny parameters."""
+    dest.mkdir(parents=True)
+    for name in ("dvc.yaml", "params.yaml", "MLproject", ".dvcignore", ".gitignore"):
+        shutil.copy(REPO / name, dest / name)
+    shutil.copytree(REPO / ".dvc", dest / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp"))
+    for package in ("pipelines", "models"):
+        shutil.copytree(REPO / package, dest / package, ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["simulate"].update(resolution=16, trajectories={"train": 2, "valid": 1, "test": 1}, workers=1)
+    ae = params["train_autoencoder"]
+    ae["latent_channels"] = [4, 1]
+    ae["model"].update(patch=2, widths=[8, 16], blocks=[1, 1], attention_heads=2)
+    ae["train"].update(steps=4, batch_size=8, val_every=2, val_batches=1, checkpoint_every=2, device="cpu")
+    emulator = params["train_emulator"]
+    emulator["sampler"]["steps"] = 2
+    emulator["latent"].update(width=12, depth=1, heads=2)
+    emulator["pixel"].update(width=12, depth=1, heads=2, patch=8)
+    emulator["train"].update(steps=2, batch_size=8, val_every=2, val_batches=1, checkpoint_every=2, device="cpu")
+    emulator["score"].update(trajectories=1, members=2)
+    params["evaluate"].update(trajectories=1, members=2)
+    params["tune"]["sampler"].update(trials=2, steps=[3, 5], score={"trajectories": 1, "members": 2,
+                                                                     "lead_windows": [[1, 8]]})
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    return dest

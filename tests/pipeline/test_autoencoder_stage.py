@@ -160,3 +160,26 @@ def test_bad_config_fails_at_start_naming_the_key(workspace, tmp_path):
 def test_a_missing_registered_version_is_a_clear_error(workspace):
     with pytest.raises(ValueError, match="euler_mini-autoencoder version 7 is not in the Model Registry"):
         load_autoencoder("euler_mini", 7)
+
+
+def test_the_stage_under_torchrun_tracks_and_registers_once(tmp_path, tiny_dataset):
+    """Two gloo processes train one autoencoder: rank 0 alone opens the run (every step
+    logged once), checkpoints, registers and exports."""
+    import yaml
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
+        "data": {"root": str(tiny_dataset)},
+        "train_autoencoder": {"model": {"patch": 2, "widths": [8, 16], "blocks": [1, 1], "attention_heads": 2},
+                              "train": {"steps": 6, "batch_size": 8, "val_every": 3, "val_batches": 1,
+                                        "checkpoint_every": 3, "log_every": 1, "device": "cpu"}}}))
+    job = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc-per-node", "2",
+                          "-m", "pipelines.cli", "train-autoencoder", "--latent-channels", "4", "--quiet"],
+                         cwd=tmp_path, env=tool_env(), capture_output=True, text=True)
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert job.stdout.count("registered as euler_mini-autoencoder version 1") == 1
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("euler_mini/train_autoencoder").experiment_id])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2, 3, 4, 5, 6]
+    assert len(client.search_model_versions("name='euler_mini-autoencoder'")) == 1
+    assert (tmp_path / "data/models/euler_mini/autoencoder_c4/registered.json").is_file()
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").rglob("*.pt"))

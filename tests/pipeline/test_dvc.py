@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, tool_env
+from tests.conftest import tool_env
+from tests.pipeline.conftest import tiny_project
 
 
 def run(cmd: list[str], cwd: Path) -> str:
@@ -31,32 +32,8 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 @pytest.fixture
 def project(tmp_path) -> Path:
-    """A git + DVC copy of the repository's pipeline files, with a tiny simulate section."""
-    dest = tmp_path / "project"
-    dest.mkdir()
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
-        shutil.copy(REPO / name, dest / name)
-    shutil.copytree(REPO / ".dvc", dest / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp"))
-    for package in ("pipelines", "models"):
-        shutil.copytree(REPO / package, dest / package, ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    params["simulate"].update(resolution=16, trajectories={"train": 2, "valid": 1, "test": 1}, workers=1)
-    ae = params["train_autoencoder"]
-    ae["latent_channels"] = [4, 1]
-    ae["model"].update(patch=2, widths=[8, 16], blocks=[1, 1], attention_heads=2)
-    ae["train"].update(steps=4, batch_size=8, val_every=2, val_batches=1, checkpoint_every=2, device="cpu")
-    emulator = params["train_emulator"]
-    emulator["sampler"]["steps"] = 2
-    emulator["latent"].update(width=12, depth=1, heads=2)
-    emulator["pixel"].update(width=12, depth=1, heads=2, patch=8)
-    emulator["train"].update(steps=2, batch_size=8, val_every=2, val_batches=1, checkpoint_every=2, device="cpu")
-    emulator["score"].update(trajectories=1, members=2)
-    params["evaluate"].update(trajectories=1, members=2)
-    params["tune"]["sampler"].update(trials=2, steps=[3, 5], score={"trajectories": 1, "members": 2,
-                                                                     "lead_windows": [[1, 8]]})
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], dest)
-    return dest
+    """A git + DVC copy of the repository's pipeline files, with tiny parameters."""
+    return tiny_project(tmp_path / "project")
 
 
 STAGES = ("simulate", "train_autoencoder@4", "train_autoencoder@1", "cache_latents@4", "cache_latents@1",
@@ -136,12 +113,3 @@ def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
         assert f"Running stage '{stage}'" in out
     assert (project / "data/latents/euler_mini/c1/train.h5").is_file()
     assert (project / "data/models/euler_mini/emulator_solver_c4/registered.json").is_file()
-
-
-def test_mlproject_parses_with_mlflow():
-    from mlflow.projects import _project_spec
-
-    project = _project_spec.load_project(str(REPO))
-    entry = project.get_entry_point("simulate")
-    command = entry.compute_command({"workers": "1"}, storage_dir=None)
-    assert command.startswith("latentops --params") and "simulate --workers 1" in command

@@ -1,0 +1,201 @@
+"""The team platform for real: a tiny stage tracked to an MLflow server (basic
+authentication, artifacts served through it) on a real PostgreSQL (Debian's package,
+started here) with artifacts on a local S3-compatible server (moto's); everything read
+back through the MLflow client. Also: `platform/compose.yaml` validates."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, VENV_BIN, tool_env
+
+ADMIN_PASSWORD = "test-only-password"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def postgres_bin(name: str) -> str:
+    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None)
+    if found is None:
+        pytest.skip(f"PostgreSQL's {name} is not installed (.ci/setup installs Debian's postgresql)")
+    return found
+
+
+def as_postgres(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: drop to the postgres user when we are root."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a free port; yields its base URL."""
+    root = Path(tempfile.mkdtemp(prefix="latentops-pg-"))  # not under pytest's root-only temp dir
+    data, port = root / "data", free_port()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    subprocess.run(as_postgres([postgres_bin("initdb"), "-D", str(data), "-U", "latentops", "--auth=trust", "-E",
+                                "UTF8"]), check=True, capture_output=True)
+    subprocess.run(as_postgres([postgres_bin("pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
+                                f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"]), check=True,
+                   capture_output=True)
+    try:
+        import psycopg2
+
+        connection = psycopg2.connect(host="127.0.0.1", port=port, user="latentops", dbname="postgres")
+        connection.autocommit = True  # CREATE DATABASE cannot run in a transaction
+        with connection.cursor() as cursor:
+            for database in ("mlflow", "optuna"):
+                cursor.execute(f"CREATE DATABASE {database}")
+        connection.close()
+        yield f"postgresql://latentops@127.0.0.1:{port}"
+    finally:
+        subprocess.run(as_postgres([postgres_bin("pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[str]:
+    """moto's S3-compatible server on a free port with a bucket ``mlflow``; yields its URL."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    boto3.client("s3", endpoint_url=url, aws_access_key_id="test", aws_secret_access_key="test",
+                 region_name="us-east-1").create_bucket(Bucket="mlflow")
+    yield url
+    server.stop()
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(postgres, s3, tmp_path_factory) -> Iterator[str]:
+    """`mlflow server` with basic auth on PostgreSQL, artifacts proxied to S3; yields its URL."""
+    root = tmp_path_factory.mktemp("server")
+    auth = root / "auth.ini"
+    auth.write_text((REPO / "platform/mlflow/auth.ini").read_text().replace(
+        "sqlite:////var/lib/mlflow/basic_auth.db", f"sqlite:///{root / 'basic_auth.db'}"))
+    port = free_port()
+    env = {**tool_env(), **S3_ENV, "MLFLOW_S3_ENDPOINT_URL": s3, "MLFLOW_AUTH_CONFIG_PATH": str(auth),
+           "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD, "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-secret"}
+    log = (root / "server.log").open("w")
+    server = subprocess.Popen([str(Path(VENV_BIN) / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--app-name", "basic-auth", "--backend-store-uri", f"{postgres}/mlflow",
+                               "--artifacts-destination", "s3://mlflow/artifacts", "--serve-artifacts"],
+                              cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"mlflow server did not start:\n{(root / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def test_a_stage_tracks_to_the_platform_server_on_postgres_and_s3(mlflow_server, postgres, s3, tiny_dataset, tmp_path):
+    import boto3
+    import psycopg2
+    import yaml
+    from mlflow import MlflowClient
+
+    from tests.pipeline.conftest import tiny_cfg
+
+    params = tmp_path / "params.yaml"
+    ae = tiny_cfg(steps=4)
+    params.write_text(yaml.safe_dump({
+        "data": {"root": str(tiny_dataset)},
+        "train_autoencoder": {"model": {"patch": 2, "widths": [8, 16], "blocks": [1, 1], "attention_heads": 2},
+                              "train": {"steps": ae.train.steps, "batch_size": 8, "val_every": 2, "val_batches": 1,
+                                        "checkpoint_every": 2, "log_every": 1, "device": "cpu"}},
+    }))
+    credentials = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD}
+    env = {**tool_env(), "MLFLOW_TRACKING_URI": mlflow_server, **credentials}
+    anonymous = subprocess.run(["latentops", "--params", str(params), "train-autoencoder", "--latent-channels", "4",
+                                "--quiet"], cwd=tmp_path, env={**env, "MLFLOW_TRACKING_PASSWORD": "wrong"},
+                               capture_output=True, text=True)
+    assert anonymous.returncode != 0 and "401" in anonymous.stdout + anonymous.stderr  # authentication is on
+    result = subprocess.run(["latentops", "--params", str(params), "train-autoencoder", "--latent-channels", "4",
+                             "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    os.environ.update(credentials)
+    try:
+        client = MlflowClient(mlflow_server, mlflow_server)
+        experiment = client.get_experiment_by_name("euler_mini/train_autoencoder")
+        (run,) = client.search_runs([experiment.experiment_id])
+        assert run.info.status == "FINISHED" and run.data.tags["stage"] == "train_autoencoder"
+        assert run.data.params["train_autoencoder.train.steps"] == "4"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2, 3, 4]
+        assert "val/vrmse" in run.data.metrics
+        plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+        assert "plots/reconstruction_0.png" in plots
+        local = client.download_artifacts(run.info.run_id, "plots/reconstruction_0.png", str(tmp_path))
+        assert Path(local).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        (version,) = client.search_model_versions("name='euler_mini-autoencoder'")
+        assert version.run_id == run.info.run_id and version.tags["latent_channels"] == "4"
+    finally:
+        for name in credentials:
+            os.environ.pop(name, None)
+
+    # where it all went: rows in PostgreSQL, objects in S3, the registered model exported locally
+    with psycopg2.connect(f"{postgres}/mlflow") as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM runs WHERE run_uuid = %s", (run.info.run_id,))
+        assert cursor.fetchone()[0] == 1
+    connection.close()
+    objects = boto3.client("s3", endpoint_url=s3, region_name="us-east-1", aws_access_key_id="test",
+                           aws_secret_access_key="test").list_objects_v2(Bucket="mlflow")["Contents"]
+    keys = [o["Key"] for o in objects]
+    assert any(k.endswith("plots/reconstruction_0.png") for k in keys) and any(k.endswith("MLmodel") for k in keys)
+    assert (tmp_path / "data/models/euler_mini/autoencoder_c4/MLmodel").is_file()
+
+
+def test_optuna_studies_live_in_the_platform_postgres(postgres):
+    import optuna
+
+    from pipelines.tune import open_storage
+
+    storage = open_storage(f"{postgres}/optuna", heartbeat=5)
+    study = optuna.create_study(study_name="platform", storage=storage)
+    study.optimize(lambda trial: trial.suggest_float("x", -1, 1) ** 2, n_trials=3)
+    assert len(optuna.load_study(study_name="platform", storage=f"{postgres}/optuna").trials) == 3
+
+
+def test_the_compose_file_validates():
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        pytest.skip("docker-compose (Debian's package) is not installed: .ci/setup installs it")
+    result = subprocess.run([compose, "-f", "compose.yaml", "--env-file", ".env.example", "config", "--services"],
+                            cwd=REPO / "platform", capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert set(result.stdout.split()) == {"postgres", "s3", "s3-init", "mlflow", "optuna-dashboard"}
+    missing = subprocess.run([compose, "-f", "compose.yaml", "config"], cwd=REPO / "platform",
+                             env={k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "S3_", "MLFLOW_"))},
+                             capture_output=True, text=True)
+    assert missing.returncode != 0 and "set POSTGRES_USER in .env" in missing.stderr  # no secret has a default
