@@ -176,8 +176,9 @@ def test_the_stage_under_torchrun_tracks_and_registers_once(tmp_path, tiny_datas
                           "-m", "pipelines.cli", "train-autoencoder", "--latent-channels", "4", "--quiet"],
                          cwd=tmp_path, env=tool_env(), capture_output=True, text=True)
     assert job.returncode == 0, job.stderr[-3000:]
-    assert job.stdout.count("registered as euler_mini-autoencoder version 1") == 1
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert job.stdout.count("registered as euler_mini-autoencoder version 1") == 1, job.stdout + job.stderr[-2000:]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri, uri)  # the registry too: another test may have set a global one
     (run,) = client.search_runs([client.get_experiment_by_name("euler_mini/train_autoencoder").experiment_id])
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2, 3, 4, 5, 6]
     assert len(client.search_model_versions("name='euler_mini-autoencoder'")) == 1
