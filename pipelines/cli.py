@@ -233,8 +233,9 @@ def _forecast(args: argparse.Namespace) -> int:
     summary = forecast.run(data, args.model, args.split, args.trajectory, args.horizon, args.members, args.seed,
                            args.output)
     scores = ", ".join(f"{lead}: {v:.3f}" for lead, v in zip(summary["leads"], summary["vrmse"]))
+    figure = f" and {summary['figure']}" if summary["figure"] else ""
     print(f"forecast: {summary['model']} -> {summary['output']} {summary['shape']} (members, states, H, W, C)"
-          + (f" and {summary['figure']}" if summary["figure"] else "") + (f"; VRMSE by lead: {scores}" if scores else ""))
+          + figure + (f"; VRMSE by lead: {scores}" if scores else ""))
     return 0
 
 

@@ -380,7 +380,7 @@ class CompressionStudyConfig:
     """``tune.compression:`` the compression study (``latentops tune --study compression``):
     latent channels, learning rate and width of a short-budget autoencoder, judged by the
     validation VRMSE of an emulator trained on its latents. Intermediate values (the
-    autoencoder's validation VRMSE) let ``pruner`` stop bad trials early."""
+    autoencoder's validation loss) let ``pruner`` stop bad trials early."""
 
     trials: int = 12
     latent_channels: tuple[int, ...] = (1, 2, 4, 8, 16)

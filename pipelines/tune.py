@@ -9,7 +9,7 @@ Two studies (``STUDIES``), each an objective with one job:
   time per trajectory (all members, decoded). The result is a Pareto front.
 - ``compression`` (:class:`CompressionObjective`, expensive): latent channels, learning
   rate and width of a short-budget autoencoder; an emulator trained on its latents gives
-  the objective, the validation rollout VRMSE. The autoencoder's validation VRMSE is
+  the objective, the validation rollout VRMSE. The autoencoder's validation loss is
   reported as it trains, so the pruner (median or Hyperband) stops bad trials early.
 
 Storage (``tune.storage``): any SQLAlchemy URL (``sqlite:///optuna.db`` by default,
@@ -219,11 +219,15 @@ class CompressionObjective:
         objective = train_autoencoder.ReconstructionObjective(cfg.loss, train_set.normalizer)
 
         def report(step: int, metrics: dict[str, float]) -> None:
-            value = metrics["val/vrmse"]
+            # The intermediate value is the validation loss (MSE of normalised states): the
+            # physical VRMSE of an early autoencoder has a heavy tail (exp of log fields; 4.7e3
+            # at step 100 in a trial that ended best), which would mislead the pruner.
+            value = metrics["val/loss"]
             trial.report(value, step)
-            mlflow.log_metric("trial/autoencoder_val_vrmse", value, step=step, synchronous=False)
+            mlflow.log_metrics({"trial/autoencoder_val_loss": value,
+                                "trial/autoencoder_val_vrmse": metrics["val/vrmse"]}, step=step, synchronous=False)
             if trial.should_prune():
-                raise optuna.TrialPruned(f"autoencoder validation VRMSE {value:.4g} at step {step}")
+                raise optuna.TrialPruned(f"autoencoder validation loss {value:.4g} at step {step}")
 
         train(model, objective, train_set, valid_set, cfg.train, hooks=Hooks(on_validation=report), progress=False)
         model.eval()
@@ -405,7 +409,8 @@ def chosen_trial(study: optuna.Study, number: int | None) -> FrozenTrial | None:
         trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
         if trial is None or trial.state != TrialState.COMPLETE:
             complete = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-            raise ValueError(f"--trial {number}: not a complete trial of {study.study_name}; complete trials: {complete}")
+            raise ValueError(f"--trial {number}: not a complete trial of {study.study_name}; "
+                             f"complete trials: {complete}")
         return trial
     front = study.best_trials
     return min(front, key=lambda t: t.values[0]) if front else None

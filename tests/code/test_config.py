@@ -169,7 +169,8 @@ def test_apply_params_merges_a_tuned_file_keeping_comments(tmp_path):
 
 
 @pytest.mark.parametrize(("fragment", "message"), [
-    ("train_emulator:\n  sampler:\n    steps: 0\n", "would make .* invalid: train_emulator.sampler.steps: must be >= 1"),
+    ("train_emulator:\n  sampler:\n    steps: 0\n",
+     "would make .* invalid: train_emulator.sampler.steps: must be >= 1"),
     ("train_emulatr:\n  flip: 0.2\n", "train_emulatr: unknown section; valid sections are"),
 ])
 def test_apply_params_refuses_an_invalid_result_and_changes_nothing(tmp_path, capsys, fragment, message):

@@ -196,6 +196,7 @@ def test_the_compose_file_validates():
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) == {"postgres", "s3", "s3-init", "mlflow", "optuna-dashboard"}
     missing = subprocess.run([compose, "-f", "compose.yaml", "config"], cwd=REPO / "platform",
-                             env={k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "S3_", "MLFLOW_"))},
+                             env={k: v for k, v in os.environ.items()
+                                  if not k.startswith(("POSTGRES_", "S3_", "MLFLOW_"))},
                              capture_output=True, text=True)
     assert missing.returncode != 0 and "set POSTGRES_USER in .env" in missing.stderr  # no secret has a default

@@ -185,7 +185,7 @@ def test_the_pruner_stops_clearly_bad_trials(latent_workspace, trained):
         runs = trial_runs(optuna.load_study(study_name="prune", storage=storage))
         pruned = [r for r in runs if r.data.tags.get("optuna.state") == "PRUNED"]
         assert len(pruned) == 2
-        history = tracking.configure().get_metric_history(pruned[0].info.run_id, "trial/autoencoder_val_vrmse")
+        history = tracking.configure().get_metric_history(pruned[0].info.run_id, "trial/autoencoder_val_loss")
         assert history and history[0].step == 3
     tuned = yaml.safe_load((root / "tuned" / "compression.yaml").read_text())["train_autoencoder"]
     assert tuned["train"]["optim"]["lr"] < 1 and tuned["latent_channels"] == [4] and tuned["model"]["widths"] == [8, 16]
