@@ -93,10 +93,12 @@ def test_a_fresh_process_forecasts_the_same_trajectory(trained, workspace, tmp_p
 
 
 def test_the_exported_version_loads_without_the_store(trained, workspace, monkeypatch, tmp_path):
+    exported = paths.model_dir("euler_mini", train_emulator.model_name("solver_c4"))
+    version = json.loads((exported / "registered.json").read_text())["version"]  # the latest solver_c4 trained here
+    expected = load_forecaster_model(f"models:/euler_mini-emulator/{version}").predict(_inputs(workspace), {"horizon": 2})
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
-    model = load_forecaster_model(str(paths.model_dir("euler_mini", train_emulator.model_name("solver_c4"))))
-    out = model.predict(_inputs(workspace), params={"horizon": 2})
-    np.testing.assert_allclose(out, trained["solver"].forecaster.predict(_inputs(workspace), {"horizon": 2}), rtol=1e-5)
+    out = load_forecaster_model(str(exported)).predict(_inputs(workspace), params={"horizon": 2})
+    np.testing.assert_allclose(out, expected, rtol=1e-5)
 
 
 def _free_port() -> int:
