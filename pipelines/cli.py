@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -199,12 +200,10 @@ def _tune(args: argparse.Namespace) -> int:
     result = tune.run(job, workers=args.workers, name=args.name, trial=args.trial, register=args.register,
                       progress=not args.quiet)
     study = result.study
-    states = {}
-    for t in study.get_trials(deepcopy=False):
-        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+    states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
     print(f"tune: study {study.study_name}: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
           + f"; MLflow run {result.parent_run_id}")
-    names = tune.SamplerObjective.names if args.study == "sampler" else tune.CompressionObjective.names
+    names = tune.OBJECTIVES[args.study].names
     print(("Pareto front" if len(names) > 1 else "best trial") + ":")
     for t in sorted(result.front, key=lambda t: t.values[0]):
         values = ", ".join(f"{n} {v:.4g}" for n, v in zip(names, t.values))

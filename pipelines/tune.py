@@ -1,6 +1,6 @@
 """``latentops tune``: Optuna studies of the paper's accuracy-cost trade-offs.
 
-Two studies (``STUDIES``), each an objective with one job:
+Two studies (``OBJECTIVES``), each an objective with one job:
 
 - ``sampler`` (:class:`SamplerObjective`, cheap, no retraining): the azula sampler of one
   registered diffusion emulator: family (``tune.sampler.samplers``), Adams-Bashforth order
@@ -32,6 +32,7 @@ is printed too).
 from __future__ import annotations
 
 import dataclasses
+from functools import cached_property
 import logging
 import multiprocessing
 import os
@@ -55,7 +56,7 @@ from pipelines import plots, registry, tracking, train_autoencoder, train_emulat
 from pipelines.cache_latents import encode_trajectory
 from pipelines.config import (CacheLatentsConfig, CompressionStudyConfig, DataConfig, SamplerConfig,
                               SamplerStudyConfig, TrainAutoencoderConfig, TrainEmulatorConfig, TuneConfig)
-from pipelines.data import trajectories
+from pipelines.data import WellWindows, trajectories
 from pipelines.forecaster import Forecaster, ForecasterModel
 from pipelines.io import write_text
 from pipelines.latent_data import TrajectoryWindows
@@ -194,13 +195,26 @@ class CompressionObjective:
     directions = ("minimize",)
     names = ("vrmse",)
 
-    def __post_init__(self) -> None:
+    # The data are read on a trial's first use, not when the objective is built: the
+    # coordinator builds one only to write the chosen trial's settings (best_params).
+    @cached_property
+    def states(self) -> tuple[WellWindows, WellWindows]:
+        """Single states of the train and valid splits, for the autoencoder."""
+        return train_autoencoder.states(self.autoencoder, self.data)
+
+    @cached_property
+    def whole(self) -> dict[str, WellWindows]:
+        return {split: trajectories(self.data, split) for split in ("train", "valid")}
+
+    @cached_property
+    def trajectories(self) -> dict[str, TrajectoryWindows]:
+        """Normalised whole trajectories ``(N, T, C, H, W)`` of the train and valid splits."""
         window, stride = self.data.context + self.data.horizon, self.data.stride
-        self.states = train_autoencoder.states(self.autoencoder, self.data)  # (train, valid) single states
-        self.whole = {split: trajectories(self.data, split) for split in ("train", "valid")}
-        self.trajectories = {split: TrajectoryWindows.from_trajectories(w, window, stride)
-                             for split, w in self.whole.items()}  # normalised (N, T, C, H, W)
-        self.truth = Truth.from_windows(self.whole["valid"], self.cfg.score.trajectories, self.data.context)
+        return {split: TrajectoryWindows.from_trajectories(w, window, stride) for split, w in self.whole.items()}
+
+    @cached_property
+    def truth(self) -> Truth:
+        return Truth.from_windows(self.whole["valid"], self.cfg.score.trajectories, self.data.context)
 
     def settings(self, params: dict[str, Any]) -> TrainAutoencoderConfig:
         levels = len(self.autoencoder.model.widths)
@@ -310,7 +324,11 @@ def build_objective(job: Job) -> Objective:
     return CompressionObjective(job.tune.compression, job.autoencoder, job.emulator, job.data)
 
 
-STUDIES = ("sampler", "compression")
+#: Objective class per study.
+OBJECTIVES: dict[str, type[SamplerObjective] | type[CompressionObjective]] = {
+    "sampler": SamplerObjective,
+    "compression": CompressionObjective,
+}
 
 PRUNERS: dict[str, Callable[[CompressionStudyConfig, int], optuna.pruners.BasePruner]] = {
     "median": lambda cfg, every: optuna.pruners.MedianPruner(n_startup_trials=cfg.startup_trials, interval_steps=every),
@@ -324,10 +342,6 @@ def _pruner(job: Job) -> optuna.pruners.BasePruner:
     if job.study == "sampler":
         return optuna.pruners.NopPruner()  # multi-objective studies cannot prune
     return PRUNERS[job.tune.compression.pruner](job.tune.compression, job.autoencoder.train.val_every)
-
-
-def _directions(study: str) -> list[str]:
-    return list((SamplerObjective if study == "sampler" else CompressionObjective).directions)
 
 
 # --------------------------------------------------------------------------- workers
@@ -421,8 +435,8 @@ def run(job: Job, workers: int = 1, name: str | None = None, trial: int | None =
     """Create or resume the study, run it with ``workers`` processes until it has its
     target of finished trials, then record the summary, write the best params file, and
     with ``register`` register the chosen trial (sampler study)."""
-    if job.study not in STUDIES:
-        raise ValueError(f"unknown study {job.study!r}; valid studies are {list(STUDIES)}")
+    if job.study not in OBJECTIVES:
+        raise ValueError(f"unknown study {job.study!r}; valid studies are {list(OBJECTIVES)}")
     if register and job.study != "sampler":
         raise ValueError("--register applies to the sampler study (the compression study trains no kept model)")
     if workers < 1:
@@ -433,9 +447,9 @@ def run(job: Job, workers: int = 1, name: str | None = None, trial: int | None =
         job = dataclasses.replace(job, version=resolve_version(dataset, job.tune.sampler.version))
     name = name or study_name(job, dataset)
     storage = open_storage(job.tune.storage, job.tune.heartbeat)
-    study = optuna.create_study(study_name=name, storage=storage, directions=_directions(job.study),
+    study = optuna.create_study(study_name=name, storage=storage, directions=list(OBJECTIVES[job.study].directions),
                                 load_if_exists=True)
-    if list(study.directions) != [optuna.study.StudyDirection.MINIMIZE] * len(_directions(job.study)):
+    if list(study.directions) != [optuna.study.StudyDirection.MINIMIZE] * len(OBJECTIVES[job.study].directions):
         raise ValueError(f"study {name} in {_safe_url(job.tune.storage)} has other objectives; pass another --name")
     retried = recover_orphans(study, storage)
     if retried:
@@ -488,7 +502,7 @@ def _optimize(job: Job, name: str, parent_run_id: str, trials: int, workers: int
 def write_best(job: Job, study: optuna.Study, trial: FrozenTrial, params: dict[str, Any]) -> Path:
     """``tune.output/<study>.yaml``: the trial's settings as a params file."""
     path = Path(job.tune.output) / f"{job.study}.yaml"
-    values = ", ".join(f"{n} {v:.4g}" for n, v in zip(_names(job), trial.values))
+    values = ", ".join(f"{n} {v:.4g}" for n, v in zip(OBJECTIVES[job.study].names, trial.values))
     overrides = " ".join(f"-S {key}={json_value(value)}" for key, value in _dotted(params))
     header = (f"# Best settings of Optuna study {study.study_name} (trial {trial.number}: {values}),\n"
               f"# storage {_safe_url(job.tune.storage)}. Apply with\n"
@@ -510,13 +524,9 @@ def _dotted(tree: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]
             yield f"{prefix}{key}", value
 
 
-def _names(job: Job) -> tuple[str, ...]:
-    return (SamplerObjective if job.study == "sampler" else CompressionObjective).names
-
-
 def _summarize(study: optuna.Study, job: Job, chosen: FrozenTrial | None, params_file: Path | None) -> None:
     """The parent run's summary: trials table, plots, the chosen trial and its params file."""
-    names = _names(job)
+    names = OBJECTIVES[job.study].names
     counts = {state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
               for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     mlflow.log_metrics({f"trials_{state}": float(n) for state, n in counts.items()})
