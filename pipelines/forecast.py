@@ -15,12 +15,14 @@ from pathlib import Path
 
 import h5py
 import torch
+from mlflow.exceptions import MlflowException
 
 from pipelines import plots, registry
 from pipelines.config import DataConfig
 from pipelines.io import atomic_path
 from pipelines.metrics import vrmse
 from pipelines.scoring import Truth
+from pipelines.tracking import tracking_uri
 
 
 def model_uri(reference: str, dataset: str) -> str:
@@ -43,7 +45,12 @@ def run(data: DataConfig, reference: str = "production", split: str = "test", tr
         raise ValueError(f"--trajectory {trajectory}: the {split} split of {data.root} has {truth.states.shape[0]} "
                          "trajectories")
     uri = model_uri(reference, truth.dataset)
-    model = registry.load_forecaster_model(uri)
+    try:
+        model = registry.load_forecaster_model(uri)
+    except MlflowException as error:
+        raise ValueError(f"--model {reference}: cannot load {uri} from the Model Registry at {tracking_uri()} "
+                         f"({error.message.splitlines()[0]}); give a registered version, an alias such as "
+                         "production, or a models:/ URI") from None
     settings = model.metadata.metadata or {}
     stride = int(settings["stride"])
     states = truth.states[trajectory : trajectory + 1]  # (1, C, T, H, W)

@@ -151,3 +151,12 @@ def test_bad_requests_are_clear_errors(trained, workspace):
     inputs = _inputs(workspace)
     with pytest.raises(ValueError, match="cond has 3 entries; this forecaster expects 13"):
         trained["solver"].forecaster.predict({"states": inputs["states"], "cond": inputs["cond"][:, :3]})
+
+
+def test_forecast_names_a_model_that_is_not_registered(trained, workspace, tmp_path):
+    from pipelines import forecast
+
+    with pytest.raises(ValueError, match=r"--model 999: cannot load models:/euler_mini-emulator/999 from the Model "
+                                         r"Registry at sqlite:.*not found"):
+        forecast.run(workspace, "999", split="valid", horizon=2, output=tmp_path / "f")
+    assert not list(tmp_path.iterdir())  # nothing written
