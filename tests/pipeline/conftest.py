@@ -7,7 +7,10 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import socket
 import subprocess
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from pipelines import cache_latents, train_autoencoder, train_emulator
 from pipelines.config import (AutoencoderModelConfig, CacheLatentsConfig, DataConfig, EmulatorModelConfig,
                               OptimConfig, SamplerConfig, ScoreConfig, TrainAutoencoderConfig, TrainConfig,
                               TrainEmulatorConfig)
-from tests.conftest import REPO
+from tests.conftest import REPO, VENV_BIN
 
 TINY_MODEL = AutoencoderModelConfig(patch=2, widths=(8, 16), blocks=(1, 1), attention_heads=2)
 
@@ -117,3 +120,35 @@ def tiny_project(dest: Path) -> Path:
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     return dest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(root: Path, env: dict[str, str], *options: str, host: str = "127.0.0.1") -> Iterator[str]:
+    """A real ``mlflow server`` (``options``: stores, ``--app-name``...) on a free port, its log
+    in ``root/server.log``; yields its URL once ``/health`` answers, stops it afterwards."""
+    port = free_port()
+    log = (root / "server.log").open("w")
+    server = subprocess.Popen([str(Path(VENV_BIN) / "mlflow"), "server", "--host", host, "--port", str(port),
+                               *options], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server did not start:\n{(root / 'server.log').read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()

@@ -26,6 +26,19 @@ def test_mlproject_parses_with_mlflow_and_overrides_params():
                        "--quiet --latent-channels 4")
 
 
+def test_container_project_has_the_same_entry_points_in_the_trainer_image():
+    local, container = _project_spec.load_project(str(REPO)), _project_spec.load_project(str(REPO / "docker"))
+    assert local.docker_env is None  # else MLflow would ignore --env-manager local
+    assert container.docker_env["image"] == "latentops-trainer"
+    assert set(container._entry_points) == set(local._entry_points)
+    for name, entry in local._entry_points.items():
+        twin = container.get_entry_point(name)
+        assert twin.command == entry.command, name
+        assert {k: p.default for k, p in twin.parameters.items()} == {k: p.default for k, p in entry.parameters.items()}
+        assert {k: p.type for k, p in twin.parameters.items()} == {  # host paths mean nothing in a container
+            k: "string" if p.type == "path" else p.type for k, p in entry.parameters.items()}, name
+
+
 def test_every_entry_point_runs_through_mlflow_run(tmp_path):
     project = tiny_project(tmp_path / "project")
     uri = f"sqlite:///{project / 'mlflow.db'}"

@@ -8,25 +8,17 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, VENV_BIN, tool_env
+from tests.conftest import REPO, tool_env
+from tests.pipeline.conftest import free_port, mlflow_server as server
 
 ADMIN_PASSWORD = "test-only-password"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def postgres_bin(name: str) -> str:
@@ -95,28 +87,11 @@ def mlflow_server(postgres, s3, tmp_path_factory) -> Iterator[str]:
     auth = root / "auth.ini"
     auth.write_text((REPO / "platform/mlflow/auth.ini").read_text().replace(
         "sqlite:////var/lib/mlflow/basic_auth.db", f"sqlite:///{root / 'basic_auth.db'}"))
-    port = free_port()
     env = {**tool_env(), **S3_ENV, "MLFLOW_S3_ENDPOINT_URL": s3, "MLFLOW_AUTH_CONFIG_PATH": str(auth),
            "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD, "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-secret"}
-    log = (root / "server.log").open("w")
-    server = subprocess.Popen([str(Path(VENV_BIN) / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--app-name", "basic-auth", "--backend-store-uri", f"{postgres}/mlflow",
-                               "--artifacts-destination", "s3://mlflow/artifacts", "--serve-artifacts"],
-                              cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2)
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail(f"mlflow server did not start:\n{(root / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
+    with server(root, env, "--app-name", "basic-auth", "--backend-store-uri", f"{postgres}/mlflow",
+                "--artifacts-destination", "s3://mlflow/artifacts", "--serve-artifacts") as url:
+        yield url
 
 
 def test_a_stage_tracks_to_the_platform_server_on_postgres_and_s3(mlflow_server, postgres, s3, tiny_dataset, tmp_path):
