@@ -1,7 +1,8 @@
 """The trainer image and the container project for real: `docker/build.sh` builds the image
 from a Debian base built here (debootstrap + `docker import`, no registry needed), and
-`mlflow run docker -e ...` runs entry points inside containers on the CPU, tracked to an MLflow
-server on the host; the run, its metrics, artifacts and registered version are read back.
+`mlflow run docker -e ...` (once with `--build-image`) runs entry points inside containers on
+the CPU, tracked to an MLflow server on the host; the run, its metrics, artifacts and
+registered version are read back.
 
 Needs a Docker engine. Where none answers (CI machines start no `dockerd`), the test skips
 and says why. The first build downloads PyTorch's CUDA wheels (minutes); later builds reuse
@@ -13,6 +14,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import docker
 import pytest
 import yaml
 
@@ -32,8 +34,6 @@ TINY = {  # --set overrides: the tiny pipeline of tests/pipeline/conftest.py, ov
 def docker_engine() -> None:
     """Skip, saying why, unless a Docker engine answers."""
     try:
-        import docker
-
         docker.from_env().ping()
     except Exception as error:  # no socket, no permission, daemon down: all mean "cannot run here"
         pytest.skip(f"no Docker engine answers ({type(error).__name__}: {error}); start `dockerd` "
@@ -57,6 +57,7 @@ def test_trainer_image_runs_entry_points_tracked_to_the_host(tmp_path):
     project = yaml.safe_load((REPO / "docker/MLproject").read_text())
     volume = f"latentops-pytest-{uuid.uuid4().hex[:8]}"
     project["docker_env"] = {"image": IMAGE, "volumes": [f"{volume}:/home/latentops/latentops/data"]}
+    project["name"] = "latentops-pytest"  # --build-image tags its image with the project's name
     (tmp_path / "project").mkdir()
     (tmp_path / "project/MLproject").write_text(yaml.safe_dump(project, sort_keys=False))
 
@@ -66,8 +67,9 @@ def test_trainer_image_runs_entry_points_tracked_to_the_host(tmp_path):
         with mlflow_server(root, tool_env(), "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
                            "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts") as url:
             env = {**tool_env(), "MLFLOW_TRACKING_URI": url}
-            for entry, params in (("simulate", {"workers": "1"}), ("train_autoencoder", {"latent_channels": "4"})):
-                command = ["mlflow", "run", str(tmp_path / "project"), "-e", entry, "-A", "network=host",
+            for entry, params, options in (("simulate", {"workers": "1"}, []),
+                                           ("train_autoencoder", {"latent_channels": "4"}, ["--build-image"])):
+                command = ["mlflow", "run", str(tmp_path / "project"), "-e", entry, "-A", "network=host", *options,
                            "--experiment-name", f"euler_mini/{entry}", "-P", f"set={TINY[entry]}"]
                 command += [arg for key, value in params.items() for arg in ("-P", f"{key}={value}")]
                 result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
@@ -75,12 +77,16 @@ def test_trainer_image_runs_entry_points_tracked_to_the_host(tmp_path):
 
             from mlflow import MlflowClient
 
+            built = docker.from_env().images.get(project["name"])
             client = MlflowClient(url, url)
+            (simulated,) = client.search_runs([client.get_experiment_by_name("euler_mini/simulate").experiment_id])
+            assert simulated.data.tags["mlflow.docker.image.uri"] == IMAGE  # without --build-image: the image itself
             experiment = client.get_experiment_by_name("euler_mini/train_autoencoder")
             (run,) = client.search_runs([experiment.experiment_id])
             tags = run.data.tags
             assert run.info.status == "FINISHED" and tags["stage"] == "train_autoencoder"
-            assert tags["mlflow.project.env"] == "docker" and tags["mlflow.docker.image.uri"] == IMAGE
+            assert tags["mlflow.project.env"] == "docker"  # --build-image: an image FROM the trainer image
+            assert tags["mlflow.docker.image.uri"] == project["name"] and built.tags == [f"{project['name']}:latest"]
             assert run.data.params["train_autoencoder.train.steps"] == "3"
             assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2, 3]
             assert "val/vrmse" in run.data.metrics
@@ -90,3 +96,4 @@ def test_trainer_image_runs_entry_points_tracked_to_the_host(tmp_path):
             assert version.run_id == run.info.run_id and version.tags["latent_channels"] == "4"
     finally:
         subprocess.run(["docker", "volume", "rm", "-f", volume], capture_output=True)
+        subprocess.run(["docker", "rmi", project["name"]], capture_output=True)
