@@ -129,26 +129,33 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def mlflow_server(root: Path, env: dict[str, str], *options: str, host: str = "127.0.0.1") -> Iterator[str]:
-    """A real ``mlflow server`` (``options``: stores, ``--app-name``...) on a free port, its log
-    in ``root/server.log``; yields its URL once ``/health`` answers, stops it afterwards."""
+def served(command: list[str], ready: str, cwd: Path, env: dict[str, str], log: Path) -> Iterator[None]:
+    """Run ``command``, a server, for the block: enter once the URL ``ready`` answers (within
+    120 s, else fail with the end of ``log``, where its output goes), stop it afterwards."""
+    with log.open("w") as out:
+        server = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        try:
+            while True:
+                try:
+                    urllib.request.urlopen(ready, timeout=2)
+                    break
+                except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        pytest.fail(f"{' '.join(command[:3])} did not start:\n{log.read_text()[-3000:]}")
+                    time.sleep(0.5)
+            yield
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def mlflow_server(root: Path, env: dict[str, str], *options: str) -> Iterator[str]:
+    """A real ``mlflow server`` (``options``: stores, ``--app-name``...) on a free port of
+    localhost, its log in ``root/server.log``; yields its URL."""
     port = free_port()
-    log = (root / "server.log").open("w")
-    server = subprocess.Popen([str(Path(VENV_BIN) / "mlflow"), "server", "--host", host, "--port", str(port),
-                               *options], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server did not start:\n{(root / 'server.log').read_text()[-3000:]}")
-                time.sleep(0.5)
+    with served([str(Path(VENV_BIN) / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), *options],
+                f"{url}/health", root, env, root / "server.log"):
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()

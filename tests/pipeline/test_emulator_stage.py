@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -23,7 +20,7 @@ from pipelines import paths, train_emulator
 from pipelines.config import DataConfig
 from pipelines.registry import emulator_name, load_forecaster_model
 from tests.conftest import tool_env
-from tests.pipeline.conftest import CACHE, tiny_emulator_cfg
+from tests.pipeline.conftest import CACHE, free_port, served, tiny_emulator_cfg
 
 def test_each_kind_is_tracked_scored_and_registered(trained, workspace):
     client = mlflow.MlflowClient()
@@ -101,38 +98,19 @@ def test_the_exported_version_loads_without_the_store(trained, workspace, monkey
     np.testing.assert_allclose(out, expected, rtol=1e-5)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_mlflow_models_serve_answers_a_rest_forecast(trained, workspace, tmp_path):
-    port = _free_port()
+    port = free_port()
     version = trained["solver"].summary["version"]
     env = {**tool_env(), "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
-    server = subprocess.Popen(["mlflow", "models", "serve", "-m", f"models:/euler_mini-emulator/{version}",
-                               "--env-manager", "local", "--host", "127.0.0.1", "-p", str(port)],
-                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert server.poll() is None, server.stdout.read()
-                assert time.monotonic() < deadline, "the server did not come up in 120 s"
-                time.sleep(1)
+    with served(["mlflow", "models", "serve", "-m", f"models:/euler_mini-emulator/{version}", "--env-manager", "local",
+                 "--host", "127.0.0.1", "-p", str(port)], f"http://127.0.0.1:{port}/ping", tmp_path, env,
+                tmp_path / "serve.log"):
         inputs = _inputs(workspace)
         body = json.dumps({"inputs": {k: v.tolist() for k, v in inputs.items()}, "params": {"horizon": 4}}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60) as response:
             predictions = np.asarray(json.loads(response.read())["predictions"])
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     assert predictions.shape == (2, 1, 5, 16, 16, 5)  # (B, M, K + T, H, W, C)
     expected = trained["solver"].forecaster.predict(inputs, {"horizon": 4})
     np.testing.assert_allclose(predictions, expected, rtol=1e-4, atol=1e-5)
