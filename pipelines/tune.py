@@ -32,7 +32,6 @@ is printed too).
 from __future__ import annotations
 
 import dataclasses
-from functools import cached_property
 import logging
 import multiprocessing
 import os
@@ -40,6 +39,7 @@ import socket
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -150,10 +150,12 @@ class Outcome:
 @dataclass
 class SamplerObjective:
     """Sampler family, order and steps of ``base`` (a diffusion forecaster), scored by
-    rollouts on ``truth`` (the validation split)."""
+    rollouts on ``truth`` (the validation split). ``autoencoder_dir``: the model directory
+    of ``base``'s autoencoder, which a registered trial bundles."""
 
     cfg: SamplerStudyConfig
     base: Forecaster
+    autoencoder_dir: str | None
     truth: Truth
     directions = ("minimize", "minimize")
     names = ("vrmse", "seconds_per_trajectory")
@@ -319,8 +321,7 @@ def resolve_version(dataset: str, version: str) -> str:
 def build_objective(job: Job) -> Objective:
     if job.study == "sampler":
         truth = Truth.load(job.data, job.tune.sampler.score.split, job.tune.sampler.score.trajectories)
-        base, _ = _base_forecaster(truth.dataset, str(job.version))
-        return SamplerObjective(job.tune.sampler, base, truth)
+        return SamplerObjective(job.tune.sampler, *_base_forecaster(truth.dataset, str(job.version)), truth)
     return CompressionObjective(job.tune.compression, job.autoencoder, job.emulator, job.data)
 
 
@@ -447,9 +448,9 @@ def run(job: Job, workers: int = 1, name: str | None = None, trial: int | None =
         job = dataclasses.replace(job, version=resolve_version(dataset, job.tune.sampler.version))
     name = name or study_name(job, dataset)
     storage = open_storage(job.tune.storage, job.tune.heartbeat)
-    study = optuna.create_study(study_name=name, storage=storage, directions=list(OBJECTIVES[job.study].directions),
-                                load_if_exists=True)
-    if list(study.directions) != [optuna.study.StudyDirection.MINIMIZE] * len(OBJECTIVES[job.study].directions):
+    directions = list(OBJECTIVES[job.study].directions)
+    study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True)
+    if list(study.directions) != [optuna.study.StudyDirection.MINIMIZE] * len(directions):
         raise ValueError(f"study {name} in {_safe_url(job.tune.storage)} has other objectives; pass another --name")
     retried = recover_orphans(study, storage)
     if retried:
@@ -575,8 +576,7 @@ def register_trial(job: Job, study: optuna.Study, trial: FrozenTrial, objective:
     ``<dataset>-emulator``, tagged with where it came from. Returns ``name/version``."""
     assert isinstance(objective, SamplerObjective)
     truth = objective.truth
-    base, autoencoder_dir = _base_forecaster(truth.dataset, str(job.version))
-    forecaster = dataclasses.replace(base, sampler=objective.sampler(trial.params))
+    forecaster = dataclasses.replace(objective.base, sampler=objective.sampler(trial.params))
     client = tracking.configure()
     name = registry.emulator_name(truth.dataset)
     base_tags = client.get_model_version(name, str(job.version)).tags
@@ -586,7 +586,7 @@ def register_trial(job: Job, study: optuna.Study, trial: FrozenTrial, objective:
     with tracking.start_child_run(parent_run_id, f"register trial {trial.number}",
                                   {"optuna.study": study.study_name, "optuna.trial": str(trial.number)}) as active:
         version = registry.register_forecaster(
-            forecaster, autoencoder_dir, example, truth.dataset,
+            forecaster, objective.autoencoder_dir, example, truth.dataset,
             {**{k: base_tags[k] for k in keep if k in base_tags}, "run_id": active.info.run_id,
              "tuned_from": str(job.version), "optuna.study": study.study_name, "optuna.trial": str(trial.number),
              "sampler": f"{forecaster.sampler.name}/{forecaster.sampler.order}/{forecaster.sampler.steps}"})
