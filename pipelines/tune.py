@@ -128,6 +128,7 @@ def recover_orphans(study: optuna.Study, storage: BaseStorage) -> list[int]:
     client = tracking.configure()
     for trial in orphans:
         storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        # the parameters it had drawn are retried; any it had not drawn yet are sampled afresh
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
         run_id = trial.user_attrs.get("mlflow_run_id")
         if run_id:

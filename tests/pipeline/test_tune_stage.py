@@ -174,7 +174,10 @@ def test_a_killed_study_resumes_and_finishes(latent_workspace, trained):
     for orphan in orphans:
         assert trials[orphan.number].state == TrialState.FAIL
         retry = [t for t in trials if t.user_attrs.get("retry_of") == orphan.number]
-        assert len(retry) == 1 and retry[0].params == orphan.params and retry[0].state == TrialState.COMPLETE
+        # a trial killed between two suggestions has drawn only some parameters: the retry keeps
+        # those and draws the rest (seen in CI: SIGKILL after `sampler`, before `steps`)
+        assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+        assert orphan.params.items() <= retry[0].params.items(), (orphan.params, retry[0].params)
     assert f"{target} complete" in out and f"{len(orphans)} fail" in out
     with inside(root):
         runs = trial_runs(optuna.load_study(study_name="resume", storage=storage))
