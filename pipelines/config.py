@@ -121,7 +121,7 @@ class DataConfig:
 class OptimConfig:
     """Optimizer and schedule of the shared training loop."""
 
-    optimizer: Literal["psgd", "adamw"] = "psgd"
+    optimizer: Literal["psgd", "adamw", "muon"] = "psgd"
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup: int = 50  # linear warm-up steps, then cosine decay to 0

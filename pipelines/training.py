@@ -111,23 +111,40 @@ def _adamw(params: Any, cfg: OptimConfig, device: torch.device) -> torch.optim.O
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _psgd(params: Any, cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
+def _heavyball(device: torch.device) -> Any:
+    """heavyball, set up for ``device``: it compiles with max-autotune by default, minutes on
+    a CPU for no gain, so compilation is off there; its warning that the learning rate
+    changed between steps is the schedule doing its job."""
     import heavyball
 
     if device.type != "cuda":
-        # heavyball compiles with max-autotune by default: minutes on a CPU for no gain.
         heavyball.utils.compile_mode = None
+    warnings.filterwarnings("ignore", message="Learning rate changed between steps", module="heavyball")
+    return heavyball
+
+
+def _psgd(params: Any, cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
+    """heavyball's PSGD-Kron (LoLA's optimizer: ahead of Adam per step, paper table 4)."""
+    heavyball = _heavyball(device)
     # A fixed initial preconditioner scale: heavyball's data-dependent estimate fails on
     # parameters whose first gradient is zero (e.g. behind a zero-initialised projection).
-    # heavyball then recommends its heuristic, and warns of the LR schedule: both expected.
+    # heavyball then recommends its heuristic: expected.
     warnings.filterwarnings("ignore", message=".*precond_init_scale.*", module="heavyball")
-    warnings.filterwarnings("ignore", message="Learning rate changed between steps", module="heavyball")
     return heavyball.PSGDKron(params, lr=cfg.lr, weight_decay=cfg.weight_decay, precond_init_scale=0.1)
+
+
+def _muon(params: Any, cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
+    """heavyball's MuonAdamW: Muon (momentum orthogonalised by Newton-Schulz iterations,
+    Jordan 2024) on every weight of 2 or more dimensions, AdamW on the others. Its learning
+    rate is ~10x AdamW's (0.02 for the CPU autoencoder). On a CPU it costs ~20% more per
+    step than AdamW, far less than PSGD, and learns much more per step."""
+    return _heavyball(device).MuonAdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 OPTIMIZERS: dict[str, Callable[[Any, OptimConfig, torch.device], torch.optim.Optimizer]] = {
     "adamw": _adamw,
     "psgd": _psgd,
+    "muon": _muon,
 }
 
 

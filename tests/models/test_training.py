@@ -21,7 +21,7 @@ from tests.models.resume_job import make
 STEPS = 8
 
 
-@pytest.mark.parametrize("optimizer", ["adamw", "psgd"])
+@pytest.mark.parametrize("optimizer", ["adamw", "psgd", "muon"])
 def test_killed_and_resumed_equals_straight(tmp_path, optimizer):
     model, objective, data, cfg = make(optimizer, STEPS)
     straight = train(model, objective, data, data, cfg, progress=False)
@@ -102,11 +102,12 @@ def test_cosine_schedule_with_warmup():
 
 
 def test_optimizers_come_from_a_mapping():
-    assert set(OPTIMIZERS) == {"adamw", "psgd"}
+    assert set(OPTIMIZERS) == {"adamw", "psgd", "muon"}
     params = [torch.nn.Parameter(torch.randn(4, 4))]
     cpu = torch.device("cpu")
     assert type(OPTIMIZERS["adamw"](params, OptimConfig(), cpu)).__name__ == "AdamW"
     assert type(OPTIMIZERS["psgd"](params, OptimConfig(), cpu)).__name__ == "PSGDKron"
+    assert type(OPTIMIZERS["muon"](params, OptimConfig(), cpu)).__name__ == "MuonAdamW"
     import heavyball
 
     assert heavyball.utils.compile_mode is None  # no torch.compile on CPU

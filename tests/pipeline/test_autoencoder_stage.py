@@ -144,7 +144,7 @@ def test_bad_config_fails_at_start_naming_the_key(workspace, tmp_path):
     params = tmp_path / "bad.yaml"
     for section, message in [
         ({"latent_channels": [16, -4]}, "train_autoencoder.latent_channels[1]: must be >= 1, got -4"),
-        ({"train": {"optim": {"optimizer": "sgd"}}}, "train_autoencoder.train.optim.optimizer: must be one of ['psgd', 'adamw'], got 'sgd'"),
+        ({"train": {"optim": {"optimizer": "sgd"}}}, "train_autoencoder.train.optim.optimizer: must be one of ['psgd', 'adamw', 'muon'], got 'sgd'"),
         ({"model": {"widths": [8, 16], "blocks": [1]}}, "train_autoencoder.model.blocks: needs one entry per level"),
     ]:
         params.write_text(yaml.safe_dump({"train_autoencoder": section}))
