@@ -167,8 +167,8 @@ def _compare(args: argparse.Namespace) -> int:
     data = _section(args, DataConfig, "data")
     truth = Truth.load(data, cfg.split, cfg.trajectories)
     results = evaluate.evaluated(tracking.configure(), truth.dataset, evaluate.evaluation_key(cfg, data))
-    results += evaluate.baselines(truth, cfg, data.stride)
-    print(report.table(results, [window_label(a, b) for a, b in cfg.lead_windows]), end="")
+    results += [result for result, _ in evaluate.score_baselines(truth, cfg, data)]
+    print(report.table(results, [window_label(a, b) for a, b in cfg.lead_windows], cfg.confidence), end="")
     return 0
 
 
@@ -303,23 +303,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "evaluate", _evaluate, "score every registered version the same way (params: evaluate)",
                  "Query the Model Registry for every version of <dataset>-autoencoder and <dataset>-emulator and "
-                 "evaluate each one that has no result for the current test data and evaluate settings: VRMSE, "
-                 "power-spectrum RMSE and spread-skill per lead time, against the truth and the auto-encoded truth; "
-                 "one nested MLflow run per version with plots; a summary as eval.* tags on the version; "
-                 "metrics/evaluation.json, metrics/evaluation/*.csv and reports/comparison.{md,png}.")
+                 "evaluate each one that has no result for the current test data, evaluate settings and scoring "
+                 "code: VRMSE of the ensemble mean, member VRMSE, fair CRPS, spread-skill and power-spectrum RMSE "
+                 "per trajectory and lead time, against the truth and the auto-encoded truth, with bootstrap "
+                 "intervals; the same for the baselines (persistence, conserved mean, climatology); one nested "
+                 "MLflow run per version with plots; its scorecard as eval.* tags on the version; "
+                 "metrics/evaluation.json, metrics/evaluation/*.csv and reports/comparison.{md,png} with the "
+                 "paper's findings checked.")
     p.add_argument("--force", action="store_true", help="re-evaluate versions that already have a result")
 
     _command(sub, "compare", _compare, "print the comparison table of the evaluated versions",
-             "Print the comparison report (the paper's table layout) of every version evaluated under the "
-             "current evaluate settings, read from the Model Registry.", quiet=False)
+             "Print the comparison report (the paper's table layout, with intervals, baselines and the "
+             "paper's four findings checked) of every version evaluated under the current evaluate settings, "
+             "read from the Model Registry.", quiet=False)
 
     p = _command(sub, "promote", _promote, "move the production alias to the best evaluated emulator (params: promote)",
                  "Select the best evaluated <dataset>-emulator version by promote.metric among those passing the gate "
-                 "(kinds, latency ceiling, spread-skill window for diffusion) and move the 'production' alias to it "
-                 "if it beats the current production by promote.margin; the previous one becomes 'challenger'. "
-                 "The decision is recorded as an MLflow run and as promotion.* tags; a refusal says which rule "
-                 "failed.", quiet=False)
-    p.add_argument("--dry-run", action="store_true", help="show the decision, change nothing")
+                 "(kinds, latency ceiling, spread-skill window for ensembles) and move the 'production' alias to "
+                 "it if it beats the current production by promote.margin and a paired bootstrap over the same test "
+                 "trajectories gives at least promote.probability that it is better; the previous one becomes "
+                 "'challenger'. The decision (with that probability and the interval of the difference) is recorded "
+                 "as an MLflow run and as promotion.* tags; a refusal says which rule failed.", quiet=False)
+    p.add_argument("--dry-run", action="store_true",
+                   help="show the decision, its probability and the interval of the difference; change nothing")
     p.add_argument("--stage", action="store_true", help="also set the deprecated 'Production' stage (older UIs)")
 
     p = _command(sub, "tune", _tune, "run or resume an Optuna study (params: tune)",

@@ -19,6 +19,8 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from pipelines.scorecard import HEADLINE, Scorecard
+
 T = TypeVar("T")
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -327,7 +329,13 @@ class EvaluateConfig(ScoreConfig):
     (on the test split by default)."""
 
     split: Literal["train", "valid", "test"] = "test"
+    trajectories: int = 32
     members: int = 8
+    confidence: float = 0.95  # level of the bootstrap intervals, and of the findings' verdicts
+
+    def validate(self, key: str) -> None:
+        super().validate(key)
+        check(0.5 <= self.confidence < 1, f"{key}.confidence", f"must be in [0.5, 1), got {self.confidence}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,15 +343,20 @@ class PromoteConfig:
     """``promote:`` section: the gate a candidate emulator version must pass to become
     ``production``. Lower ``metric`` is better."""
 
-    metric: str = "vrmse_mean"  # an evaluation summary key against the truth, e.g. vrmse_61-100
+    metric: str = "vrmse_mean"  # a headline evaluation number against the truth, e.g. vrmse_61-100 or crps_61-100
     margin: float = 0.0  # relative improvement over the current production required (0.05 = 5 %)
+    probability: float = 0.95  # paired-bootstrap probability that the candidate beats production, at least
     spread_skill: tuple[float, float] = (0.5, 2.0)  # allowed spread-skill ratio of stochastic emulators
     max_seconds: float = 120.0  # latency ceiling: seconds per forecast trajectory (all members, decoded)
     kinds: tuple[Literal["diffusion", "solver", "pixel_solver"], ...] = ("diffusion", "solver", "pixel_solver")
 
     def validate(self, key: str) -> None:
         check(bool(self.metric), f"{key}.metric", "must name an evaluation metric, e.g. vrmse_mean")
+        check(Scorecard.is_headline(self.metric) and not self.metric.startswith("spread_skill"), f"{key}.metric",
+              f"must be vrmse_mean or <metric>_<window> with <metric> one of "
+              f"{[m for m in HEADLINE if m != 'spread_skill']}, e.g. vrmse_61-100; got {self.metric!r}")
         check(0 <= self.margin < 1, f"{key}.margin", f"must be in [0, 1), got {self.margin}")
+        check(0.5 <= self.probability < 1, f"{key}.probability", f"must be in [0.5, 1), got {self.probability}")
         lo, hi = self.spread_skill
         check(0 <= lo <= hi, f"{key}.spread_skill", f"must be [low, high] with 0 <= low <= high, got {[lo, hi]}")
         check(self.max_seconds > 0, f"{key}.max_seconds", f"must be > 0, got {self.max_seconds}")

@@ -1,22 +1,27 @@
 """Stage ``evaluate``: score every registered version the same way, from the Model Registry.
 
 For every version of ``<dataset>-autoencoder`` and ``<dataset>-emulator`` that has no result
-for the current evaluation key (a digest of the test data and of the ``evaluate:`` settings),
-this stage
+for the current evaluation key (a digest of the test data, of the ``evaluate:`` settings and
+of the scoring code and ``models/``), this stage
 
 - reconstructs (autoencoders) or forecasts (emulators: ``members`` members each) the first
   ``trajectories`` trajectories of ``evaluate.split`` from their first state, at the
   emulators' lead times (every ``data.stride`` stored steps, up to the last lead window);
-- computes per lead time: VRMSE per field, power-spectrum RMSE per band, the spread-skill
-  ratio (stochastic emulators), each against the ground truth and, for latent emulators,
-  against the auto-encoded truth ``D(E(x))`` (``pipelines.metrics``);
+- scores them per trajectory and lead time with one metric suite (``pipelines.scoring``):
+  VRMSE of the ensemble mean (the headline) and member-averaged, the fair CRPS, the
+  spread-skill ratio (ensembles), power-spectrum RMSE per band, each against the ground
+  truth and, for latent emulators, against the auto-encoded truth ``D(E(x))``;
 - logs them to a child MLflow run (nested under one evaluation run; the lead time is the
-  step), with plots (VRMSE vs lead, power spectra, rollout panels per field, an animation);
-- writes the summary onto the model version as ``eval.*`` tags.
+  step), with plots (VRMSE vs lead, power spectra, rollout panels per field, an animation,
+  the rank histogram of ensembles) and the scorecard (``scorecard.json``);
+- writes the scorecard, every number with its bootstrap interval over trajectories, onto the
+  model version as ``eval.*`` tags (``pipelines.scorecard``).
 
-Then it writes ``metrics/evaluation.json`` (every version evaluated under the current key),
-one lead-time CSV per version under ``metrics/evaluation/`` (``dvc plots``), and the
-comparison report (``pipelines.report``). ``--force`` re-evaluates every version.
+The baselines (persistence, the conserved mean, climatology) are scored by the same code on
+the same trajectories. Then it writes ``metrics/evaluation.json`` (every version evaluated
+under the current key, and the baselines), one lead-time CSV per row under
+``metrics/evaluation/`` (``dvc plots``), and the comparison report with the paper's findings
+(``pipelines.report``). ``--force`` re-evaluates every version.
 """
 
 from __future__ import annotations
@@ -28,17 +33,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import mlflow
+import torch
 from mlflow.entities.model_registry import ModelVersion
-from torch import Tensor
 from tqdm import tqdm
 
-from pipelines import plots, report, tracking
+import models
+from pipelines import bootstrap, metrics, plots, report, scorecard, scoring, tracking
 from pipelines.config import DataConfig, EvaluateConfig
+from pipelines.data import trajectories
 from pipelines.forecaster import Forecaster
 from pipelines.io import atomic_path, write_json, write_text
-from pipelines.metrics import BAND_NAMES, isotropic_spectrum
 from pipelines.registry import autoencoder_name, emulator_name, load_autoencoder
-from pipelines.scoring import LeadScores, Truth, score_autoencoder, score_forecaster, score_persistence, window_label
+from pipelines.scorecard import Result, Scorecard
+from pipelines.scoring import (AE_TRUTH, Baseline, Climatology, ConservedMean, Persistence, Scores, Truth,
+                               score_autoencoder, score_baseline, score_forecaster, window_label)
 from pipelines.validate import ensure_valid
 from pipelines.welldata import split_files
 
@@ -46,28 +54,49 @@ STAGE = "evaluate"
 TAG = "eval."  # prefix of the evaluation tags on a model version
 RESULTS = Path("metrics") / "evaluation.json"
 CURVES = Path("metrics") / "evaluation"
+CURVE_METRICS = ("vrmse", "crps", "spread_skill")  # per-lead columns of the CSV curves, where defined
 
 
 # --------------------------------------------------------------------------- what is scored
 
 
-def evaluation_key(cfg: EvaluateConfig, data: DataConfig) -> str:
-    """Digest of the evaluation data (the split's files) and settings: a version evaluated
-    under the same key is not evaluated again."""
+def scoring_code() -> list[Path]:
+    """The code a score depends on: the scoring modules and every module of ``models/``."""
+    modules = (scoring, metrics, bootstrap, scorecard)
+    return [Path(m.__file__) for m in modules] + sorted(Path(models.__file__).parent.glob("*.py"))
+
+
+def evaluation_key(cfg: EvaluateConfig, data: DataConfig, code: list[Path] | None = None) -> str:
+    """Digest of the evaluation data (the split's files), the settings and the scoring
+    ``code`` (default :func:`scoring_code`): a version evaluated under the same key is not
+    evaluated again; a change to any of them re-scores every version."""
     digest = hashlib.sha256()
     for path in split_files(data.root, cfg.split):
         digest.update(path.name.encode())
         digest.update(hashlib.md5(path.read_bytes()).digest())
     settings = {**asdict(cfg), "context": data.context, "stride": data.stride, "log_fields": list(data.log_fields)}
     digest.update(json.dumps(settings, sort_keys=True).encode())
+    for path in scoring_code() if code is None else code:
+        digest.update(path.name.encode())
+        digest.update(hashlib.md5(path.read_bytes()).digest())
     return digest.hexdigest()[:16]
 
 
-def baselines(truth: Truth, cfg: EvaluateConfig, stride: int) -> list[dict]:
-    """Result rows of the baselines (not registry versions): persistence."""
-    metrics = score_persistence(truth, cfg, stride).summary(list(cfg.lead_windows))
-    return [{"label": "persistence", "name": "", "version": 0, "kind": "persistence", "latent_channels": "",
-             "compression_rate": "", "run_id": "", "metrics": metrics}]
+def baselines(data: DataConfig) -> list[Baseline]:
+    """The trivial forecasts in every comparison: persistence, the conserved mean, and the
+    climatology of the training split."""
+    return [Persistence(), ConservedMean(), Climatology(trajectories(data, "train"))]
+
+
+def score_baselines(truth: Truth, cfg: EvaluateConfig, data: DataConfig) -> list[tuple[Result, Scores]]:
+    """Each baseline's result row and per-lead scores, on ``truth``."""
+    windows = list(cfg.lead_windows)
+    rows = []
+    for baseline in baselines(data):
+        scores = score_baseline(baseline, truth, cfg, data.stride)
+        rows.append((Result(baseline.kind, baseline.kind, scores.scorecard(windows, cfg.confidence, cfg.seed)),
+                     scores))
+    return rows
 
 
 # --------------------------------------------------------------------------- the registry
@@ -92,6 +121,10 @@ class Entry:
     def uri(self) -> str:
         return f"models:/{self.version.name}/{self.version.version}"
 
+    def result(self, card: Scorecard) -> Result:
+        return Result(self.label, self.kind, card, self.version.name, int(self.version.version), self.latent_channels,
+                      self.compression_rate, self.version.tags.get(f"{TAG}run_id", ""))
+
 
 def registered(client: mlflow.MlflowClient, dataset: str) -> list[Entry]:
     """Every version of ``<dataset>-autoencoder`` and ``<dataset>-emulator``."""
@@ -104,20 +137,16 @@ def registered(client: mlflow.MlflowClient, dataset: str) -> list[Entry]:
     return entries
 
 
-def evaluated(client: mlflow.MlflowClient, dataset: str, key: str) -> list[dict]:
+def _card(entry: Entry, key: str) -> Scorecard | None:
+    """The version's scorecard under ``key``, if it has one."""
+    if entry.version.tags.get(f"{TAG}key") != key:
+        return None
+    return Scorecard.from_tags(entry.version.tags, TAG)
+
+
+def evaluated(client: mlflow.MlflowClient, dataset: str, key: str) -> list[Result]:
     """Results of every version evaluated under ``key``, read back from its tags."""
-    results = []
-    for entry in registered(client, dataset):
-        version = entry.version
-        if version.tags.get(f"{TAG}key") != key:
-            continue
-        metrics = {k[len(TAG):]: float(v) for k, v in version.tags.items()
-                   if k.startswith(TAG) and k not in (f"{TAG}key", f"{TAG}run_id")}
-        results.append({"label": entry.label, "name": entry.version.name, "version": int(entry.version.version),
-                        "kind": entry.kind, "latent_channels": entry.latent_channels,
-                        "compression_rate": entry.compression_rate, "run_id": version.tags.get(f"{TAG}run_id", ""),
-                        "metrics": metrics})
-    return results
+    return [entry.result(card) for entry in registered(client, dataset) if (card := _card(entry, key)) is not None]
 
 
 # --------------------------------------------------------------------------- the stage
@@ -126,14 +155,14 @@ def evaluated(client: mlflow.MlflowClient, dataset: str, key: str) -> list[dict]
 def run(cfg: EvaluateConfig, data: DataConfig, force: bool = False, progress: bool = True) -> dict[str, object]:
     """Evaluate every registered version without a result under the current key (all with
     ``force``); write the results, curves and the comparison report. Returns
-    ``{"evaluated": [labels], "skipped": [labels], "results": [...]}``."""
+    ``{"evaluated": [labels], "skipped": [labels], "results": [Result, ...]}``."""
     ensure_valid(data.root)
     key = evaluation_key(cfg, data)
     truth = Truth.load(data, cfg.split, cfg.trajectories)
     dataset = truth.dataset
     client = tracking.configure()
     entries = registered(client, dataset)
-    todo = [e for e in entries if force or e.version.tags.get(f"{TAG}key") != key]
+    todo = [e for e in entries if force or _card(e, key) is None]
     done = []
     if todo:
         with tracking.start_run(STAGE, dataset, {STAGE: cfg, "data": data}, data.root, run_name="evaluate",
@@ -141,13 +170,14 @@ def run(cfg: EvaluateConfig, data: DataConfig, force: bool = False, progress: bo
             for entry in tqdm(todo, desc="evaluate", unit="version", disable=not progress):
                 _evaluate_one(client, entry, dataset, truth, cfg, data.stride, key)
                 done.append(entry.label)
-            results = evaluated(client, dataset, key) + baselines(truth, cfg, data.stride)
-            paths = _write_outputs(results, cfg)
-            for path in paths:
+            base = score_baselines(truth, cfg, data)
+            results = evaluated(client, dataset, key) + [result for result, _ in base]
+            for path in _write_outputs(results, base, cfg):
                 mlflow.log_artifact(str(path), "report")
     else:
-        results = evaluated(client, dataset, key) + baselines(truth, cfg, data.stride)
-        _write_outputs(results, cfg)
+        base = score_baselines(truth, cfg, data)
+        results = evaluated(client, dataset, key) + [result for result, _ in base]
+        _write_outputs(results, base, cfg)
     return {"evaluated": done, "skipped": [e.label for e in entries if e.label not in done], "results": results}
 
 
@@ -155,9 +185,10 @@ def _evaluate_one(client: mlflow.MlflowClient, entry: Entry, dataset: str, truth
                   stride: int, key: str) -> None:
     tags = {"stage": STAGE, "model": entry.version.name, "model_version": str(entry.version.version),
             "kind": entry.kind, "latent_channels": entry.latent_channels, "evaluation_key": key}
+    windows = list(cfg.lead_windows)
     with mlflow.start_run(run_name=entry.label, nested=True, tags=tags) as child:
         mlflow.log_params({"model_uri": entry.uri, "trajectories": truth.states.shape[0],
-                           "members": cfg.members, "split": cfg.split})
+                           "members": cfg.members, "split": cfg.split, "confidence": cfg.confidence})
         if entry.kind == "autoencoder":
             autoencoder = load_autoencoder(dataset, entry.version.version)
             scores, sample = score_autoencoder(autoencoder, truth, cfg, stride)
@@ -166,66 +197,94 @@ def _evaluate_one(client: mlflow.MlflowClient, entry: Entry, dataset: str, truth
             scores, sample = score_forecaster(forecaster, truth, cfg)
         _log_scores(scores)
         _log_figures(scores, truth, stride, sample, entry.label)
-        summary = scores.summary(list(cfg.lead_windows))
-        mlflow.log_metrics(summary)
-    for name, value in summary.items():
-        client.set_model_version_tag(entry.version.name, entry.version.version, f"{TAG}{name}", f"{value:.6g}")
-    client.set_model_version_tag(entry.version.name, entry.version.version, f"{TAG}run_id", child.info.run_id)
-    client.set_model_version_tag(entry.version.name, entry.version.version, f"{TAG}key", key)
+        card = scores.scorecard(windows, cfg.confidence, cfg.seed)
+        mlflow.log_metrics(_flat(card))
+        mlflow.log_dict(card.to_dict(), "scorecard.json")
+    new = card.to_tags(TAG, window_label(*windows[-1])) | {f"{TAG}run_id": child.info.run_id, f"{TAG}key": key}
+    for stale in set(entry.version.tags) - set(new):
+        if stale.startswith(TAG):  # from an earlier evaluation, under another layout
+            client.delete_model_version_tag(entry.version.name, entry.version.version, stale)
+    for name, value in new.items():
+        client.set_model_version_tag(entry.version.name, entry.version.version, name, value)
 
 
-def _log_scores(scores: LeadScores) -> None:
-    """Per-lead metrics with the lead time as the step, so the UI plots them as curves."""
-    bands = BAND_NAMES[: scores.psrmse.shape[1]]
+def _flat(card: Scorecard) -> dict[str, float]:
+    """The card as run metrics: each value, and ``<name>_low`` / ``<name>_high``."""
+    out = {"seconds_per_trajectory": card.seconds}
+    for name, estimate in card.estimates.items():
+        out |= {name: estimate.value, f"{name}_low": estimate.low, f"{name}_high": estimate.high}
+    return out
+
+
+def _log_scores(scores: Scores) -> None:
+    """Per-lead metrics (means over trajectories, and fields or bands) with the lead time as
+    the step, so the UI plots them as curves; VRMSE also per field."""
     for i, lead in enumerate(scores.leads):
-        metrics = {"vrmse": float(scores.vrmse[i].mean())}
-        metrics.update({f"vrmse/{name}": float(scores.vrmse[i, c]) for c, name in enumerate(scores.channels)})
-        metrics.update({f"psrmse_{band}": float(scores.psrmse[i, b]) for b, band in enumerate(bands)})
-        if scores.vrmse_ae is not None:
-            metrics["ae_truth/vrmse"] = float(scores.vrmse_ae[i].mean())
-        if scores.spread_skill is not None:
-            metrics["spread_skill"] = float(scores.spread_skill[i])
-        mlflow.log_metrics(metrics, step=lead, synchronous=False)
+        values = {}
+        for name, tensor in scores.values.items():
+            per = tensor[:, i].double().mean(dim=0)  # (K,)
+            if name.endswith(scoring.SpectrumRMSE.name):
+                values |= {f"{name}_{band}": float(per[k]) for k, band in enumerate(scores.labels[name])}
+            else:
+                values[name] = float(per.mean())
+        values |= {f"vrmse/{field}": float(v) for field, v in
+                   zip(scores.labels["vrmse"], scores.values["vrmse"][:, i].double().mean(dim=0))}
+        mlflow.log_metrics(values, step=lead, synchronous=False)
 
 
-def _log_figures(scores: LeadScores, truth: Truth, stride: int, prediction: Tensor, label: str) -> None:
+def _log_figures(scores: Scores, truth: Truth, stride: int, prediction: torch.Tensor, label: str) -> None:
     """``prediction``: trajectory 0 (member 0), ``(T, C, H, W)``."""
     leads = scores.leads
-    series = {"mean": (leads, scores.vrmse.mean(dim=1).tolist())}
-    series.update({name: (leads, scores.vrmse[:, c].tolist()) for c, name in enumerate(scores.channels)})
-    if scores.vrmse_ae is not None:
-        series["mean, against D(E(x))"] = (leads, scores.vrmse_ae.mean(dim=1).tolist())
-    tracking.log_figure(plots.curves(series, f"{label}: VRMSE", "VRMSE", xlabel="lead time (stored steps)"),
-                        "plots/vrmse_vs_lead.png")
+    channels = scores.labels["vrmse"]
+    per_field = scores.values["vrmse"].double().mean(dim=0)  # (T, C)
+    series = {"mean": (leads, scores.by_lead("vrmse").tolist())}
+    series.update({name: (leads, per_field[:, c].tolist()) for c, name in enumerate(channels)})
+    if f"{AE_TRUTH}vrmse" in scores.values:
+        series["mean, against D(E(x))"] = (leads, scores.by_lead(f"{AE_TRUTH}vrmse").tolist())
+    tracking.log_figure(plots.curves(series, f"{label}: VRMSE of the ensemble mean", "VRMSE",
+                                     xlabel="lead time (stored steps)"), "plots/vrmse_vs_lead.png")
+    if scores.ranks is not None:
+        tracking.log_figure(plots.rank_histogram(scores.ranks.numpy(), f"{label}: rank histogram, every lead"),
+                            "plots/rank_histogram.png")
     target = truth.targets(stride, leads)[0]  # (T, C, H, W)
     picks = sorted({0, len(leads) // 2, len(leads) - 1})
-    k, p_true = isotropic_spectrum(target[picks])
-    _, p_pred = isotropic_spectrum(prediction[picks])
+    k, p_true = metrics.isotropic_spectrum(target[picks])
+    _, p_pred = metrics.isotropic_spectrum(prediction[picks])
     tracking.log_figure(plots.spectra(k.numpy(), p_true.numpy(), p_pred.numpy(), [leads[i] for i in picks],
-                                      scores.channels, f"{label}: power spectra, trajectory 0"), "plots/spectra.png")
+                                      channels, f"{label}: power spectra, trajectory 0"), "plots/spectra.png")
     panel = sorted({0, len(leads) // 4, len(leads) // 2, len(leads) - 1})
-    for c, name in enumerate(scores.channels):
+    for c, name in enumerate(channels):
         tracking.log_figure(plots.rollout_panel(target[panel, c].numpy(), prediction[panel, c].numpy(),
                                                 [leads[i] for i in panel], f"{label}: {name}, trajectory 0"),
                             f"plots/rollout_{name}.png")
-    c = 1 if len(scores.channels) > 1 else 0  # density, in Euler's channel order
+    c = 1 if len(channels) > 1 else 0  # density, in Euler's channel order
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"rollout_{scores.channels[c]}.gif"
-        plots.rollout_animation(target[:, c].numpy(), prediction[:, c].numpy(), leads, scores.channels[c], str(path))
+        path = Path(tmp) / f"rollout_{channels[c]}.gif"
+        plots.rollout_animation(target[:, c].numpy(), prediction[:, c].numpy(), leads, channels[c], str(path))
         mlflow.log_artifact(str(path), "plots")
 
 
-def _write_outputs(results: list[dict], cfg: EvaluateConfig) -> list[Path]:
-    """``metrics/evaluation.json``, ``metrics/evaluation/<label>.csv`` (per-lead curves from
-    each evaluation run) and the comparison report; returns the report's paths."""
-    write_json(RESULTS, {r["label"]: {k: v for k, v in r.items() if k != "label"} for r in results})
+def _curve_rows(columns: dict[str, dict[int, float]]) -> str:
+    names = [n for n in CURVE_METRICS if columns.get(n)]
+    leads = sorted(columns["vrmse"])
+    rows = [",".join([str(lead), *(f"{columns[n].get(lead, float('nan')):.6g}" for n in names)]) for lead in leads]
+    return "\n".join([",".join(["lead", *names]), *rows]) + "\n"
+
+
+def _write_outputs(results: list[Result], base: list[tuple[Result, Scores]], cfg: EvaluateConfig) -> list[Path]:
+    """``metrics/evaluation.json``, ``metrics/evaluation/<label>.csv`` (per-lead curves:
+    from each version's evaluation run, and of the baselines) and the comparison report;
+    returns the report's paths."""
+    write_json(RESULTS, {r.label: r.to_dict() for r in results})
     client = mlflow.MlflowClient()
     with atomic_path(CURVES) as tmp:
         tmp.mkdir(parents=True)
         for r in results:
-            if not r["run_id"]:
-                continue
-            history = {m.step: m.value for m in client.get_metric_history(r["run_id"], "vrmse")}
-            rows = [f"{lead},{value:.6g}" for lead, value in sorted(history.items())]
-            write_text(tmp / f"{r['label']}.csv", "\n".join(["lead,vrmse", *rows]) + "\n")
-    return report.write(results, [window_label(a, b) for a, b in cfg.lead_windows])
+            if r.run_id:
+                columns = {n: {m.step: m.value for m in client.get_metric_history(r.run_id, n)} for n in CURVE_METRICS}
+                write_text(tmp / f"{r.label}.csv", _curve_rows(columns))
+        for r, scores in base:
+            columns = {n: dict(zip(scores.leads, scores.by_lead(n).tolist())) for n in CURVE_METRICS
+                       if n in scores.values}
+            write_text(tmp / f"{r.label}.csv", _curve_rows(columns))
+    return report.write(results, [window_label(a, b) for a, b in cfg.lead_windows], cfg.confidence)

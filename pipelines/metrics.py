@@ -1,8 +1,9 @@
 """Metrics on channels-first tensors, through the_well's implementations where they match
 the paper (LoLA, Rozet et al. 2025, section 4 and appendix C).
 
-- VRMSE (the_well): per sample and field, ``sqrt(<(u - v)^2> / (<(u - <u>)^2> + eps))``,
-  ``<.>`` the spatial mean; a constant prediction of the spatial mean scores ~1.
+- VRMSE (the_well): per sample and field, ``sqrt(<(u - v)^2> / (var(u) + eps))``, ``<.>`` the
+  spatial mean and ``var(u) = H W / (H W - 1) <(u - <u>)^2>`` the truth's spatial variance
+  (the_well's ``torch.std``, Bessel-corrected); a constant prediction of the spatial mean scores ~1.
 - Power-spectrum RMSE: isotropic power spectra ``P_u``, ``P_v`` of truth and prediction
   (the_well's ``power_spectrum`` definition, on unit-wavenumber shells); the shells are grouped into
   ``bands`` bands evenly spaced in log-frequency (low, mid, high) and, per band,
@@ -10,6 +11,20 @@ the paper (LoLA, Rozet et al. 2025, section 4 and appendix C).
 - Spread-skill ratio of an ensemble (Fortin et al. 2014): skill = RMSE of the ensemble mean
   against the truth, spread = ``sqrt((M + 1) / M * unbiased ensemble variance)``, both
   spatially averaged; ~1 calibrated, < 1 under-dispersed, > 1 over-dispersed.
+  ``spread_skill_ratio`` gives ``spread / skill`` per sample and field (LoLA takes one ratio per
+  field, trajectory and lead, then averages).
+- Fair CRPS of an ensemble ``x_1 .. x_M`` against ``y``, pointwise (Ferro 2014, "Fair scores for
+  ensemble forecasts", QJRMS 140; Zamo & Naveau 2018):
+  ``(1/M) sum_i |x_i - y| - sum_{i,j} |x_i - x_j| / (2 M (M - 1))``, the second term 0 for
+  ``M = 1``; unbiased for the CRPS of the distribution the members are drawn from. The pair sum is
+  computed from the order statistics, ``sum_{i,j} |x_i - x_j| = 2 sum_k (2k - M - 1) x_(k)``.
+  ``crps`` is its spatial mean divided by the truth's spatial standard deviation
+  ``sqrt(var(u) + eps)`` (VRMSE's normaliser, as above), per sample and field, so that fields
+  of different scales compare.
+- Rank histogram (Hamill 2001, "Interpretation of rank histograms for verifying ensemble
+  forecasts", MWR 129): per element, the rank of the truth among the members, the number of
+  members strictly below it plus a uniformly random share of the ties, counted over ranks
+  ``0 .. M``; flat for a calibrated ensemble, U-shaped for an under-dispersed one.
 """
 
 from __future__ import annotations
@@ -75,12 +90,73 @@ def spectrum_rmse(prediction: Tensor, truth: Tensor, bands: int = 3, eps: float 
 def spread_skill(ensemble: Tensor, truth: Tensor) -> tuple[Tensor, Tensor]:
     """``(spread, skill)`` of ``ensemble (M, ..., H, W)`` against ``truth (..., H, W)``,
     spatially averaged: ``(...)`` each. Their ratio is the spread-skill ratio."""
+    spread, skill = _spread_skill(ensemble, truth)
+    return spread.float(), skill.float()
+
+
+def _spread_skill(ensemble: Tensor, truth: Tensor) -> tuple[Tensor, Tensor]:
+    """``spread_skill`` in float64."""
     members = ensemble.shape[0]
     ensemble, truth = ensemble.double(), truth.double()
     skill = (ensemble.mean(dim=0) - truth).square().mean(dim=(-2, -1)).sqrt()
     variance = ensemble.var(dim=0, unbiased=True) if members > 1 else torch.zeros_like(truth)
     spread = ((members + 1) / members * variance).mean(dim=(-2, -1)).sqrt()
-    return spread.float(), skill.float()
+    return spread, skill
+
+
+def spread_skill_ratio(ensemble: Tensor, truth: Tensor, eps: float = 1e-12) -> Tensor:
+    """Spread-skill ratio of ``ensemble (M, ..., C, H, W)`` against ``truth (..., C, H, W)``:
+    ``(..., C)``, one ratio per sample and field (a caller averages). A skill below ``eps``
+    (a perfect ensemble mean) is taken as ``eps``."""
+    spread, skill = _spread_skill(ensemble, truth)
+    return (spread / skill.clamp(min=eps)).float()
+
+
+def fair_crps(ensemble: Tensor, truth: Tensor) -> Tensor:
+    """Pointwise fair CRPS of ``ensemble (M, ...)`` against ``truth (...)``: ``(...)``.
+    One member gives the absolute error."""
+    return _fair_crps(ensemble, truth).float()
+
+
+def _fair_crps(ensemble: Tensor, truth: Tensor) -> Tensor:
+    """``fair_crps`` in float64."""
+    # Written by hand: no maintained library in the pins computes the fair CRPS without
+    # building the (M, M, ...) pairwise tensor (scoringrules is not a dependency), and real
+    # inputs (16 members x 4 trajectories x 25 leads x 5 fields x 64 x 64) make that too big.
+    # The pair sum comes from the order statistics instead, in O(M log M) per element.
+    members = ensemble.shape[0]
+    ensemble, truth = ensemble.double(), truth.double()
+    error = (ensemble - truth).abs().mean(dim=0)
+    if members == 1:
+        return error
+    rank = torch.arange(1, members + 1, dtype=torch.float64, device=ensemble.device)
+    weights = (2 * rank - members - 1).view(-1, *([1] * (ensemble.dim() - 1)))  # (M, 1, ...)
+    pairs = 2 * (weights * ensemble.sort(dim=0).values).sum(dim=0)  # sum_{i,j} |x_i - x_j|
+    return error - pairs / (2 * members * (members - 1))
+
+
+def crps(ensemble: Tensor, truth: Tensor, eps: float = 1e-7) -> Tensor:
+    """Normalised CRPS of ``ensemble (M, ..., C, H, W)`` against ``truth (..., C, H, W)``:
+    ``(..., C)``, the spatial mean of ``fair_crps`` over the truth's spatial standard
+    deviation ``sqrt(var(u) + eps)``, one value per sample and field. ``var`` is
+    Bessel-corrected, as the_well's VRMSE normaliser is, so a constant one-member error
+    scores the same as its VRMSE."""
+    truth = truth.double()
+    scale = (truth.var(dim=(-2, -1), unbiased=True) + eps).sqrt()
+    return (_fair_crps(ensemble, truth).mean(dim=(-2, -1)) / scale).float()
+
+
+def rank_histogram(ensemble: Tensor, truth: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Rank histogram of ``truth (...)`` among ``ensemble (M, ...)``: ``(M + 1,)`` int64
+    counts over ranks ``0 .. M``, one rank per element: the number of members strictly
+    below the truth plus a uniformly random integer in ``[0, ties]`` (members equal to it)."""
+    members = ensemble.shape[0]
+    ensemble, truth = ensemble.double(), truth.double()
+    below = (ensemble < truth).sum(dim=0)
+    ties = (ensemble == truth).sum(dim=0)
+    draw = torch.rand(below.shape, generator=generator, dtype=torch.float64, device=below.device)
+    share = torch.minimum((draw * (ties + 1)).floor().long(), ties)  # uniform on 0 .. ties
+    return torch.bincount((below + share).flatten(), minlength=members + 1)
 
 
 def summarize(values: Tensor, names: list[str], prefix: str) -> dict[str, float]:

@@ -1,5 +1,6 @@
-"""Figures people would rather look at than read: loss curves and reconstruction panels.
-Each function returns a matplotlib figure (Agg backend, no display needed)."""
+"""Figures people would rather look at than read: loss curves, reconstruction panels and
+ensemble rank histograms. Each function returns a matplotlib figure (Agg backend, no display
+needed)."""
 
 from __future__ import annotations
 
@@ -114,13 +115,18 @@ def rollout_animation(truth: np.ndarray, prediction: np.ndarray, leads: Sequence
 
 
 def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float]], title: str, ylabel: str,
-                 log: bool = True) -> Figure:
-    """One group of bars per entry of ``groups``, one bar per named series (log scale with ``log``)."""
+                 log: bool = True, errors: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> Figure:
+    """One group of bars per entry of ``groups``, one bar per named series (log scale with
+    ``log``); ``errors``: an interval ``(low, high)`` per bar of a series, drawn as an error bar."""
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(groups) * len(series) / 2), 4), constrained_layout=True)
     width = 0.8 / max(1, len(series))
     x = np.arange(len(groups))
     for i, (name, values) in enumerate(series.items()):
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=name)
+        yerr = None
+        if errors is not None and name in errors:
+            bounds = np.asarray(errors[name], dtype=float)  # (groups, 2)
+            yerr = np.abs(np.stack([np.asarray(values) - bounds[:, 0], bounds[:, 1] - np.asarray(values)]))
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=name, yerr=yerr, capsize=2)
     ax.set_xticks(x, groups, rotation=30, ha="right")
     ax.set(ylabel=ylabel, title=title)
     if log:
@@ -146,5 +152,20 @@ def pareto_front(values: Sequence[Sequence[float]], front: Sequence[Sequence[flo
     ax.set(xlabel=names[1], ylabel=names[0], title=title)
     ax.set_xscale("log")
     ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def rank_histogram(counts: Sequence[int] | np.ndarray, title: str) -> Figure:
+    """Relative frequency of each rank ``0 .. M`` of the truth among ``M`` members, from
+    ``(M + 1,)`` counts (``metrics.rank_histogram``), against the flat ``1 / (M + 1)`` of a
+    calibrated ensemble."""
+    counts = np.asarray(counts, dtype=float)
+    members = len(counts) - 1
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    ax.bar(np.arange(members + 1), counts / max(counts.sum(), 1.0), width=0.9, color="C0")
+    ax.axhline(1 / (members + 1), color="k", linestyle="--", label="flat (calibrated)")
+    ax.set(xlabel=f"rank of the truth among {members} members", ylabel="frequency", title=title)
+    ax.grid(alpha=0.3, axis="y")
     ax.legend()
     return fig

@@ -36,7 +36,7 @@ from pipelines.forecaster import EMULATORS, Forecaster, emulator_arguments
 from pipelines.io import write_json, write_text
 from pipelines.latent_data import TrajectoryWindows
 from pipelines.registry import LoadedAutoencoder, load_exported_autoencoder
-from pipelines.scoring import LeadScores, Truth, score_forecaster, score_persistence, window_label
+from pipelines.scoring import Persistence, Scores, Truth, score_baseline, score_forecaster, window_label
 from pipelines.training import Batch, checkpoint_extra, distributed, latest_checkpoint, train
 from pipelines.train_autoencoder import model_name as autoencoder_name
 from pipelines.validate import ensure_valid
@@ -198,7 +198,7 @@ def run(cfg: TrainEmulatorConfig, data: DataConfig, cache: CacheLatentsConfig, k
                                 cfg.sampler, scoring.condition_names)
         truth = Truth.from_windows(scoring, cfg.score.trajectories, data.context)
         scores, _ = score_forecaster(forecaster, truth, cfg.score)
-        persistence = score_persistence(truth, cfg.score, stride)
+        persistence = score_baseline(Persistence(), truth, cfg.score, stride)
         rollout = _rollout_summary(scores, persistence, cfg)
         mlflow.log_metrics(rollout)
         _log_scores(scores, persistence, name, cfg.score.split)
@@ -221,7 +221,7 @@ def run(cfg: TrainEmulatorConfig, data: DataConfig, cache: CacheLatentsConfig, k
         }
     registry.export_version(version.name, version.version, paths.model_dir(dataset, model_name(name)))
     write_json(paths.summary_path("emulator", name), summary)
-    curve, baseline = scores.curves()["vrmse"], persistence.curves()["vrmse"]
+    curve, baseline = scores.by_lead("vrmse").tolist(), persistence.by_lead("vrmse").tolist()
     rows = [f"{lead},{m:.6g},{p:.6g}" for lead, m, p in zip(scores.leads, curve, baseline)]
     write_text(Path("metrics") / "emulator" / f"{name}_rollout.csv",
                "\n".join(["lead,vrmse,persistence", *rows]) + "\n")
@@ -229,7 +229,7 @@ def run(cfg: TrainEmulatorConfig, data: DataConfig, cache: CacheLatentsConfig, k
     return Trained(summary, forecaster)
 
 
-def _rollout_summary(scores: LeadScores, persistence: LeadScores, cfg: TrainEmulatorConfig) -> dict[str, float]:
+def _rollout_summary(scores: Scores, persistence: Scores, cfg: TrainEmulatorConfig) -> dict[str, float]:
     """``rollout_<split>/``: VRMSE, spread-skill and persistence by lead window, time."""
     windows = list(cfg.score.lead_windows)
     summary, baseline = scores.summary(windows), persistence.summary(windows)
@@ -244,9 +244,9 @@ def _rollout_summary(scores: LeadScores, persistence: LeadScores, cfg: TrainEmul
     return out
 
 
-def _log_scores(scores: LeadScores, persistence: LeadScores, name: str, split: str) -> None:
+def _log_scores(scores: Scores, persistence: Scores, name: str, split: str) -> None:
     """Rollout VRMSE per lead as step metrics (lead = step) and as a plot."""
-    curve, baseline = scores.curves()["vrmse"], persistence.curves()["vrmse"]
+    curve, baseline = scores.by_lead("vrmse").tolist(), persistence.by_lead("vrmse").tolist()
     for lead, model, repeat in zip(scores.leads, curve, baseline):
         mlflow.log_metrics({f"rollout_{split}/vrmse": model, f"rollout_{split}/persistence": repeat}, step=lead,
                            synchronous=False)

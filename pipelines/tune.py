@@ -173,7 +173,7 @@ class SamplerObjective:
         trial.suggest_int("steps", *self.cfg.steps, log=True)
         forecaster = dataclasses.replace(self.base, sampler=self.sampler(trial.params))
         scores, _ = score_forecaster(forecaster, self.truth, self.cfg.score)
-        summary = scores.summary(list(self.cfg.score.lead_windows))
+        summary = scores.headline(list(self.cfg.score.lead_windows))
         return Outcome((summary["vrmse_mean"], summary["seconds_per_trajectory"]),
                        {k.replace("/", "_"): v for k, v in summary.items()})
 
@@ -261,7 +261,7 @@ class CompressionObjective:
         forecaster = Forecaster(self.cfg.kind, emulator.eval(), arguments, train_set.normalizer, model, window, stride,
                                 self.emulator.overlap, self.emulator.sampler)
         scores, _ = score_forecaster(forecaster, self.truth, self.cfg.score)
-        summary = scores.summary(list(self.cfg.score.lead_windows))
+        summary = scores.headline(list(self.cfg.score.lead_windows))
         return Outcome((summary["vrmse_mean"],), {k.replace("/", "_"): v for k, v in summary.items()}
                        | {"compression_rate": float(model.compression_rate)})
 

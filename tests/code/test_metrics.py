@@ -1,6 +1,9 @@
 """Metrics against hand-computed cases: exact predictions score 0, the spatial mean scores
 VRMSE ~1, a sinusoid's spectral error lands in its band, calibrated ensembles have a
-spread-skill ratio ~1 and under-dispersed ones clearly less."""
+spread-skill ratio ~1 (per field, whatever its scale) and under-dispersed ones clearly less,
+the fair CRPS of a Gaussian ensemble matches the Gaussian closed form and its sorted form the
+pairwise sum, a calibrated ensemble's mean beats its members' VRMSE by sqrt(2M / (M + 1)),
+and rank histograms are flat when calibrated, U-shaped when under-dispersed, ties shared."""
 
 from __future__ import annotations
 
@@ -9,7 +12,19 @@ import math
 import pytest
 import torch
 
-from pipelines.metrics import BAND_NAMES, isotropic_spectrum, spectrum_rmse, spread_skill, vrmse
+from pipelines import plots
+from pipelines.metrics import (
+    BAND_NAMES,
+    _fair_crps,
+    crps,
+    fair_crps,
+    isotropic_spectrum,
+    rank_histogram,
+    spectrum_rmse,
+    spread_skill,
+    spread_skill_ratio,
+    vrmse,
+)
 
 
 def smooth_field(batch: int = 4, channels: int = 3, size: int = 64, seed: int = 0) -> torch.Tensor:
@@ -67,6 +82,112 @@ def test_the_spectrum_matches_the_wells_power_spectrum():
 
     x = smooth_field(batch=2, channels=2, size=32)
     k, ours = isotropic_spectrum(x)  # (B, C, K)
-    edges = 2 * math.pi * torch.arange(0, 17, dtype=torch.float64)  # the same unit shells, in the_well's units
+    # The same unit shells [n, n + 1), in the_well's units. the_well computes the wavenumbers in float32, so a
+    # lattice point at an integer radius (3, 4 -> 5) lands on either side of an edge at exactly 2 pi n,
+    # depending on the CPU's rounding: the edges sit a little below.
+    edges = 2 * math.pi * torch.arange(0, 17, dtype=torch.float64) - 1e-4
     _, theirs, _ = power_spectrum(x.movedim(1, -1), SimpleNamespace(n_spatial_dims=2), bins=edges, sample_spacing=1 / 32)
     torch.testing.assert_close(ours, theirs[..., 1:, :].movedim(-1, -2), rtol=1e-4, atol=1e-8)
+
+
+def gaussian_crps(y: float, mu: float, s: float) -> float:
+    """CRPS of N(mu, s^2) at y (Gneiting & Raftery 2007): s [z (2 Phi(z) - 1) + 2 phi(z) - 1/sqrt(pi)]."""
+    z = (y - mu) / s
+    cdf = 0.5 * (1 + math.erf(z / math.sqrt(2)))
+    pdf = math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+    return s * (z * (2 * cdf - 1) + 2 * pdf - 1 / math.sqrt(math.pi))
+
+
+def test_the_fair_crps_of_a_gaussian_ensemble_matches_the_closed_form():
+    g = torch.Generator().manual_seed(0)
+    mu, s = 0.5, 2.0
+    ys = [-4.0, -1.0, 0.5, 2.0, 6.0]
+    truth = torch.tensor(ys, dtype=torch.float64)[:, None].expand(len(ys), 4000)  # (Y, points)
+    members = mu + s * torch.randn(256, len(ys), 4000, generator=g, dtype=torch.float64)  # M = 256
+    scores = fair_crps(members, truth).double().mean(dim=-1)  # (Y,)
+    for y, score in zip(ys, scores.tolist()):
+        assert score == pytest.approx(gaussian_crps(y, mu, s), rel=0.03), y
+
+
+def test_one_member_gives_the_absolute_error():
+    g = torch.Generator().manual_seed(1)
+    truth = torch.randn(3, 2, 8, 8, generator=g, dtype=torch.float64)
+    member = truth + torch.randn(3, 2, 8, 8, generator=g, dtype=torch.float64)
+    assert torch.equal(fair_crps(member[None], truth), (member - truth).abs().float())
+    scale = (truth.var(dim=(-2, -1)) + 1e-7).sqrt()  # Bessel-corrected, as the_well's VRMSE
+    expected = (member - truth).abs().mean(dim=(-2, -1)) / scale  # (3, 2)
+    torch.testing.assert_close(crps(member[None], truth), expected.float())
+    shifted = truth + 0.7  # a constant error: |error| = RMSE, so CRPS = VRMSE with the same normaliser
+    torch.testing.assert_close(crps(shifted[None], truth), vrmse(shifted, truth))
+
+
+def test_the_sorted_fair_crps_equals_the_pairwise_sum():
+    g = torch.Generator().manual_seed(2)
+    members = torch.randn(5, 3, 4, 4, generator=g, dtype=torch.float64)  # M = 5
+    truth = torch.randn(3, 4, 4, generator=g, dtype=torch.float64)
+    pairs = (members[:, None] - members[None, :]).abs().sum(dim=(0, 1))
+    brute = (members - truth).abs().mean(dim=0) - pairs / (2 * 5 * 4)
+    assert (_fair_crps(members, truth) - brute).abs().max() < 1e-10  # the float64 computation
+    torch.testing.assert_close(fair_crps(members, truth), brute.float())  # what callers get: float32
+
+
+def test_a_calibrated_ensemble_mean_beats_its_members_vrmse_by_sqrt_2m_over_m_plus_1():
+    g = torch.Generator().manual_seed(3)
+    members_n = 8
+    centre = 3.0 * torch.randn(512, 1, 16, 16, generator=g)  # large spatial variance: the normaliser
+    truth = centre + torch.randn(512, 1, 16, 16, generator=g)
+    members = centre + torch.randn(members_n, 512, 1, 16, 16, generator=g)  # the truth's distribution
+    of_mean = vrmse(members.mean(dim=0), truth).mean()
+    of_members = vrmse(members, truth).mean(dim=0).mean()
+    expected = math.sqrt(2 * members_n / (members_n + 1))
+    assert (of_members / of_mean).item() == pytest.approx(expected, rel=0.05)
+
+
+def test_the_spread_skill_ratio_is_one_per_field_whatever_its_scale():
+    g = torch.Generator().manual_seed(4)
+    scale = torch.tensor([1e-2, 1.0, 100.0])[:, None, None]  # C = 3 fields, (C, 1, 1)
+    centre = scale * torch.randn(128, 3, 16, 16, generator=g)
+    truth = centre + scale * torch.randn(128, 3, 16, 16, generator=g)
+    members = centre + scale * torch.randn(16, 128, 3, 16, 16, generator=g)
+    ratio = spread_skill_ratio(members, truth)
+    assert ratio.shape == (128, 3) and ratio.dtype == torch.float32
+    for c, value in enumerate(ratio.mean(dim=0).tolist()):
+        assert value == pytest.approx(1.0, rel=0.05), c
+    narrow = centre + 0.3 * scale * torch.randn(16, 128, 3, 16, 16, generator=g)
+    assert torch.all(spread_skill_ratio(narrow, truth).mean(dim=0) < 0.5)
+    assert torch.isfinite(spread_skill_ratio(truth[None].expand(2, -1, -1, -1, -1), truth)).all()  # skill 0
+
+
+def test_a_calibrated_rank_histogram_is_flat_and_an_under_dispersed_one_u_shaped():
+    g = torch.Generator().manual_seed(5)
+    centre = torch.randn(200_000, generator=g)
+    truth = centre + torch.randn(200_000, generator=g)
+    members = centre + torch.randn(8, 200_000, generator=g)  # M = 8, the truth's distribution
+    counts = rank_histogram(members, truth, generator=g)
+    assert counts.shape == (9,) and counts.dtype == torch.int64 and counts.sum() == 200_000
+    expected = 200_000 / 9
+    assert ((counts - expected).abs() / expected).max() < 0.05
+    assert ((counts - expected).square() / expected).sum() < 30  # chi-square, 8 dof: p ~ 2e-4
+    narrow = rank_histogram(centre + 0.3 * torch.randn(8, 200_000, generator=g), truth, generator=g)
+    assert narrow.sum() == 200_000
+    assert min(narrow[0], narrow[-1]) > 2 * narrow[4]
+
+
+def test_ties_are_shared_among_ranks():
+    g = torch.Generator().manual_seed(6)
+    truth = torch.randn(90_000, generator=g)
+    counts = rank_histogram(truth[None].expand(8, -1), truth, generator=g)  # every member ties
+    assert counts.sum() == 90_000
+    assert ((counts - 10_000).abs() / 10_000).max() < 0.05  # not all in bin 0
+    above = rank_histogram(truth[None] - 1.0 + torch.zeros(8, 1), truth, generator=g)  # no ties
+    assert above[-1] == 90_000
+
+
+def test_the_rank_histogram_figure_saves_to_png(tmp_path):
+    fig = plots.rank_histogram(torch.tensor([30, 10, 8, 12, 40]), "rank histogram")
+    try:
+        path = tmp_path / "rank_histogram.png"
+        fig.savefig(path)
+        assert 1_000 < path.stat().st_size < 200_000
+    finally:
+        plots.plt.close(fig)

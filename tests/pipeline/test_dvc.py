@@ -49,11 +49,12 @@ def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
     assert summary["kind"] == "diffusion" and summary["registered_model"] == "euler_mini-emulator"
     assert (project / "data/models/euler_mini/emulator_pixel_solver/MLmodel").is_file()
     report = (project / "reports/comparison.md").read_text()  # the whole compression sweep, compared
-    for row in ("| autoencoder | 20 |", "| autoencoder | 80 |", "| diffusion | 20 |", "| neural solver (latent) | 80 |",
-                "| neural solver (pixel) | 1 |", "| persistence (baseline) |"):
+    for row in ("| autoencoder (reconstruction floor) | 20 |", "| autoencoder (reconstruction floor) | 80 |",
+                "| diffusion | 20 |", "| neural solver (latent) | 80 |", "| neural solver (pixel) | 1 |",
+                "| persistence (baseline) |", "| climatology (baseline) |", "The LoLA paper's findings, checked"):
         assert row in report
     evaluation = json.loads((project / "metrics/evaluation.json").read_text())
-    assert len(evaluation) == 2 + 5 + 1  # autoencoders, emulators, persistence
+    assert len(evaluation) == 2 + 5 + 3  # autoencoders, emulators, baselines
     assert json.loads((project / "metrics/promotion.json").read_text())["promoted"] is True  # no production before
     assert json.loads((project / "metrics/autoencoder/c1.json").read_text())["compression_rate"] == 5 * 16 / 1
     assert (project / "data/latents/euler_mini/c4/test.h5").is_file()

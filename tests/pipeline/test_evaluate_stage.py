@@ -1,7 +1,8 @@
 """evaluate and promote on a real MLflow store with the tiny registered autoencoder and
-emulators: every version scored once (a second run evaluates nothing, a new version alone),
-nested runs with lead-time curves and plots, the comparison report, and a gated promotion
-whose production alias loads in a fresh process."""
+emulators: every version scored once (a second run evaluates nothing, a new version alone, a
+change to the scoring code everything), the baselines scored beside them, nested runs with
+lead-time curves and plots, scorecards with intervals on the versions, the comparison report
+with the findings, and a gated promotion whose production alias loads in a fresh process."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 
 from pipelines import evaluate, promote, report, train_emulator
 from pipelines.config import EvaluateConfig, PromoteConfig
+from pipelines.scorecard import Estimate, Result, Scorecard
 from tests.conftest import tool_env
 from tests.pipeline.conftest import CACHE, tiny_emulator_cfg
 
@@ -32,9 +35,9 @@ def evaluated_once(trained, workspace):
 
 def test_every_version_is_evaluated_once_then_a_new_one_alone(evaluated_once, trained, workspace):
     first = evaluated_once
-    labels = {r["label"] for r in first["results"] if r["kind"] != "persistence"}
+    labels = {r.label for r in first["results"] if r.version}
     assert labels == {"autoencoder_c4_v1", "solver_c4_v1", "diffusion_c4_v2", "pixel_solver_v3"}
-    assert any(r["label"] == "persistence" for r in first["results"])  # the baseline row
+    assert {r.label for r in first["results"] if not r.version} == {"persistence", "conserved_mean", "climatology"}
     assert set(first["evaluated"]) == labels  # nothing was evaluated before
 
     again = evaluate.run(EVAL, workspace, progress=False)
@@ -46,38 +49,63 @@ def test_every_version_is_evaluated_once_then_a_new_one_alone(evaluated_once, tr
 
 
 def test_results_runs_tags_and_report(evaluated_once, workspace):
-    results = {r["label"]: r for r in evaluated_once["results"]}
+    results = {r.label: r for r in evaluated_once["results"]}
     diffusion, solver, ae = results["diffusion_c4_v2"], results["solver_c4_v1"], results["autoencoder_c4_v1"]
-    for r in (diffusion, solver, ae):
-        m = r["metrics"]
-        assert {"vrmse_mean", "vrmse_1-20", "vrmse_21-100", "psrmse_low_21-100", "psrmse_high_1-20",
-                "seconds_per_trajectory", "vrmse_1-20/density"} <= set(m)
-    assert "spread_skill_1-20" in diffusion["metrics"] and "spread_skill_1-20" not in solver["metrics"]
-    assert "ae_truth/vrmse_1-20" in diffusion["metrics"] and "ae_truth/vrmse_1-20" not in ae["metrics"]
-    assert "ae_truth/vrmse_1-20" not in results["pixel_solver_v3"]["metrics"]
+    for r in (diffusion, solver, ae, results["climatology"]):
+        assert {"vrmse_mean", "vrmse_1-20", "vrmse_21-100", "crps_1-20", "vrmse_members_21-100", "psrmse_low_21-100",
+                "psrmse_high_1-20", "seconds_per_trajectory", "vrmse_1-20/density", "crps_21-100/energy"} <= \
+            set(r.card.estimates) | {"seconds_per_trajectory"}
+        for estimate in r.card.estimates.values():
+            assert estimate.low <= estimate.value <= estimate.high
+        assert len(r.card.trajectories["vrmse_mean"]) == EVAL.trajectories
+    assert "spread_skill_1-20" in diffusion.card and "spread_skill_1-20" not in solver.card
+    assert diffusion.card.ensemble and not solver.card.ensemble
+    assert "ae_truth/vrmse_1-20" in diffusion.card and "ae_truth/vrmse_1-20" not in ae.card
+    assert "ae_truth/crps_1-20" in diffusion.card and "ae_truth/psrmse_low_1-20" in diffusion.card
+    assert "ae_truth/vrmse_1-20" not in results["pixel_solver_v3"].card
+    # A deterministic forecast's ensemble mean is itself: both VRMSEs agree; an ensemble's mean scores better.
+    assert solver.card.value("vrmse_1-20") == pytest.approx(solver.card.value("vrmse_members_1-20"), rel=1e-5)
+    assert diffusion.card.value("vrmse_1-20") < diffusion.card.value("vrmse_members_1-20")
+    # The conserved mean is a constant field: VRMSE 1 by construction wherever the spatial mean holds.
+    assert results["conserved_mean"].card.value("vrmse_1-20/density") == pytest.approx(1.0, abs=0.05)
 
     on_disk = json.loads(Path("metrics/evaluation.json").read_text())
-    assert on_disk["solver_c4_v1"]["metrics"]["vrmse_mean"] == pytest.approx(solver["metrics"]["vrmse_mean"])
-    assert Path("metrics/evaluation/solver_c4_v1.csv").read_text().startswith("lead,vrmse\n4,")
+    assert on_disk["solver_c4_v1"]["scorecard"]["estimates"]["vrmse_mean"][0] == pytest.approx(
+        solver.card.value("vrmse_mean"), rel=1e-5)
+    assert Path("metrics/evaluation/solver_c4_v1.csv").read_text().startswith("lead,vrmse,crps\n4,")
+    assert Path("metrics/evaluation/diffusion_c4_v2.csv").read_text().startswith("lead,vrmse,crps,spread_skill\n4,")
+    assert Path("metrics/evaluation/climatology.csv").read_text().startswith("lead,vrmse,crps\n4,")
 
     client = mlflow.MlflowClient()
     version = client.get_model_version(NAME, "2")
     assert version.tags["eval.key"] == evaluate.evaluation_key(EVAL, workspace)
-    assert float(version.tags["eval.vrmse_mean"]) == pytest.approx(diffusion["metrics"]["vrmse_mean"], rel=1e-5)
-    child = client.get_run(diffusion["run_id"])
+    assert version.tags["eval.vrmse_mean"] == str(diffusion.card.get("vrmse_mean"))  # "value [low, high]"
+    assert Scorecard.from_tags(version.tags, "eval.") == diffusion.card
+    assert len([t for t in version.tags if t.startswith("eval.")]) <= 10  # a person can scan them
+    child = client.get_run(diffusion.run_id)
     parent = client.get_run(child.data.tags["mlflow.parentRunId"])
     assert parent.data.tags["stage"] == "evaluate" and child.data.tags["model_version"] == "2"
     assert [m.step for m in client.get_metric_history(child.info.run_id, "vrmse")] == list(range(4, 101, 4))
     assert len(client.get_metric_history(child.info.run_id, "spread_skill")) == 25
+    assert len(client.get_metric_history(child.info.run_id, "ae_truth/crps")) == 25
+    assert client.get_run(child.info.run_id).data.metrics["vrmse_1-20_low"] <= diffusion.card.value("vrmse_1-20")
     plots = {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
     assert {"plots/vrmse_vs_lead.png", "plots/spectra.png", "plots/rollout_density.png",
-            "plots/rollout_density.gif"} <= plots
+            "plots/rollout_density.gif", "plots/rank_histogram.png"} <= plots
+    assert "scorecard.json" in {a.path for a in client.list_artifacts(child.info.run_id)}
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "report")} == {
         "report/comparison.md", "report/comparison.png"}
 
     markdown = Path("reports/comparison.md").read_text()
-    assert "| autoencoder | 20 |" in markdown and "| neural solver (pixel) | 1 |" in markdown
-    assert "VRMSE 61-100" not in markdown and "VRMSE 21-100" in markdown
+    assert "| autoencoder (reconstruction floor) | 20 |" in markdown and "| neural solver (pixel) | 1 |" in markdown
+    assert "| climatology (baseline) |" in markdown and "| conserved mean (baseline) |" in markdown
+    assert "61-100" not in markdown and "| 21-100 |" in markdown
+    assert "Fair CRPS" in markdown and "against the auto-encoded truth D(E(x))" in markdown
+    assert "high vs truth | low vs D(E(x))" in markdown
+    findings = markdown[markdown.index("findings, checked"):]
+    assert findings.count("**") == 8 and all(f"{i}. **" in findings for i in range(1, 5))
+    # One autoencoder rate only: the compression findings cannot be decided.
+    assert "across compression rates while reconstruction error grows: inconclusive" in findings
     assert Path("reports/comparison.png").stat().st_size > 1000
 
 
@@ -91,18 +119,24 @@ def test_promotion_is_gated_recorded_and_loads_in_a_fresh_process(evaluated_once
 
     first = promote.run(gate, EVAL, workspace)
     assert first.promoted
-    best = first.candidate["version"]
+    best = first.candidate.version
     assert str(client.get_model_version_by_alias(NAME, "production").version) == str(best)
     tags = client.get_model_version(NAME, str(best)).tags
     assert tags["promotion.decision"] == "promoted" and tags["promotion.user"] and tags["promotion.run_id"]
     assert json.loads(Path("metrics/promotion.json").read_text())["promoted"] is True
+    assert json.loads(Path("metrics/promotion.json").read_text())["candidate"]["version"] == best
 
     again = promote.run(gate, EVAL, workspace)
     assert not again.promoted and "already production" in again.reason
 
-    other_kinds = tuple(k for k in ("diffusion", "solver", "pixel_solver") if k != first.candidate["kind"])
+    other_kinds = tuple(k for k in ("diffusion", "solver", "pixel_solver") if k != first.candidate.kind)
     worse = promote.run(dataclasses.replace(gate, kinds=other_kinds), EVAL, workspace)
     assert not worse.promoted and "does not beat production" in worse.reason
+    assert worse.comparison is not None and "P(better) = " in worse.reason
+    decision = json.loads(Path("metrics/promotion.json").read_text())
+    assert decision["comparison"]["probability"] == pytest.approx(worse.comparison.probability)
+    refused = client.get_run(decision["run_id"]).data.metrics
+    assert refused["probability_better"] == pytest.approx(worse.comparison.probability)
     assert str(client.get_model_version_by_alias(NAME, "production").version) == str(best)
 
     # The production alias loads in a fresh process and forecasts.
@@ -122,11 +156,16 @@ def test_promotion_is_gated_recorded_and_loads_in_a_fresh_process(evaluated_once
     assert "forecast (1, 1, 4, 16, 16, 5)" in result.stdout
 
 
-def _result(version: int, kind: str, vrmse: float, seconds: float = 1.0, spread: float | None = None) -> dict:
-    metrics = {"vrmse_mean": vrmse, "seconds_per_trajectory": seconds}
+def _result(version: int, kind: str, vrmse: float | list[float], seconds: float = 1.0,
+            spread: float | None = None) -> Result:
+    """A synthetic result with per-trajectory ``vrmse`` (a constant over 8 when a number)."""
+    values = [vrmse] * 8 if isinstance(vrmse, float) else vrmse
+    mean = sum(values) / len(values)
+    card = Scorecard({"vrmse_mean": Estimate(mean, min(values), max(values))}, {"vrmse_mean": values}, seconds)
     if spread is not None:
-        metrics["spread_skill_1-20"] = spread
-    return {"version": version, "kind": kind, "metrics": metrics}
+        card.estimates["spread_skill_1-20"] = Estimate(spread, spread, spread)
+        card.trajectories["spread_skill_1-20"] = [spread] * len(values)
+    return Result(f"{kind}_v{version}", kind, card, NAME, version)
 
 
 def test_each_gate_rule_states_why_it_refuses():
@@ -144,7 +183,29 @@ def test_each_gate_rule_states_why_it_refuses():
     decision = promote.decide([production, close], production, 1, gate)
     assert not decision.promoted and "does not beat production v1 (1.0000) by the margin 0.1" in decision.reason
     clear = _result(5, "diffusion", 0.5, spread=1.0)
-    assert promote.decide([production, close, clear], production, 1, gate).candidate["version"] == 5
+    assert promote.decide([production, close, clear], production, 1, gate).candidate.version == 5
+
+
+def test_promotion_needs_evidence_beyond_the_noise():
+    """Paired bootstrap over the same trajectories: an advantage inside the trajectory-to-
+    trajectory noise is refused, a consistent one accepted, and both say why."""
+    rng = np.random.default_rng(0)
+    hardness = rng.lognormal(0.0, 0.5, 16)  # trajectories differ far more than the models
+    production = _result(1, "solver", list(hardness))
+    noisy = _result(2, "solver", list(hardness * 0.97 + rng.normal(0, 0.15, 16)))  # 3 % better on average, noisy
+    steady = _result(3, "solver", list(hardness * 0.9 + rng.normal(0, 0.01, 16)))  # 10 % better on every trajectory
+    gate = PromoteConfig(probability=0.95)
+
+    refused = promote.decide([production, noisy], production, 1, gate)
+    assert noisy.card.value("vrmse_mean") < production.card.value("vrmse_mean")  # the point estimate is better
+    assert not refused.promoted and "inside the noise" in refused.reason
+    assert refused.comparison.probability < 0.95 and refused.comparison.low < 0 < refused.comparison.high
+    assert f"P(better) = {refused.comparison.probability:.3f} < promote.probability = 0.95" in refused.reason
+
+    accepted = promote.decide([production, steady], production, 1, gate)
+    assert accepted.promoted and accepted.candidate.version == 3
+    assert accepted.comparison.probability >= 0.95 and accepted.comparison.high < 0
+    assert "P(better) = 1.000 >= promote.probability = 0.95" in accepted.reason
 
 
 def test_compare_prints_the_table(evaluated_once, workspace, capsys):
@@ -156,14 +217,15 @@ def test_compare_prints_the_table(evaluated_once, workspace, capsys):
                                   "data": {"root": workspace.root}}))
     assert main(["--params", str(params), "compare"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("## VRMSE against the ground truth") and "| diffusion | 20 |" in out
-    assert report.latest(evaluated_once["results"])[0]["kind"] == "autoencoder"
+    assert out.startswith("Every number: the mean over 2 test trajectories") and "| diffusion | 20 |" in out
+    assert "The LoLA paper's findings, checked" in out
+    assert report.latest(evaluated_once["results"])[0].kind == "autoencoder"
 
 
 def test_new_settings_or_force_evaluate_everything_again(evaluated_once, workspace):
     from pipelines.cli import main
 
-    count = len(evaluated_once["results"]) - 1  # the persistence row is not a registered version
+    count = len([r for r in evaluated_once["results"] if r.version])  # baselines are not registered versions
     changed = evaluate.run(dataclasses.replace(EVAL, members=2), workspace, progress=False)
     assert len(changed["evaluated"]) == count
     params = Path("params.yaml")
@@ -173,4 +235,18 @@ def test_new_settings_or_force_evaluate_everything_again(evaluated_once, workspa
     assert evaluate.run(dataclasses.replace(EVAL, members=2), workspace, progress=False)["evaluated"] == []
     assert main(["--params", str(params), "evaluate", "--quiet", "--force"]) == 0
     assert json.loads(Path("metrics/evaluation.json").read_text())["solver_c4_v1"]["run_id"] != \
-        changed["results"][[r["label"] for r in changed["results"]].index("solver_c4_v1")]["run_id"]  # a new run
+        next(r.run_id for r in changed["results"] if r.label == "solver_c4_v1")  # a new run
+
+
+def test_a_change_to_the_scoring_code_rescores_every_version(evaluated_once, workspace, tmp_path, monkeypatch):
+    code = evaluate.scoring_code()
+    assert {"scoring.py", "metrics.py", "bootstrap.py", "scorecard.py", "emulators.py"} <= {p.name for p in code}
+    edited = tmp_path / code[0].name
+    edited.write_text(code[0].read_text() + "\n# a change to the scoring code\n")
+    changed = [edited, *code[1:]]
+    assert evaluate.evaluation_key(EVAL, workspace, changed) != evaluate.evaluation_key(EVAL, workspace)
+    assert evaluate.run(EVAL, workspace, progress=False)["evaluated"] == []  # the same code: nothing to do
+    monkeypatch.setattr(evaluate, "scoring_code", lambda: changed)
+    again = evaluate.run(EVAL, workspace, progress=False)
+    versions = evaluate.registered(mlflow.MlflowClient(), "euler_mini")
+    assert again["skipped"] == [] and len(again["evaluated"]) == len(versions)
