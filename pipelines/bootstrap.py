@@ -63,10 +63,11 @@ class Difference:
     confidence: float
     trajectories: int
 
-    def describe(self, metric: str) -> str:
+    def describe(self, metric: str, event: str = "better") -> str:
+        """``<metric> difference <mean> [<low>, <high>] (...), P(<event>) = <probability>``."""
         return (f"{metric} difference {self.mean:+.4f} [{self.low:+.4f}, {self.high:+.4f}] "
                 f"({100 * self.confidence:g}% interval, {self.trajectories} paired trajectories), "
-                f"P(better) = {self.probability:.3f}")
+                f"P({event}) = {self.probability:.3f}")
 
 
 def paired(a: np.ndarray, b: np.ndarray, confidence: float = 0.95, seed: int = 0) -> Difference:

@@ -275,7 +275,7 @@ def _write_outputs(results: list[Result], base: list[tuple[Result, Scores]], cfg
     """``metrics/evaluation.json``, ``metrics/evaluation/<label>.csv`` (per-lead curves:
     from each version's evaluation run, and of the baselines) and the comparison report;
     returns the report's paths."""
-    write_json(RESULTS, {r.label: r.to_dict() for r in results})
+    write_json(RESULTS, {r.label: r.summary() for r in results})
     client = mlflow.MlflowClient()
     with atomic_path(CURVES) as tmp:
         tmp.mkdir(parents=True)

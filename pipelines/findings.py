@@ -1,10 +1,10 @@
 """The LoLA paper's four findings (Rozet et al. 2025; REFERENCE.md section 1), checked on the
 evaluated rows by paired bootstraps over the test trajectories (``pipelines.bootstrap``).
 
-Each finding gets a verdict: ``holds`` when the evidence supports it at the evaluation's
-confidence, ``does not hold`` when the evidence contradicts it at that confidence, and
-``inconclusive`` otherwise (the sample is too small to tell, or the rows it needs are
-missing). Rows are the latest evaluated version of each kind and compression rate
+Each finding gets a verdict from the intervals at the evaluation's confidence: ``holds``
+when the interval of every comparison it needs lies on its side of zero, ``does not hold``
+when one lies on the other side, and ``inconclusive`` otherwise (an interval across zero:
+the sample is too small to tell; or the rows it needs are missing). Rows are the latest evaluated version of each kind and compression rate
 (``pipelines.report.latest``); every comparison pairs two rows on the same trajectories.
 
 1. Emulation error stays nearly flat across compression rates while reconstruction error
@@ -53,10 +53,11 @@ def _combine(verdicts: Sequence[str]) -> str:
 
 
 def _below(d: Difference) -> str:
-    """The verdict on "the statistic is below zero"."""
-    if d.probability >= d.confidence:
+    """The verdict on "the statistic is below zero", from its interval: below zero holds,
+    above zero does not hold, across zero is inconclusive."""
+    if d.high < 0:
         return HOLDS
-    return NOT_HOLDS if d.probability <= 1 - d.confidence else INCONCLUSIVE
+    return NOT_HOLDS if d.low > 0 else INCONCLUSIVE
 
 
 def _vector(r: Result, metric: str) -> np.ndarray | None:
@@ -160,7 +161,7 @@ def _calibration(rows: Sequence[Result], windows: Sequence[str], confidence: flo
         first, last = diffusion[0], diffusion[-1]
         d = paired(ratios[last.label], ratios[first.label], confidence, seed)
         verdicts.append(_below(d))
-        evidence.append(f"rate {last.compression_rate} vs rate {first.compression_rate}: {d.describe('spread-skill')}")
+        evidence.append(f"rate {last.compression_rate} vs rate {first.compression_rate}: {d.describe('spread-skill', 'lower at the higher rate')}")
     return Finding(claim, _combine(verdicts), evidence)
 
 

@@ -32,7 +32,11 @@ def _image_grid(cells: Sequence[Sequence[tuple[np.ndarray, dict]]], row_labels: 
                 col_labels: Sequence[str], title: str) -> Figure:
     """A grid of ``(image (X, Y), imshow kwargs)`` cells with a colour bar each."""
     rows, cols = len(cells), len(cells[0])
-    fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols, 2.3 * rows), squeeze=False, constrained_layout=True)
+    # A fixed layout: matplotlib's constrained layout measures every colour bar's tick labels
+    # and took about two thirds of the time of such a figure.
+    fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols, 2.3 * rows), squeeze=False)
+    fig.subplots_adjust(left=0.3 / cols, right=1 - 0.25 / cols, bottom=0.02, top=1 - 0.35 / rows, wspace=0.45,
+                        hspace=0.15)
     for i, row in enumerate(cells):
         for j, (image, kwargs) in enumerate(row):
             ax = axes[i, j]
@@ -73,8 +77,8 @@ def spectra(wavenumbers: np.ndarray, truth: np.ndarray, prediction: np.ndarray, 
             channels: Sequence[str], title: str) -> Figure:
     """Isotropic power spectra of truth (solid) and prediction (dashed), one panel per field,
     one colour per lead. ``truth`` and ``prediction`` are ``(T, C, K)``."""
-    fig, axes = plt.subplots(1, len(channels), figsize=(3.2 * len(channels), 3), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(1, len(channels), figsize=(3.2 * len(channels), 3), squeeze=False)
+    fig.subplots_adjust(left=0.25 / len(channels), right=0.99, bottom=0.17, top=0.8, wspace=0.3)  # fixed: faster
     for c, name in enumerate(channels):
         ax = axes[0, c]
         for t, lead in enumerate(leads):
@@ -110,6 +114,8 @@ def rollout_animation(truth: np.ndarray, prediction: np.ndarray, leads: Sequence
         fig.suptitle(f"{field}, lead {leads[t]}")
         return images
 
+    fig.canvas.draw()
+    fig.set_layout_engine("none")  # laid out once, for the first frame, not again for every frame
     FuncAnimation(fig, frame, frames=len(leads), blit=False).save(path, writer=PillowWriter(fps=4))
     plt.close(fig)
 

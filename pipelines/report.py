@@ -22,16 +22,20 @@ from pipelines.scoring import AE_TRUTH
 __all__ = ["KINDS", "latest", "table", "write"]
 
 REPORTS = Path("reports")
-KINDS = {  # row order and names: registered kinds, then the baselines
-    "autoencoder": "autoencoder (reconstruction floor)",
-    "diffusion": "diffusion",
-    "solver": "neural solver (latent)",
-    "pixel_solver": "neural solver (pixel)",
-    "persistence": "persistence (baseline)",
-    "conserved_mean": "conserved mean (baseline)",
-    "climatology": "climatology (baseline)",
+KINDS = {  # row order, then (name in the tables, short name in the figure): registered kinds, then the baselines
+    "autoencoder": ("autoencoder (reconstruction floor)", "autoencoder"),
+    "diffusion": ("diffusion", "diffusion"),
+    "solver": ("neural solver (latent)", "latent solver"),
+    "pixel_solver": ("neural solver (pixel)", "pixel solver"),
+    "persistence": ("persistence (baseline)", "persistence"),
+    "conserved_mean": ("conserved mean (baseline)", "conserved mean"),
+    "climatology": ("climatology (baseline)", "climatology"),
 }
 ORDER = {kind: i for i, kind in enumerate(KINDS)}
+
+
+def _name(r: Result, short: bool = False) -> str:
+    return KINDS.get(r.kind, (r.kind, r.kind))[short]
 
 
 def latest(results: Sequence[Result]) -> list[Result]:
@@ -54,7 +58,7 @@ def _section(title: str, rows: Sequence[Result], columns: Sequence[str], cell: C
     lines = [f"## {title}", "", _row(head), _row(["---"] * len(head))]
     for r in rows:
         if keep(r):
-            lines.append(_row([KINDS.get(r.kind, r.kind), r.compression_rate or "–", str(r.version or "–"),
+            lines.append(_row([_name(r), r.compression_rate or "–", str(r.version or "–"),
                                *(cell(r, c) for c in columns)]))
     return [*lines, ""]
 
@@ -115,7 +119,7 @@ def write(results: Sequence[Result], windows: Sequence[str], confidence: float =
     write_text(markdown, "# Model comparison\n\n" + table(results, windows, confidence))
     figure = directory / "comparison.png"
     rows = latest(results)
-    groups = [f"{KINDS.get(r.kind, r.kind).split(' (')[0]}\nrate {r.compression_rate or '–'}" for r in rows]
+    groups = [_name(r, short=True) + (f"\nrate {r.compression_rate}" if r.compression_rate else "") for r in rows]
     series = {w: [r.card.value(f"vrmse_{w}") for r in rows] for w in windows}
     errors = {w: [(r.card.get(f"vrmse_{w}").low, r.card.get(f"vrmse_{w}").high) if f"vrmse_{w}" in r.card
                   else (float("nan"),) * 2 for r in rows] for w in windows}

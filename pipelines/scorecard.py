@@ -142,12 +142,13 @@ class Result:
         except ValueError:
             return math.inf
 
-    def to_dict(self) -> dict:
+    def summary(self) -> dict:
+        """What ``metrics/evaluation.json`` (a DVC metrics file) says of the row: what it is,
+        its headline numbers (``metrics``) and their intervals (``intervals``); the whole
+        card is in the registry's tags and the evaluation run's ``scorecard.json``."""
+        headline = {n: e for n, e in self.card.estimates.items() if Scorecard.is_headline(n)}
         return {"kind": self.kind, "name": self.name, "version": self.version, "latent_channels": self.latent_channels,
-                "compression_rate": self.compression_rate, "run_id": self.run_id, "scorecard": self.card.to_dict()}
-
-    @classmethod
-    def from_dict(cls, label: str, data: dict) -> Result:
-        return cls(label, data["kind"], Scorecard.from_dict(data["scorecard"]), data.get("name", ""),
-                   int(data.get("version", 0)), str(data.get("latent_channels", "")),
-                   str(data.get("compression_rate", "")), data.get("run_id", ""))
+                "compression_rate": self.compression_rate, "run_id": self.run_id,
+                "metrics": {n: _round(e.value) for n, e in headline.items()}
+                | {"seconds_per_trajectory": _round(self.card.seconds)},
+                "intervals": {n: [_round(e.low), _round(e.high)] for n, e in headline.items()}}

@@ -50,6 +50,22 @@ def test_bad_values_name_the_key(tmp_path, section, message):
     assert message in str(error.value)
 
 
+@pytest.mark.parametrize(("section", "key", "message"), [
+    ({"metric": "vrmse_1-20/density"}, "promote", "promote.metric: must be vrmse_mean or <metric>_<window>"),
+    ({"metric": "spread_skill_1-20"}, "promote", "promote.metric: must be vrmse_mean or <metric>_<window>"),
+    ({"probability": 1.0}, "promote", "promote.probability: must be in [0.5, 1), got 1.0"),
+    ({"confidence": 0.3}, "evaluate", "evaluate.confidence: must be in [0.5, 1), got 0.3"),
+])
+def test_bad_evaluation_settings_name_the_key(tmp_path, section, key, message):
+    from pipelines.config import EvaluateConfig, PromoteConfig
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({key: section}))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_section({"promote": PromoteConfig, "evaluate": EvaluateConfig}[key], key, path)
+    assert load_section(PromoteConfig, "promote", REPO / "params.yaml").metric == "vrmse_mean"
+
+
 def test_missing_params_file(tmp_path):
     with pytest.raises(ConfigError, match="parameters file not found"):
         load_section(SimulateConfig, "simulate", tmp_path / "nope.yaml")

@@ -148,7 +148,7 @@ def test_the_findings_hold_fail_or_stay_open_on_the_evidence():
     assert verdicts == [HOLDS, INCONCLUSIVE, HOLDS, HOLDS]
 
     wrong = rows.copy()
-    wrong[2] = _row("diffusion", "80", 0.9 * hard, spread=0.3 + rng.normal(0, 0.02, 32))  # worse, under-dispersed
+    wrong[2] = _row("diffusion", "80", 0.95 * hard, spread=0.3 + rng.normal(0, 0.02, 32))  # worse, under-dispersed
     result = findings(wrong, windows)
     assert [f.verdict for f in result] == [HOLDS, NOT_HOLDS, NOT_HOLDS, NOT_HOLDS]
     assert any("P(better) = 0.000" in line for line in result[2].evidence)

@@ -70,8 +70,10 @@ def test_results_runs_tags_and_report(evaluated_once, workspace):
     assert results["conserved_mean"].card.value("vrmse_1-20/density") == pytest.approx(1.0, abs=0.05)
 
     on_disk = json.loads(Path("metrics/evaluation.json").read_text())
-    assert on_disk["solver_c4_v1"]["scorecard"]["estimates"]["vrmse_mean"][0] == pytest.approx(
-        solver.card.value("vrmse_mean"), rel=1e-5)
+    assert on_disk["solver_c4_v1"]["metrics"]["vrmse_mean"] == pytest.approx(solver.card.value("vrmse_mean"), rel=1e-5)
+    low, high = on_disk["diffusion_c4_v2"]["intervals"]["crps_21-100"]
+    assert low <= on_disk["diffusion_c4_v2"]["metrics"]["crps_21-100"] <= high
+    assert "vrmse_1-20/density" not in on_disk["solver_c4_v1"]["metrics"]  # headline numbers only
     assert Path("metrics/evaluation/solver_c4_v1.csv").read_text().startswith("lead,vrmse,crps\n4,")
     assert Path("metrics/evaluation/diffusion_c4_v2.csv").read_text().startswith("lead,vrmse,crps,spread_skill\n4,")
     assert Path("metrics/evaluation/climatology.csv").read_text().startswith("lead,vrmse,crps\n4,")
