@@ -3,12 +3,14 @@ VRMSE ~1, a sinusoid's spectral error lands in its band, calibrated ensembles ha
 spread-skill ratio ~1 (per field, whatever its scale) and under-dispersed ones clearly less,
 the fair CRPS of a Gaussian ensemble matches the Gaussian closed form and its sorted form the
 pairwise sum, a calibrated ensemble's mean beats its members' VRMSE by sqrt(2M / (M + 1)),
-and rank histograms are flat when calibrated, U-shaped when under-dispersed, ties shared."""
+and rank histograms are flat when calibrated, U-shaped when under-dispersed, ties shared;
+their figures, and the rollout animation (a frame per lead, oriented as the panels are)."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -191,3 +193,19 @@ def test_the_rank_histogram_figure_saves_to_png(tmp_path):
         assert 1_000 < path.stat().st_size < 200_000
     finally:
         plots.plt.close(fig)
+
+
+def test_the_rollout_animation_has_a_frame_per_lead_on_the_truths_scale(tmp_path):
+    from PIL import Image
+
+    truth = torch.zeros(3, 8, 8).numpy()
+    truth[:, 6, 1] = 1.0  # one hot pixel: x = 6 (right), y = 1 (bottom), as imshow(origin="lower") shows it
+    path = tmp_path / "rollout.gif"
+    plots.rollout_animation(truth, truth.copy(), [4, 8, 12], "density", str(path), size=64)
+    gif = Image.open(path)
+    assert gif.n_frames == 3
+    frame = torch.from_numpy(np.asarray(gif.convert("RGB"), dtype=np.float32))  # (rows, columns, 3)
+    truth_panel = frame[18:, :64]  # below the caption, the first panel
+    bright = truth_panel.sum(dim=-1)
+    row, column = divmod(int(bright.argmax()), bright.shape[1])
+    assert column // 8 == 6 and (63 - row) // 8 == 1
