@@ -240,15 +240,17 @@ def test_new_settings_or_force_evaluate_everything_again(evaluated_once, workspa
         next(r.run_id for r in changed["results"] if r.label == "solver_c4_v1")  # a new run
 
 
-def test_a_change_to_the_scoring_code_rescores_every_version(evaluated_once, workspace, tmp_path, monkeypatch):
+def test_a_change_to_the_scoring_code_rescores_every_version(trained, workspace, tmp_path, monkeypatch):
+    settings = dataclasses.replace(EVAL, members=2)  # the settings the test before left every version under
     code = evaluate.scoring_code()
     assert {"scoring.py", "metrics.py", "bootstrap.py", "scorecard.py", "emulators.py"} <= {p.name for p in code}
     edited = tmp_path / code[0].name
     edited.write_text(code[0].read_text() + "\n# a change to the scoring code\n")
     changed = [edited, *code[1:]]
-    assert evaluate.evaluation_key(EVAL, workspace, changed) != evaluate.evaluation_key(EVAL, workspace)
-    assert evaluate.run(EVAL, workspace, progress=False)["evaluated"] == []  # the same code: nothing to do
+    assert evaluate.evaluation_key(settings, workspace, changed) != evaluate.evaluation_key(settings, workspace)
+    evaluate.run(settings, workspace, progress=False)
+    assert evaluate.run(settings, workspace, progress=False)["evaluated"] == []  # the same code: nothing to do
     monkeypatch.setattr(evaluate, "scoring_code", lambda: changed)
-    again = evaluate.run(EVAL, workspace, progress=False)
+    again = evaluate.run(settings, workspace, progress=False)
     versions = evaluate.registered(mlflow.MlflowClient(), "euler_mini")
     assert again["skipped"] == [] and len(again["evaluated"]) == len(versions)
