@@ -37,15 +37,7 @@ def intervals(values: np.ndarray, confidence: float = 0.95, seed: int = 0) -> tu
     low, high = mean.copy(), mean.copy()
     spread = np.ptp(values, axis=0) > 0 if values.shape[0] > 1 else np.zeros_like(mean, dtype=bool)
     if spread.any():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # scipy warns where BCa degenerates; those columns fall back below
-            result = stats.bootstrap((values[:, spread],), np.mean, axis=0, vectorized=True, n_resamples=RESAMPLES,
-                                     confidence_level=confidence, method="BCa", rng=np.random.default_rng(seed))
-        lo, hi = np.asarray(result.confidence_interval.low), np.asarray(result.confidence_interval.high)
-        if not np.all(np.isfinite(lo) & np.isfinite(hi)):  # BCa undefined (e.g. one outlier): percentile
-            fallback = np.percentile(result.bootstrap_distribution, [50 * (1 - confidence), 50 * (1 + confidence)],
-                                     axis=-1)
-            lo, hi = np.where(np.isfinite(lo), lo, fallback[0]), np.where(np.isfinite(hi), hi, fallback[1])
+        lo, hi, _ = _bca((values[:, spread],), np.mean, confidence, seed, axis=0)
         low[spread], high[spread] = lo, hi
     return mean, low, high
 
@@ -89,13 +81,21 @@ def paired_statistic(samples: Sequence[np.ndarray], statistic: Callable[..., np.
     size = samples[0].size
     if size < 2 or not any(np.ptp(s) > 0 for s in samples):
         return Difference(value, value, value, float(value < 0), confidence, size)
+    low, high, distribution = _bca(samples, statistic, confidence, seed, paired=True)
+    probability = float(np.mean(distribution < 0))
+    return Difference(value, float(low), float(high), probability, confidence, size)
+
+
+def _bca(samples: Sequence[np.ndarray], statistic: Callable[..., np.ndarray], confidence: float, seed: int,
+         **options) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """scipy's BCa interval ``(low, high)`` of ``statistic`` over ``samples`` and its
+    bootstrap distribution; where BCa is undefined (a degenerate jackknife, e.g. one
+    outlier), the percentile interval of the same resamples."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy warns where BCa degenerates; the percentile interval replaces it
-        result = stats.bootstrap(samples, statistic, paired=True, vectorized=True, n_resamples=RESAMPLES,
-                                 confidence_level=confidence, method="BCa", rng=np.random.default_rng(seed))
-    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-    if not (np.isfinite(low) and np.isfinite(high)):
-        low, high = (float(q) for q in np.percentile(result.bootstrap_distribution,
-                                                     [50 * (1 - confidence), 50 * (1 + confidence)]))
-    probability = float(np.mean(result.bootstrap_distribution < 0))
-    return Difference(value, low, high, probability, confidence, size)
+        result = stats.bootstrap(samples, statistic, vectorized=True, n_resamples=RESAMPLES, confidence_level=confidence,
+                                 method="BCa", rng=np.random.default_rng(seed), **options)
+    low, high = np.asarray(result.confidence_interval.low), np.asarray(result.confidence_interval.high)
+    percentile = np.percentile(result.bootstrap_distribution, [50 * (1 - confidence), 50 * (1 + confidence)], axis=-1)
+    return (np.where(np.isfinite(low), low, percentile[0]), np.where(np.isfinite(high), high, percentile[1]),
+            result.bootstrap_distribution)

@@ -164,18 +164,17 @@ def run(cfg: EvaluateConfig, data: DataConfig, force: bool = False, progress: bo
     entries = registered(client, dataset)
     todo = [e for e in entries if force or _card(e, key) is None]
     done = []
+    base = score_baselines(truth, cfg, data)
     if todo:
         with tracking.start_run(STAGE, dataset, {STAGE: cfg, "data": data}, data.root, run_name="evaluate",
                                 tags={"evaluation_key": key}, system_metrics=False):
             for entry in tqdm(todo, desc="evaluate", unit="version", disable=not progress):
                 _evaluate_one(client, entry, dataset, truth, cfg, data.stride, key)
                 done.append(entry.label)
-            base = score_baselines(truth, cfg, data)
             results = evaluated(client, dataset, key) + [result for result, _ in base]
             for path in _write_outputs(results, base, cfg):
                 mlflow.log_artifact(str(path), "report")
     else:
-        base = score_baselines(truth, cfg, data)
         results = evaluated(client, dataset, key) + [result for result, _ in base]
         _write_outputs(results, base, cfg)
     return {"evaluated": done, "skipped": [e.label for e in entries if e.label not in done], "results": results}
@@ -227,8 +226,8 @@ def _log_scores(scores: Scores) -> None:
                 values |= {f"{name}_{band}": float(per[k]) for k, band in enumerate(scores.labels[name])}
             else:
                 values[name] = float(per.mean())
-        values |= {f"vrmse/{field}": float(v) for field, v in
-                   zip(scores.labels["vrmse"], scores.values["vrmse"][:, i].double().mean(dim=0))}
+            if name == scoring.EnsembleMeanVRMSE.name:
+                values |= {f"{name}/{field}": float(per[k]) for k, field in enumerate(scores.labels[name])}
         mlflow.log_metrics(values, step=lead, synchronous=False)
 
 

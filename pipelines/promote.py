@@ -70,7 +70,7 @@ def gate(result: Result, cfg: PromoteConfig) -> str | None:
         return f"latency {card.seconds:.2f} s per trajectory exceeds promote.max_seconds = {cfg.max_seconds:g}"
     ratio = card.mean_of("spread_skill")
     lo, hi = cfg.spread_skill
-    if card.ensemble and ratio is not None and not lo <= ratio <= hi:
+    if ratio is not None and not lo <= ratio <= hi:  # an ensemble (only ensembles have spread-skill ratios)
         return f"spread-skill ratio {ratio:.3f} is outside promote.spread_skill [{lo:g}, {hi:g}]"
     return None
 

@@ -67,9 +67,10 @@ class Scorecard:
             return Estimate(self.seconds, self.seconds, self.seconds)
         return self.estimates.get(name)
 
-    def value(self, name: str, default: float = math.nan) -> float:
+    def value(self, name: str) -> float:
+        """The estimate's value, NaN if the card has none."""
         estimate = self.get(name)
-        return default if estimate is None else estimate.value
+        return math.nan if estimate is None else estimate.value
 
     @property
     def ensemble(self) -> bool:

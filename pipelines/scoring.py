@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 import torch
@@ -51,15 +51,14 @@ def window_label(first: int, last: int) -> str:
 @dataclass
 class Truth:
     """Whole trajectories to score against: physical ``states (N, C, T, H, W)``, ``cond
-    (N, P)``, field names, the number ``context`` of initial states forecasts get, the
-    dataset's name and the names of the entries of ``cond``."""
+    (N, P)``, field names, the number ``context`` of initial states forecasts get, and the
+    dataset's name."""
 
     states: Tensor
     cond: Tensor
     channels: list[str]
     context: int = 1
     dataset: str = ""
-    condition_names: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, data: DataConfig, split: str, count: int) -> Truth:
@@ -71,7 +70,7 @@ class Truth:
         items = [windows[i] for i in range(min(count, len(windows)))]
         states = windows.normalizer.denormalize(torch.stack([item["x"] for item in items]), dim=1)
         return cls(states, torch.stack([item["cond"] for item in items]), list(windows.channels), context,
-                   windows.dataset_name, list(windows.condition_names))
+                   windows.dataset_name)
 
     def last_known(self, stride: int) -> int:
         return (self.context - 1) * stride

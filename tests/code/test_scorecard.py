@@ -82,7 +82,7 @@ def _truth(n: int = 6, steps: int = 9, size: int = 16, seed: int = 0) -> Truth:
     offset = torch.randn(n, 3, 1, 1, 1, generator=g) * 5
     states = offset + torch.randn(n, 3, steps, size, size, generator=g)
     cond = torch.zeros(n, 2)
-    return Truth(states, cond, ["energy", "density", "pressure"], 1, "synthetic", ["gamma", "bc_0_lo_open"])
+    return Truth(states, cond, ["energy", "density", "pressure"], 1, "synthetic")
 
 
 def test_baselines_score_as_their_definition_says():
