@@ -1,5 +1,11 @@
 """Benchmarks of the autoencoder stage, each measured side by side in one run:
 
+0. step times: seconds per training step of the configured autoencoder, split into
+   forward+backward and optimizer step, for each optimizer (Muon with its orthogonalisation
+   in float64, the CPU default, and in bfloat16, heavyball's own), on this CPU and again in a
+   subprocess under an emulated AVX2-only CPU (``ATEN_CPU_CAPABILITY=avx2
+   ONEDNN_MAX_CPU_ISA=AVX2``, where a bfloat16 matmul has no native instructions); the
+   matmul rate of each dtype is printed first, to show the emulation took;
 1. optimizers: validation loss of PSGD (heavyball PSGDKron) and Muon (heavyball MuonAdamW)
    vs AdamW after the same number of steps, each at its own learning rate, and their wall
    time (the paper reports PSGD ahead of Adam at equal steps);
@@ -8,7 +14,7 @@
 3. emulator-style batches (windows of L latent states, stride s) read from the latent cache
    vs encoded on the fly from pixels.
 
-    .venv/bin/python benchmarks/bench_autoencoder.py [--steps 100] [--lr LR] [--only optimizers|tracking|cache]
+    .venv/bin/python benchmarks/bench_autoencoder.py [--steps 100] [--lr LR] [--only steps|optimizers|tracking|cache]
 
 Uses data.root and train_autoencoder from params.yaml (run `dvc repro simulate` first).
 """
@@ -17,11 +23,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from models.autoencoder import Autoencoder
@@ -31,7 +41,7 @@ from pipelines.config import CacheLatentsConfig, DataConfig, TrainAutoencoderCon
 from pipelines.data import WellWindows, trajectories
 from pipelines.registry import LoadedAutoencoder
 from pipelines.train_autoencoder import ReconstructionObjective
-from pipelines.training import Hooks, train
+from pipelines.training import OPTIMIZERS, Hooks, _heavyball, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,6 +67,72 @@ def model_for(cfg: TrainAutoencoderConfig, channels: int, latent_channels: int) 
 #: Learning rate of each optimizer where it is not the configured one (measured on the CPU
 #: autoencoder: AdamW diverges at 4e-3, Muon is best near 2e-2).
 LEARNING_RATES = {"adamw": 2e-3, "psgd": 2e-3, "muon": 2e-2}
+
+
+#: The environment of an AVX2-only CPU: ATen's kernels and oneDNN limited to AVX2.
+AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def matmul_rates(size: int = 512, repeats: int = 5) -> dict[str, float]:
+    """GFLOP/s of a ``size``-square matmul per dtype."""
+    rates = {}
+    for dtype in (torch.float32, torch.bfloat16, torch.float64):
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        a @ b
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        rates[str(dtype).removeprefix("torch.")] = 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+    return rates
+
+
+def step_times(steps: int, lr: float | None = None) -> dict[str, tuple[float, float]]:
+    """``{optimizer: (forward+backward s, optimizer s)}`` per step, median over ``steps``
+    steps after two warm-up steps, on the configured autoencoder and batch size."""
+    cfg, _, train_set, _ = setup(1)
+    objective = ReconstructionObjective(cfg.loss, train_set.normalizer)
+    batch = {"x": torch.stack([train_set[i]["x"] for i in range(cfg.train.batch_size)])}
+    cpu = torch.device("cpu")
+    makers = {"adamw": lambda p: OPTIMIZERS["adamw"](p, dataclasses.replace(cfg.train.optim, lr=2e-3), cpu),
+              "muon (float64, CPU default)": lambda p: OPTIMIZERS["muon"](p, cfg.train.optim, cpu),
+              "muon (bfloat16, heavyball)": lambda p: _heavyball(cpu).MuonAdamW(p, lr=cfg.train.optim.lr)}
+    times = {}
+    for name, make in makers.items():
+        model = model_for(cfg, len(train_set.channels), cfg.latent_channels[0])
+        optimizer = make(model.parameters())
+        passes, updates = [], []
+        for _ in range(steps + 2):
+            start = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            objective.loss(model, batch).backward()
+            middle = time.perf_counter()
+            optimizer.step()
+            passes.append(middle - start)
+            updates.append(time.perf_counter() - middle)
+        times[name] = (float(np.median(passes[2:])), float(np.median(updates[2:])))
+    return times
+
+
+def steps_native_and_avx2(steps: int, lr: float | None = None) -> None:
+    """Step times here and, in a subprocess, under the AVX2 emulation, side by side."""
+    if os.environ.get("BENCH_CHILD"):  # the emulated run: report as JSON for the parent
+        print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "rates": matmul_rates(),
+                          "times": step_times(steps)}))
+        return
+    native = {"capability": torch.backends.cpu.get_cpu_capability(), "rates": matmul_rates(), "times": step_times(steps)}
+    child = subprocess.run([sys.executable, __file__, "--only", "steps", "--steps", str(steps)], check=True,
+                           capture_output=True, text=True, env={**os.environ, **AVX2, "BENCH_CHILD": "1"})
+    emulated = json.loads(child.stdout.strip().splitlines()[-1])
+    print(f"torch threads: {torch.get_num_threads()}; batch {setup(1)[0].train.batch_size} states")
+    for label, run in (("native", native), ("AVX2 emulated", emulated)):
+        rates = ", ".join(f"{k} {v:.1f}" for k, v in run["rates"].items())
+        print(f"{label:>13} ({run['capability']}): 512^2 matmul GFLOP/s: {rates}")
+    print(f"{'optimizer':<28} {'native fwd+bwd':>14} {'optimizer':>9} {'AVX2 fwd+bwd':>13} {'optimizer':>9} "
+          f"{'AVX2/native step':>16}")
+    for name, (forward, update) in native["times"].items():
+        e_forward, e_update = emulated["times"][name]
+        print(f"{name:<28} {forward:>13.3f}s {update:>8.3f}s {e_forward:>12.3f}s {e_update:>8.3f}s "
+              f"{(e_forward + e_update) / (forward + update):>15.2f}x")
 
 
 def optimizers(steps: int, lr: float | None = None) -> None:
@@ -144,7 +220,7 @@ def cache_throughput(batches: int, lr: float | None = None) -> None:
           f"(cache read included, shape {tuple(batch.shape)})")
 
 
-BENCHMARKS = {"optimizers": optimizers, "tracking": tracking_overhead, "cache": cache_throughput}
+BENCHMARKS = {"steps": steps_native_and_avx2, "optimizers": optimizers, "tracking": tracking_overhead, "cache": cache_throughput}
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ class Encoder(nn.Module):
                  blocks: Sequence[int], attention_heads: int, dropout: float, bound: float):
         super().__init__()
         self.bound = bound
-        layers: list[nn.Module] = [Downsample(in_channels, widths[0], patch)]
+        layers: list[nn.Module] = [Downsample(in_channels, widths[0], patch, identity=False)]  # patchify
         for i, (width, n) in enumerate(zip(widths, blocks)):
             deepest = i == len(widths) - 1
             layers += _level(width, n, dropout, attention_heads if deepest else None)
@@ -57,7 +57,7 @@ class Decoder(nn.Module):
             layers += _level(widths[i], blocks[i], dropout, attention_heads if deepest else None)
             if i > 0:
                 layers.append(Upsample(widths[i], widths[i - 1], 2))
-        layers.append(Upsample(widths[0], out_channels, patch))
+        layers.append(Upsample(widths[0], out_channels, patch, identity=False))  # unpatchify
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:

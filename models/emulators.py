@@ -36,12 +36,15 @@ SAMPLERS: dict[str, Callable[[Denoiser, int, int], Sampler]] = {
 }
 
 
-def random_context_mask(batch: int, length: int, rate: float = 1.0, flip: float = 0.1,
+def random_context_mask(batch: int, length: int, rate: float = 1.0, flip: float = 0.34,
                         generator: torch.Generator | None = None) -> Tensor:
-    """Training masks ``(B, L)``: the first ``k`` states known, ``k ~ Poisson(rate)``
-    truncated to ``[1, L - 1]``; a share ``flip`` of the masks is reversed (the last ``k``
-    known: backward-in-time prediction)."""
-    k = torch.poisson(torch.full((batch,), float(rate)), generator=generator).long().clamp(1, length - 1)
+    r"""Training masks ``(B, L)`` drawn as in LoLA (``lola.emulation.random_context_mask``,
+    paper appendix): :math:`k = 1 + (n \bmod (L - 1))` known states with
+    :math:`n \sim \mathrm{Poisson}(\lambda)` (``rate``; mean :math:`k` = 1.92 for
+    :math:`\lambda = 1, L = 5`), the first ``k`` states known, and with probability ``flip``
+    the last ``k`` instead (backward-in-time prediction)."""
+    n = torch.poisson(torch.full((batch,), float(rate)), generator=generator).long()
+    k = 1 + n % (length - 1)
     mask = torch.arange(length)[None, :] < k[:, None]  # (B, L)
     flipped = torch.rand(batch, generator=generator) < flip
     return torch.where(flipped[:, None], mask.flip(1), mask)
@@ -121,9 +124,17 @@ class DiffusionEmulator(nn.Module):
         self.denoiser = KarrasDenoiser(self.backbone, self.schedule)
 
     def loss(self, x: Tensor, mask: Tensor, cond: Tensor) -> Tensor:
-        """Denoising score matching at ``t ~ U(0, 1)`` (azula's weighted Karras loss)."""
+        r"""Denoising score matching at :math:`t \sim U(0, 1)` (azula's Karras loss),
+        :math:`w_t \lVert \mu_\phi(x_t) - x \rVert^2` with
+        :math:`w_t = 1 + \alpha_t^2 / \sigma_t^2`, averaged over the unknown states only:
+        the backbone sees the known states clean, never their noise, so their error would
+        be an irreducible term and pure gradient noise."""
         t = torch.rand(x.shape[0], device=x.device, dtype=x.dtype)
-        return self.denoiser.loss(x, t, mask=mask, known=x, cond=cond).mean()
+        alpha, sigma = (v[:, None, None, None, None] for v in self.schedule(t))  # (B, 1, 1, 1, 1)
+        x_t = alpha * x + sigma * torch.randn_like(x)
+        q = self.denoiser(x_t, t, mask=mask, known=x, cond=cond)
+        error = ((alpha / sigma) ** 2 + 1) * (q.mean - x).square()  # (B, C, L, H, W)
+        return error[~_broadcast(mask, x)].mean()
 
     @torch.no_grad()
     def sample(self, known: Tensor, mask: Tensor, cond: Tensor, sampler: str = "zab", order: int = 3,

@@ -69,13 +69,15 @@ class SelfAttention2d(nn.Module):
 
 
 def near_identity_(conv: nn.Conv2d, scale: float = 1e-2) -> nn.Conv2d:
-    """Initialise ``conv`` near the identity (LoLA): weights scaled by ``scale``, plus 1 on
-    the "diagonal" (output channel i <- input channel i) at the kernel centre; zero bias."""
+    """Initialise ``conv`` near the identity (LoLA's DC-AE resampling): weights scaled by
+    ``scale``, plus 1 at the kernel centre from input channel ``i % in`` to every output
+    channel ``i`` (each output copies an input, inputs repeated when there are more
+    outputs); zero bias."""
     with torch.no_grad():
         conv.weight.mul_(scale)
         k_h, k_w = conv.weight.shape[-2:]
-        for i in range(min(conv.in_channels, conv.out_channels)):
-            conv.weight[i, i, k_h // 2, k_w // 2] += 1.0
+        for i in range(conv.out_channels):
+            conv.weight[i, i % conv.in_channels, k_h // 2, k_w // 2] += 1.0
         if conv.bias is not None:
             conv.bias.zero_()
     return conv
@@ -84,12 +86,14 @@ def near_identity_(conv: nn.Conv2d, scale: float = 1e-2) -> nn.Conv2d:
 class Downsample(nn.Module):
     r"""Pixel-unshuffle by ``factor`` then a 3x3 convolution:
     ``(B, C, H, W) -> (B, C f^2, H/f, W/f) -> (B, C_out, H/f, W/f)``. Near identity at start,
-    so with ``C_out = C f^2`` nothing is lost."""
+    so with ``C_out = C f^2`` nothing is lost. ``identity=False`` keeps PyTorch's default
+    initialisation (the patchify layer, whose channel counts have no identity to keep)."""
 
-    def __init__(self, in_channels: int, out_channels: int, factor: int = 2):
+    def __init__(self, in_channels: int, out_channels: int, factor: int = 2, identity: bool = True):
         super().__init__()
         self.factor = factor
-        self.conv = near_identity_(nn.Conv2d(in_channels * factor**2, out_channels, 3, padding=1))
+        conv = nn.Conv2d(in_channels * factor**2, out_channels, 3, padding=1)
+        self.conv = near_identity_(conv) if identity else conv
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(F.pixel_unshuffle(x, self.factor))
@@ -99,12 +103,13 @@ class Upsample(nn.Module):
     r"""A 3x3 convolution then pixel-shuffle by ``factor``:
     ``(B, C, H, W) -> (B, C_out f^2, H, W) -> (B, C_out, H f, W f)``. Near identity at start:
     a fresh ``Upsample(C f^2, C, f)`` inverts a fresh ``Downsample(C, C f^2, f)`` up to the
-    1e-2 perturbation."""
+    1e-2 perturbation. ``identity=False``: PyTorch's default initialisation (unpatchify)."""
 
-    def __init__(self, in_channels: int, out_channels: int, factor: int = 2):
+    def __init__(self, in_channels: int, out_channels: int, factor: int = 2, identity: bool = True):
         super().__init__()
         self.factor = factor
-        self.conv = near_identity_(nn.Conv2d(in_channels, out_channels * factor**2, 3, padding=1))
+        conv = nn.Conv2d(in_channels, out_channels * factor**2, 3, padding=1)
+        self.conv = near_identity_(conv) if identity else conv
 
     def forward(self, x: Tensor) -> Tensor:
         return F.pixel_shuffle(self.conv(x), self.factor)

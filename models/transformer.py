@@ -4,8 +4,12 @@ Tokens are the ``L x h x w`` latent states of a window (or pixel patches, for th
 pixel-space baseline). Every block has
 
 - query-key normalisation (RMSNorm of queries and keys per head, Dehghani et al. 2023),
+- an absolute position embedding added to the tokens once (LoLA's ``ViT``: a linear map
+  of the sinusoidal encodings of the token's time and spatial coordinates; paper table 5,
+  "Absolute + RoPE"), so a token knows where it is, e.g. next to an open boundary,
 - rotary position embeddings over time and both spatial axes (axial RoPE: the head
-  dimension is split in three, each part rotated by its own coordinate),
+  dimension is split in three, each part rotated by its own coordinate), which make
+  attention depend on relative positions,
 - value residual learning (Zhou et al. 2024): ``V_n <- a_n V_n + b_n V_1``, with ``V_1`` the
   values of the first block and learned scalars ``a_n, b_n``,
 - adaLN modulation by a conditioning vector (simulation parameters, plus the diffusion time
@@ -34,17 +38,49 @@ class AxialRotary(nn.Module):
         self.register_buffer("freqs", freqs, persistent=False)
         self.axes = axes
 
+    def rotation(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """``(cos, sin)``, each ``(N, axes * per_axis / 2)``, of ``positions`` ``(N, axes)``:
+        computed once per forward pass and shared by every block."""
+        angles = (positions[:, :, None].to(dtype) * self.freqs.to(dtype)).flatten(1)  # (N, axes * per_axis / 2)
+        return angles.cos(), angles.sin()
+
+    def rotate(self, x: Tensor, rotation: tuple[Tensor, Tensor]) -> Tensor:
+        """``x``: ``(B, heads, N, head_dim)``, rotated channel pair by channel pair."""
+        cos, sin = rotation
+        rotated = self.axes * self.per_axis
+        pairs = x[..., :rotated].unflatten(-1, (-1, 2))  # (B, heads, N, rotated / 2, 2)
+        even, odd = pairs[..., 0], pairs[..., 1]
+        turned = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
+        return torch.cat([turned, x[..., rotated:]], dim=-1)
+
     def forward(self, x: Tensor, positions: Tensor) -> Tensor:
         """``x``: ``(B, heads, N, head_dim)``; ``positions``: ``(N, axes)``."""
-        out = [x[..., self.axes * self.per_axis:]]
-        parts = []
-        for axis in range(self.axes):
-            part = x[..., axis * self.per_axis:(axis + 1) * self.per_axis]
-            angle = positions[:, axis, None].to(x.dtype) * self.freqs.to(x.dtype)  # (N, per_axis / 2)
-            cos, sin = angle.cos(), angle.sin()
-            even, odd = part[..., 0::2], part[..., 1::2]
-            parts.append(torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2))
-        return torch.cat(parts + out, dim=-1)
+        return self.rotate(x, self.rotation(positions, x.dtype))
+
+
+def sine_encoding(x: Tensor, features: int, omega: float = 1e3) -> Tensor:
+    r"""Sinusoidal encoding ``(*, features)`` of positions ``x`` ``(*)`` (Vaswani et al.
+    2017, in LoLA's form): :math:`(\sin(x \omega_k), \cos(x \omega_k))` with
+    :math:`\omega_k = \omega^{-k / (F/2 - 1)}`, :math:`k = 0 .. F/2 - 1`."""
+    freqs = omega ** -torch.linspace(0, 1, features // 2, device=x.device, dtype=x.dtype)
+    angles = x[..., None] * freqs
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class AbsolutePosition(nn.Module):
+    r"""Absolute position embedding ``(N, D)`` of ``N`` tokens with coordinates
+    ``(N, axes)``: :math:`W [e(p_1), \dots, e(p_{axes})] + b`, ``e`` the
+    :func:`sine_encoding` with ``D`` features."""
+
+    def __init__(self, width: int, axes: int = 3):
+        super().__init__()
+        if width % 2:
+            raise ValueError(f"width {width} must be even for sinusoidal position encodings")
+        self.width = width
+        self.proj = nn.Linear(axes * width, width)
+
+    def forward(self, positions: Tensor, dtype: torch.dtype) -> Tensor:
+        return self.proj(sine_encoding(positions.to(dtype), self.width).flatten(-2))
 
 
 class Attention(nn.Module):
@@ -62,15 +98,16 @@ class Attention(nn.Module):
         self.value_mix = nn.Parameter(torch.tensor([1.0, 0.0]))  # (a, b) of V <- a V + b V_1
         self.out = nn.Linear(width, width)
 
-    def forward(self, x: Tensor, positions: Tensor, first_values: Tensor | None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, rotation: tuple[Tensor, Tensor],
+                first_values: Tensor | None) -> tuple[Tensor, Tensor]:
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (B, heads, N, d_h)
         if first_values is None:
             first_values = v
         else:
             v = self.value_mix[0] * v + self.value_mix[1] * first_values
-        q = self.rotary(self.q_norm(q), positions)
-        k = self.rotary(self.k_norm(k), positions)
+        q = self.rotary.rotate(self.q_norm(q), rotation)
+        k = self.rotary.rotate(self.k_norm(k), rotation)
         y = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, d_h)
         return self.out(y.transpose(1, 2).reshape(b, n, d)), first_values
 
@@ -88,9 +125,10 @@ class Block(nn.Module):
         nn.init.zeros_(self.modulation.weight)
         nn.init.zeros_(self.modulation.bias)
 
-    def forward(self, x: Tensor, cond: Tensor, positions: Tensor, first_values: Tensor | None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, cond: Tensor, rotation: tuple[Tensor, Tensor],
+                first_values: Tensor | None) -> tuple[Tensor, Tensor]:
         m1, s1, g1, m2, s2, g2 = self.modulation(cond)[:, None].chunk(6, dim=-1)  # each (B, 1, D)
-        y, first_values = self.attention((1 + s1) * self.norm1(x) + m1, positions, first_values)
+        y, first_values = self.attention((1 + s1) * self.norm1(x) + m1, rotation, first_values)
         x = x + g1 * y
         x = x + g2 * self.mlp((1 + s2) * self.norm2(x) + m2)
         return x, first_values
@@ -115,6 +153,7 @@ class SpaceTimeTransformer(nn.Module):
         super().__init__()
         self.patch, self.out_channels = patch, out_channels
         self.embed = nn.Linear(in_channels * patch**2, width)
+        self.position = AbsolutePosition(width)
         self.cond = nn.Sequential(nn.Linear(cond_features, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU())
         self.blocks = nn.ModuleList(Block(width, heads, width, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(width, elementwise_affine=False)
@@ -130,10 +169,12 @@ class SpaceTimeTransformer(nn.Module):
         tokens = self.embed(tokens.reshape(b, length * h * w, -1))  # (B, N, D)
         grid = torch.meshgrid(*(torch.arange(n, device=x.device) for n in (length, h, w)), indexing="ij")
         positions = torch.stack(grid, dim=-1).reshape(-1, 3)  # (N, 3): t, x, y
+        tokens = tokens + self.position(positions, tokens.dtype)  # (N, D), the same for every sample
+        rotation = self.blocks[0].attention.rotary.rotation(positions, tokens.dtype)  # the same in every block
         c = self.cond(cond)  # (B, D)
         first_values = None
         for block in self.blocks:
-            tokens, first_values = block(tokens, c, positions, first_values)
+            tokens, first_values = block(tokens, c, rotation, first_values)
         y = self.head(self.norm(tokens))  # (B, N, C_out p^2)
         y = y.reshape(b, length, h, w, self.out_channels, p, p).permute(0, 4, 1, 2, 5, 3, 6)  # (B, C, L, h, p, w, p)
         return y.reshape(b, self.out_channels, length, height, width)

@@ -243,7 +243,8 @@ def _command(sub: argparse._SubParsersAction, name: str, handler: Callable[[argp
     """A sub-command running ``handler``; long-running ones get ``-q/--quiet``."""
     p = sub.add_parser(name, help=help, description=description)
     if quiet:
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        p.add_argument("-q", "--quiet", action="store_true",
+                       help="no progress bars; training prints a line every 30 s instead (step, loss, time left)")
     p.set_defaults(handler=handler)
     return p
 

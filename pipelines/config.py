@@ -300,8 +300,8 @@ class TrainEmulatorConfig:
     ``data.stride`` stored steps; forecasts start from ``data.context`` states."""
 
     kinds: tuple[Literal["diffusion", "solver"], ...] = LATENT_KINDS
-    context_rate: float = 1.0  # Poisson rate of the training context size (truncated to [1, L - 1])
-    flip: float = 0.1  # share of training masks reversed (backward-in-time prediction)
+    context_rate: float = 1.0  # Poisson rate lambda of the training context size k = 1 + Poisson(lambda) mod (L - 1)
+    flip: float = 0.34  # share of training masks reversed (backward-in-time prediction; LoLA)
     overlap: int = 1  # states carried from one rollout window to the next
     sampler: SamplerConfig = SamplerConfig()
     latent: EmulatorModelConfig = EmulatorModelConfig()

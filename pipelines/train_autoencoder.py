@@ -6,7 +6,7 @@ Loss (``train_autoencoder.loss``), on normalised states ``x`` and reconstruction
 ``y = D(E(x))`` of shape ``(B, C, H, W)``:
 
 - ``mse``: ``<(y - x)^2>``;
-- ``vrmse``: ``mean_{B,C} <(y - x)^2> / (Var_{H,W}(x) + eps)``, the VRMSE-shaped loss of
+- ``vrmse``: ``mean_{B,C} sqrt(<(y - x)^2> / (Var_{H,W}(x) + eps))``, the VRMSE loss of
   the LoLA code, which weighs every field of every state alike.
 
 Validation reports VRMSE in physical units (mean and median over states, per field), the
@@ -46,7 +46,7 @@ def mse_loss(y: Tensor, x: Tensor) -> Tensor:
 
 def vrmse_loss(y: Tensor, x: Tensor, eps: float = 1e-2) -> Tensor:
     variance = x.var(dim=(-2, -1), unbiased=False)  # (B, C)
-    return ((y - x).square().mean(dim=(-2, -1)) / (variance + eps)).mean()
+    return ((y - x).square().mean(dim=(-2, -1)) / (variance + eps)).sqrt().mean()
 
 
 LOSSES = {"mse": mse_loss, "vrmse": vrmse_loss}
@@ -125,7 +125,8 @@ def run(cfg: TrainAutoencoderConfig, data: DataConfig, latent_channels: int, pro
         if run_id is None:
             mlflow.log_params({"latent_channels": latent_channels, "parameters": sum(p.numel() for p in model.parameters())})
         result = train(model, objective, train_set, valid_set, cfg.train, directory, tracking.tracking_hooks(),
-                       extra={"run_id": active.info.run_id}, world_size=world_size, stop_at=stop_at, progress=progress)
+                       extra={"run_id": active.info.run_id}, world_size=world_size, stop_at=stop_at, progress=progress,
+                       label=f"{STAGE}@{latent_channels}")
         if result.step < cfg.train.steps:
             return {"step": result.step, "run_id": active.info.run_id, "finished": False}
         final = result.history[-1] if result.history else {}

@@ -187,7 +187,7 @@ def run(cfg: TrainEmulatorConfig, data: DataConfig, cache: CacheLatentsConfig, k
                 tracking.log_dataset(cache_path, f"{dataset}-latents-c{latent_channels}", digest)
         result = train(model, objective(cfg), train_set, valid_set, cfg.train, directory, tracking.tracking_hooks(),
                        extra={"run_id": active.info.run_id}, world_size=world_size, stop_at=stop_at,
-                       progress=progress)
+                       progress=progress, label=f"{STAGE} {name}")
         if result.step < cfg.train.steps:
             return Trained({"step": result.step, "run_id": active.info.run_id, "finished": False})
         mlflow.log_metrics({"train/skipped_steps_total": result.skipped_steps, "train/seconds": result.seconds})

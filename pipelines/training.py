@@ -9,7 +9,9 @@ loop does everything else:
 - seeded, stateless batch order (batch ``s`` depends only on seed and ``s``), so a resumed
   run sees exactly the batches the uninterrupted one would have;
 - periodic checkpoints (atomic) and resume from the latest, with every RNG state;
-- validation every ``val_every`` steps, a progress bar, and rank-aware hooks: only rank 0
+- validation every ``val_every`` steps; progress a person sees: a bar on a terminal, and
+  elsewhere (``dvc repro`` into a log, CI) one line at least every 30 s with the step,
+  the loss and the time left (:class:`Progress`); rank-aware hooks: only rank 0
   calls them, so tracking, checkpointing and registration stay single-writer under DDP;
 - multi-process data parallelism under ``torchrun``: :func:`distributed` joins the process
   group (NCCL on GPUs, gloo on CPUs), each rank takes its slice of every global batch
@@ -24,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -136,9 +139,45 @@ def _psgd(params: Any, cfg: OptimConfig, device: torch.device) -> torch.optim.Op
 def _muon(params: Any, cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
     """heavyball's MuonAdamW: Muon (momentum orthogonalised by Newton-Schulz iterations,
     Jordan 2024) on every weight of 2 or more dimensions, AdamW on the others. Its learning
-    rate is ~10x AdamW's (0.02 for the CPU autoencoder). On a CPU it costs ~20% more per
-    step than AdamW, far less than PSGD, and learns much more per step."""
-    return _heavyball(device).MuonAdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rate is ~10x AdamW's (0.02 for the CPU autoencoder), and it learns more per step.
+
+    heavyball runs the iterations in bfloat16, ~100x slower than float32 on a CPU without
+    native bfloat16 (AVX2 only): one step took 1.8 s there against 0.09 s in float64. On a
+    CPU the same iterations therefore run in float64 (heavyball's own code, which rounds to
+    bfloat16 unless given float64), which costs the same on every CPU; on a GPU they stay
+    in bfloat16 (``benchmarks/bench_autoencoder.py --only optimizers``)."""
+    heavyball = _heavyball(device)
+    if device.type == "cuda":
+        return heavyball.MuonAdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return muon_float64(heavyball)(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def muon_float64(heavyball: Any) -> type[torch.optim.Optimizer]:
+    """MuonAdamW with its orthogonalisation in float64: heavyball's chain of MuonAdamW
+    (Nesterov EMA, then orthogonalised update, for 2+-dimensional weights; Adam for the
+    rest) with the update cast to float64 around ``heavyball.utils.inplace_orthogonal_``."""
+    chain, utils = heavyball.chainable, heavyball.utils
+
+    @chain.needs_full_param
+    @chain.no_state_no_multi_tensor
+    def orthogonalize_update_float64(group: dict, update: Tensor, grad: Tensor, param: Tensor) -> Tensor:
+        flat = update.flatten(1).double()  # (out, in * kernel)
+        return utils.inplace_orthogonal_(flat, scale_mode="scale").to(update.dtype).reshape(update.shape)
+
+    class MuonAdamWFloat64(chain.BaseOpt):
+        def __init__(self, params: Any, lr: float = 0.02, weight_decay: float = 0.0, betas=(0.9, 0.99),
+                     eps: float = 1e-8, warmup_steps: int = 0):
+            params, defaults = chain._build_defaults({
+                "params": params, "lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
+                "warmup_steps": warmup_steps, "cautious_weight_decay": False, "multi_tensor": True,
+                "storage_dtype": "float32", "mars": False, "caution": False, "mars_gamma": 0.0025,
+                "beta2_scale": 0.8, "nesterov": True, "ecc": None, "param_ecc": None, "orig_shapes": None,
+                "kwargs": {}})
+            route = chain.route((lambda p: p.ndim >= 2, (chain.nesterov_ema, orthogonalize_update_float64)),
+                                default=chain.scale_by_adam)
+            super().__init__(params, defaults, chain.use_default, chain.use_default, chain.use_default, fns=(route,))
+
+    return MuonAdamWFloat64
 
 
 OPTIMIZERS: dict[str, Callable[[Any, OptimConfig, torch.device], torch.optim.Optimizer]] = {
@@ -256,19 +295,56 @@ def _grad_norm(model: nn.Module) -> Tensor:
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
+class Progress:
+    """Training progress for a person: a tqdm bar when ``bar`` is asked for and stderr is a
+    terminal; otherwise (``--quiet``, ``dvc repro`` into a log, CI) one line on stderr every
+    ``every`` seconds and at the last step,
+    ``<label>: step 120/900, loss 0.0123, 0.31 s/step, 4 min 12 s left``. Silent when not
+    ``enabled`` (ranks other than 0)."""
+
+    def __init__(self, label: str, total: int, initial: int, enabled: bool = True, bar: bool = True,
+                 every: float = 30.0):
+        self.label, self.total, self.enabled, self.every = label, total, enabled, every
+        self.lines = enabled and not (bar and sys.stderr.isatty())
+        self.bar = tqdm(total=total, initial=initial, desc=label, unit="step", dynamic_ncols=True,
+                        disable=not enabled or self.lines)
+        self.began, self.first, self.last = time.perf_counter(), initial, time.perf_counter()
+
+    def update(self, step: int, loss: float, skipped: int) -> None:
+        self.bar.set_postfix(loss=f"{loss:.4f}", skipped=skipped, refresh=False)
+        self.bar.update()
+        now = time.perf_counter()
+        if not self.lines or (now - self.last < self.every and step < self.total):
+            return
+        self.last = now
+        rate = (now - self.began) / max(1, step - self.first)  # seconds per step, this process
+        print(f"{self.label}: step {step}/{self.total}, loss {loss:.4g}, {rate:.2f} s/step, "
+              f"{_duration(rate * (self.total - step))} left" + (f", {skipped} skipped" if skipped else ""),
+              file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
 # --------------------------------------------------------------------------- the loop
 
 
 def train(model: nn.Module, objective: Objective, train_data: Dataset, val_data: Dataset | None,
           cfg: TrainConfig, checkpoint_dir: str | Path | None = None, hooks: Hooks | None = None,
           extra: Mapping[str, Any] | None = None, rank: int = 0, world_size: int = 1,
-          stop_at: int | None = None, progress: bool = True) -> TrainResult:
+          stop_at: int | None = None, progress: bool = True, label: str = "train") -> TrainResult:
     """Train ``model`` for ``cfg.steps`` optimizer steps, resuming from the latest
     checkpoint in ``checkpoint_dir`` if there is one.
 
     ``extra`` is stored in every checkpoint (the stage puts the MLflow run id there, so a
     restarted run continues the same run). ``stop_at`` ends early at that step (the
-    schedule still spans ``cfg.steps``), as a kill after a checkpoint would.
+    schedule still spans ``cfg.steps``), as a kill after a checkpoint would. Rank 0 shows
+    :class:`Progress` under ``label``: a bar with ``progress`` on a terminal, else lines.
     """
     hooks = hooks or Hooks()
     lead = rank == 0
@@ -321,11 +397,10 @@ def train(model: nn.Module, objective: Objective, train_data: Dataset, val_data:
         loss_of = DistributedDataParallel(loss_of, device_ids=[device.index] if device.type == "cuda" else None)
 
     began = time.perf_counter()
-    bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", disable=not (progress and lead),
-               dynamic_ncols=True)
+    bar = Progress(label, cfg.steps, start, enabled=lead, bar=progress)
     step = start
     model.train()
-    with bar:
+    try:
         for batch in batches:
             batch = _to(batch, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
@@ -351,8 +426,7 @@ def train(model: nn.Module, objective: Objective, train_data: Dataset, val_data:
             if lead and (step % cfg.log_every == 0 or step == stop):
                 hooks.on_step(step, {"train/loss": float(loss.detach()), "train/grad_norm": float(norm),
                                      "train/lr": schedule.get_last_lr()[0], "train/skipped_steps": skipped})
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", skipped=skipped, refresh=False)
-            bar.update()
+            bar.update(step, float(loss), skipped)
             if val_batches and (step % cfg.val_every == 0 or step == cfg.steps):
                 metrics = _validate(model, objective, val_batches, device, autocast)
                 history.append({"step": step, **metrics})
@@ -360,6 +434,8 @@ def train(model: nn.Module, objective: Objective, train_data: Dataset, val_data:
                     hooks.on_validation(step, metrics)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
                 save(step)
+    finally:
+        bar.close()
     if step < cfg.steps:
         save(step)  # stopped early on purpose: leave a checkpoint to resume from
     return TrainResult(step=step, skipped_steps=skipped, seconds=time.perf_counter() - began, history=history)

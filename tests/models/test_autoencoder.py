@@ -28,6 +28,24 @@ def test_fresh_resampling_pair_is_near_identity(factor):
         assert (up(down(x)) - x).norm() / x.norm() > 0.5
 
 
+def test_near_identity_copies_an_input_to_every_output_channel():
+    """LoLA's init: output channel i copies input channel i % in (up to the 1e-2 noise), for
+    more outputs than inputs too; the patchify layers keep PyTorch's default init."""
+    from models.layers import near_identity_
+
+    torch.manual_seed(0)
+    conv = near_identity_(torch.nn.Conv2d(3, 8, 3, padding=1))
+    x = torch.randn(2, 3, 5, 5)
+    with torch.no_grad():
+        y = conv(x)
+    expected = x[:, [i % 3 for i in range(8)]]
+    assert (y - expected).norm() / expected.norm() < 0.05
+    model = Autoencoder(5, 4, patch=4, widths=(8, 16), blocks=(1, 1))
+    patchify, unpatchify = model.encoder.net[0].conv, model.decoder.net[-1].conv
+    for conv in (patchify, unpatchify):
+        assert conv.weight[:, :, 1, 1].abs().max() < 0.5  # no 1 on a diagonal
+
+
 def test_saturation_is_bounded_and_near_identity_at_zero():
     z = torch.linspace(-1e4, 1e4, 10001)
     assert saturate(z, 5.0).abs().max() <= 5.0

@@ -104,3 +104,34 @@ def test_a_bounded_rollout_stays_inside_the_latent_bound():
     assert out[:, :, :, 1:].abs().max() == 5.0
     free = rollout(emulator, torch.zeros(1, C, 1, 4, 4), torch.randn(1, P), horizon=8, window=L)
     assert free.abs().max() > 5.0
+
+
+def test_the_diffusion_loss_ignores_the_known_states():
+    """The denoiser's output at known states is never scored: making it arbitrarily wrong
+    there leaves the loss unchanged, while the same change at unknown states moves it."""
+    model = emulators()["diffusion"].train()
+    x, cond = torch.randn(3, C, L, 4, 4), torch.randn(3, P)
+    mask = torch.tensor([[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [0, 0, 0, 1, 1]], dtype=torch.bool)
+
+    def loss_with(offset: torch.Tensor | None) -> torch.Tensor:
+        handle = None
+        if offset is not None:  # added to the backbone's output
+            handle = model.backbone.register_forward_hook(lambda module, args, out: out + offset)
+        torch.manual_seed(5)  # the same diffusion times and noise
+        try:
+            return model.loss(x, mask, cond)
+        finally:
+            if handle is not None:
+                handle.remove()
+
+    known = mask[:, None, :, None, None].expand_as(x).float()
+    reference = loss_with(None)
+    assert torch.allclose(loss_with(100.0 * known), reference)
+    assert not torch.allclose(loss_with(100.0 * (1 - known)), reference)
+
+
+def test_context_masks_follow_lolas_distribution():
+    """k = 1 + Poisson(1) mod (L - 1): mean 1.92 for L = 5; flip share as asked."""
+    masks = random_context_mask(20000, L, rate=1.0, flip=0.34, generator=torch.Generator().manual_seed(0))
+    assert abs(masks.sum(1).float().mean() - 1.92) < 0.03
+    assert abs((masks[:, -1] & ~masks[:, 0]).float().mean() - 0.34) < 0.02

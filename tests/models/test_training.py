@@ -107,10 +107,36 @@ def test_optimizers_come_from_a_mapping():
     cpu = torch.device("cpu")
     assert type(OPTIMIZERS["adamw"](params, OptimConfig(), cpu)).__name__ == "AdamW"
     assert type(OPTIMIZERS["psgd"](params, OptimConfig(), cpu)).__name__ == "PSGDKron"
-    assert type(OPTIMIZERS["muon"](params, OptimConfig(), cpu)).__name__ == "MuonAdamW"
+    assert type(OPTIMIZERS["muon"](params, OptimConfig(), cpu)).__name__ == "MuonAdamWFloat64"
     import heavyball
 
     assert heavyball.utils.compile_mode is None  # no torch.compile on CPU
+
+
+def test_cpu_muon_takes_heavyballs_steps_in_float64():
+    """The CPU Muon (orthogonalisation in float64) moves the weights as heavyball's
+    MuonAdamW (in bfloat16) does, up to bfloat16 rounding, for matrices, convolution kernels
+    and vectors (AdamW's part)."""
+    import heavyball
+
+    torch.manual_seed(0)
+    shapes = [(16, 24), (8, 4, 3, 3), (16,)]
+    start = [torch.randn(shape) for shape in shapes]
+    grads = [torch.randn(shape) for shape in shapes]
+    moves = []
+    for make in (heavyball.MuonAdamW, OPTIMIZERS["muon"]):
+        params = [torch.nn.Parameter(p.clone()) for p in start]
+        optimizer = make(params, lr=0.02) if make is heavyball.MuonAdamW else make(params, OptimConfig(lr=0.02),
+                                                                                  torch.device("cpu"))
+        for _ in range(3):
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            optimizer.step()
+        moves.append([(p.detach() - s).flatten() for p, s in zip(params, start)])
+    for reference, ours in zip(*moves):
+        assert ours.norm() > 0
+        assert torch.nn.functional.cosine_similarity(reference, ours, dim=0) > 0.98
+        assert (ours.norm() / reference.norm() - 1).abs() < 0.05
 
 
 def test_two_process_gloo_ddp_matches_one_process_on_the_same_global_batch(tmp_path):
@@ -135,3 +161,25 @@ def test_two_process_gloo_ddp_matches_one_process_on_the_same_global_batch(tmp_p
     expected, got = torch.load(f"{single}.pt"), torch.load(f"{double}.pt")
     for name, value in expected.items():
         assert torch.allclose(got[name], value, atol=1e-4, rtol=0), name
+
+
+def test_progress_lines_give_step_loss_and_time_left(capsys):
+    """Without a terminal (dvc repro, CI) training prints lines, at least the last step's,
+    with the step, the loss and the time left; every ``every`` seconds in between."""
+    import re
+
+    from pipelines.training import Progress
+
+    model, objective, data, cfg = make("adamw", 1)
+    cfg = TrainConfig(steps=3, batch_size=8, seed=0, device="cpu", val_batches=0, checkpoint_every=0,
+                      optim=OptimConfig(optimizer="adamw", lr=1e-3, warmup=0))
+    train(model, objective, data, None, cfg, progress=False, label="train_emulator solver_c16")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert re.fullmatch(r"train_emulator solver_c16: step 3/3, loss [0-9.e+-]+, [0-9.]+ s/step, 0 s left", lines[-1])
+    progress = Progress("x", total=4, initial=0, bar=False, every=0.0)
+    for step in range(1, 5):
+        progress.update(step, 0.5, 0)
+    assert len(capsys.readouterr().err.strip().splitlines()) == 4
+    silent = Progress("x", total=4, initial=0, enabled=False, every=0.0)  # ranks other than 0
+    silent.update(4, 0.5, 0)
+    assert capsys.readouterr().err == ""

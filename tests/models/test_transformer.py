@@ -56,3 +56,19 @@ def test_value_residual_mix_is_learned():
     later = [block.attention.value_mix.grad for block in model.blocks[1:]]
     assert all(g is not None and g.abs().sum() > 0 for g in later)
     assert model.blocks[0].attention.value_mix.grad is None or model.blocks[0].attention.value_mix.grad.abs().sum() == 0
+
+
+def test_the_absolute_position_embedding_tells_boundary_tokens_from_interior_ones():
+    """Identical tokens: with RoPE alone every token attends to identical values, so every
+    output is the same and a token cannot know it sits next to a boundary; the absolute
+    embedding makes the corner, edge and interior outputs differ."""
+    model = randomize(SpaceTimeTransformer(4, 4, 3, width=24, depth=2, heads=2)).eval()
+    x, cond = torch.ones(1, 4, 3, 4, 4), torch.zeros(1, 3)  # (B, C, L, H, W), constant
+    with torch.no_grad():
+        y = model(x, cond)[0, :, 1]  # (C, H, W), middle state
+        assert not torch.allclose(y[:, 0, 0], y[:, 1, 1], atol=1e-4)  # corner vs interior
+        assert not torch.allclose(y[:, 0, 1], y[:, 1, 1], atol=1e-4)  # edge vs interior
+        torch.nn.init.zeros_(model.position.proj.weight)  # without it: every token alike
+        torch.nn.init.zeros_(model.position.proj.bias)
+        y = model(x, cond)[0]
+        assert torch.allclose(y, y[:, :1, :1, :1].expand_as(y), atol=1e-5)
