@@ -175,6 +175,33 @@ class WellWindows(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.well)
 
+    def preload(self) -> WellWindows:
+        """Fill the ``cache`` with one HDF5 read per trajectory instead of one per window (a
+        window's file data is a time slice of its trajectory's): the_well reads some thirty
+        HDF5 attributes per read, ~10 ms, so a split of single states loads ~100x faster.
+        Windows at time stride 1 only; a no-op otherwise or without ``cache``."""
+        well = self.well
+        if self.cache is None or well.min_dt_stride != 1 or well.max_dt_stride != 1 or well.restriction_set is not None:
+            return self
+        length = well.n_steps_input + well.n_steps_output
+        for file_idx, path in enumerate(well.files_paths):
+            windows, steps = well.n_windows_per_trajectory[file_idx], well.n_steps_per_trajectory[file_idx]
+            offset = max(well.file_index_offsets[file_idx], 0)
+            with h5py.File(path, "r") as file:
+                for sample in range(well.n_trajectories_per_file[file_idx]):
+                    read = (file, well.caches[file_idx], sample, 0, steps, 1)
+                    fields, constant_fields = well._reconstruct_fields(*read)
+                    scalars, constant_scalars = well._reconstruct_scalars(*read)
+                    bcs = well._reconstruct_bcs(*read) if well.boundary_return_type is not None else None
+                    for t in range(windows):
+                        data = {"variable_fields": _time_slice(fields, t, length), "constant_fields": constant_fields,
+                                "variable_scalars": _time_slice(scalars, t, length),
+                                "constant_scalars": constant_scalars}
+                        if bcs is not None:
+                            data["boundary_conditions"] = bcs
+                        self.cache[offset + sample * windows + t] = (data, file_idx, sample, t, 1)
+        return self
+
     def _well_sample(self, index: int) -> dict[str, Tensor]:
         """``self.well[index]``; with ``cache``, the file reads are kept in memory and only
         the_well's own post-processing (transform included) runs again, so a random
@@ -215,6 +242,14 @@ def trajectories(data: DataConfig, split: str, augment: bool = False) -> WellWin
             lengths.append(f["dimensions/time"].shape[-1])
     return WellWindows(data.root, split, min(lengths), 0, 1, data.log_fields,
                        transform=geometric_augmentation() if augment else None)
+
+
+def _time_slice(tree: Any, start: int, length: int) -> Any:
+    """Every tensor of the nested dicts ``tree`` sliced to ``[start, start + length)`` on
+    its first (time) axis."""
+    if isinstance(tree, dict):
+        return {k: _time_slice(v, start, length) for k, v in tree.items()}
+    return tree[start: start + length]
 
 
 def _copy_dicts(tree: Any) -> Any:

@@ -88,6 +88,7 @@ def states(cfg: TrainAutoencoderConfig, data: DataConfig) -> tuple[WellWindows, 
     transform = geometric_augmentation() if cfg.augment else None
     train_set = WellWindows(data.root, "train", 1, 0, 1, data.log_fields, transform=transform, cache=data.cache)
     valid_set = WellWindows(data.root, "valid", 1, 0, 1, data.log_fields, cache=data.cache)
+    train_set.preload(), valid_set.preload()  # with data.cache: whole trajectories read at once
     cfg.model.check_resolution(train_set.resolution, f"{STAGE}.model.patch")
     return train_set, valid_set
 

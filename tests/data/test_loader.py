@@ -73,3 +73,16 @@ def test_log_of_a_signed_field_is_refused():
     stats = {"mean": {"u": -0.1}, "std": {"u": 1.0}}
     with pytest.raises(ConfigError, match="only positive fields"):
         FieldNormalizer.from_stats(stats, [("u", "u", 0)], log_fields=["u"])
+
+
+@pytest.mark.parametrize("context, horizon", [(1, 0), (2, 3)])
+def test_preloading_whole_trajectories_gives_the_windows_read_one_by_one(tiny_dataset, context, horizon):
+    """preload() fills the cache from one read per trajectory; every window (fields,
+    conditioning) equals the one the_well reads on its own, and no window is left to read."""
+    fields = ["density", "pressure"]
+    direct = WellWindows(tiny_dataset, "train", context, horizon, 1, fields)
+    preloaded = WellWindows(tiny_dataset, "train", context, horizon, 1, fields, cache=True).preload()
+    assert len(preloaded.cache) == len(direct) > 1
+    for i in range(len(direct)):
+        a, b = direct[i], preloaded[i]
+        assert torch.equal(a["x"], b["x"]) and torch.equal(a["cond"], b["cond"]), i
