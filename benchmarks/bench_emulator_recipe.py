@@ -10,10 +10,12 @@ conserved mean scored on the same trajectories.
 Variants (``--variants`` picks some; default all):
 
 - ``configured``: params.yaml as it is;
-- ``steps/4``, ``steps*2``: the training budget (accuracy against steps and time);
+- ``steps/4``, ``steps*2``, ``steps*4``: the training budget (accuracy against steps and time);
 - ``batch*2``, ``width*3/2``: where else the time could go;
 - ``muon``: the transformer trained with Muon (float64 orthogonalisation) at lr 0.01;
 - ``no-flip``: every training mask forward in time;
+- ``rollout-task-only``: forward masks with one known state (the rollouts' task), no random
+  context sizes;
 - ``no-absolute-position``: RoPE alone (the absolute embedding zeroed and frozen);
 - ``diffusion-loss-on-known``: (diffusion) azula's loss over every state, the known ones
   included, as before the loss was masked.
@@ -76,11 +78,13 @@ VARIANTS: dict[str, tuple[Callable[[TrainEmulatorConfig], TrainEmulatorConfig], 
     "configured": (lambda c: c, lambda m: None),
     "steps/4": (lambda c: _train(c, steps=c.train.steps // 4), lambda m: None),
     "steps*2": (lambda c: _train(c, steps=c.train.steps * 2), lambda m: None),
+    "steps*4": (lambda c: _train(c, steps=c.train.steps * 4), lambda m: None),
     "batch*2": (lambda c: _train(c, batch_size=c.train.batch_size * 2), lambda m: None),
     "width*3/2": (lambda c: dataclasses.replace(c, latent=dataclasses.replace(c.latent, width=c.latent.width * 3 // 2)),
                   lambda m: None),
     "muon": (lambda c: _optim(c, optimizer="muon", lr=0.01), lambda m: None),
     "no-flip": (lambda c: dataclasses.replace(c, flip=0.0), lambda m: None),
+    "rollout-task-only": (lambda c: dataclasses.replace(c, flip=0.0, context_rate=1e-3), lambda m: None),
     "no-absolute-position": (lambda c: c, _no_absolute_position),
     "diffusion-loss-on-known": (lambda c: c, _loss_on_known_states),
 }

@@ -160,3 +160,26 @@ def test_boundary_mask_must_match_its_axis(random_dataset):
     _edit("test", shrink)(random_dataset)
     (problem,) = validate_dataset(random_dataset)
     assert "/boundary_conditions/y_periodic/mask: wrong shape (3,), expected (8,)" in str(problem)
+
+
+def test_a_valid_dataset_is_checked_once_until_a_file_changes(tiny_dataset, tmp_path, monkeypatch):
+    """Stages call ensure_valid on every run: a dataset found valid is not read again, but
+    any changed file (here one overwritten with NaNs) is checked again and refused."""
+    import pipelines.validate as validate
+
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_dataset, root)
+    monkeypatch.setattr(validate.tempfile, "gettempdir", lambda: str(tmp_path / "stamps"))
+    ensure_valid(root)
+    calls = []
+    monkeypatch.setattr(validate, "validate_dataset", lambda *a: calls.append(a) or [])
+    ensure_valid(root)
+    assert calls == []
+    monkeypatch.undo()
+    monkeypatch.setattr(validate.tempfile, "gettempdir", lambda: str(tmp_path / "stamps"))
+    path = sorted((root / "data" / "train").glob("*.hdf5"))[0]
+    with h5py.File(path, "r+") as f:
+        name = next(n for n in f["t0_fields"] if isinstance(f["t0_fields"][n], h5py.Dataset))
+        f["t0_fields"][name][...] = np.nan
+    with pytest.raises(DataValidationError, match="NaN|infinite|non-finite"):
+        ensure_valid(root)
