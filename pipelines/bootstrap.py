@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 __all__ = ["Difference", "intervals", "paired", "paired_statistic"]
 
@@ -91,6 +90,7 @@ def _bca(samples: Sequence[np.ndarray], statistic: Callable[..., np.ndarray], co
     """scipy's BCa interval ``(low, high)`` of ``statistic`` over ``samples`` and its
     bootstrap distribution; where BCa is undefined (a degenerate jackknife, e.g. one
     outlier), the percentile interval of the same resamples."""
+    from scipy import stats  # here, not at import: only scoring stages pay its ~2 s import
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy warns where BCa degenerates; the percentile interval replaces it
         result = stats.bootstrap(samples, statistic, vectorized=True, n_resamples=RESAMPLES, confidence_level=confidence,
