@@ -35,13 +35,15 @@ import numpy as np
 import torch
 
 from models.autoencoder import Autoencoder
-from pipelines import tracking
-from pipelines.cache_latents import encode_split, read_cache
 from pipelines.config import CacheLatentsConfig, DataConfig, TrainAutoencoderConfig, load_section
-from pipelines.data import WellWindows, trajectories
-from pipelines.registry import LoadedAutoencoder
-from pipelines.train_autoencoder import ReconstructionObjective
-from pipelines.training import OPTIMIZERS, Hooks, _heavyball, train
+from pipelines.data.latent import read_cache
+from pipelines.data.windows import WellWindows, trajectories
+from pipelines.recipes.autoencoder import ReconstructionObjective
+from pipelines.recipes.training import OPTIMIZERS, Hooks, _heavyball, train
+from pipelines.serving.autoencoder import LoadedAutoencoder
+from pipelines.stages.cache_latents import encode_split
+from pipelines.stages.runner import tracking_hooks
+from pipelines.tracking import runs as tracking
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -174,7 +176,7 @@ def tracking_overhead(steps: int, lr: float | None = None) -> None:
                 else:
                     with tracking.start_run("benchmark", "bench", {"train_autoencoder": cfg}, data.root):
                         result = train(model, objective, train_set, valid_set, cfg.train,
-                                       hooks=tracking.tracking_hooks(), progress=False)
+                                       hooks=tracking_hooks(), progress=False)
                 timings.setdefault(mode.strip(), []).append(steps / result.seconds)
         finally:
             os.chdir(cwd)

@@ -35,16 +35,15 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from pipelines import paths
+from pipelines import layout
 from pipelines.config import DataConfig, TrainEmulatorConfig, load_section
-from pipelines.data import trajectories
-from pipelines.forecaster import Forecaster
-from pipelines.latent_data import TrajectoryWindows
-from pipelines.registry import load_exported_autoencoder
-from pipelines.scoring import ConservedMean, Persistence, Truth, score_baseline, score_forecaster
-from pipelines.train_autoencoder import model_name as autoencoder_name
-from pipelines.train_emulator import build, objective
-from pipelines.training import train
+from pipelines.data.latent import TrajectoryWindows
+from pipelines.data.windows import trajectories
+from pipelines.evaluation.scoring import ConservedMean, Persistence, Truth, score_baseline, score_forecaster
+from pipelines.recipes.emulator import build, objective
+from pipelines.recipes.training import train
+from pipelines.serving.forecaster import Forecaster
+from pipelines.tracking.registry import load_exported_autoencoder
 
 REPO = Path(__file__).resolve().parents[1]
 WINDOWS = [[1, 20], [21, 60], [61, 100]]
@@ -105,7 +104,7 @@ def main() -> None:
     window, stride = data.context + data.horizon, data.stride
     scoring = trajectories(data, "valid")
     dataset = scoring.dataset_name
-    autoencoder = load_exported_autoencoder(REPO / paths.model_dir(dataset, autoencoder_name(args.latent_channels)))
+    autoencoder = load_exported_autoencoder(REPO / layout.model_dir(layout.autoencoder(args.latent_channels)))
     cache = REPO / "data" / "latents" / dataset / f"c{args.latent_channels}" / "train.h5"
     train_set = TrajectoryWindows.from_caches([cache], window, stride)
     truth = Truth.from_windows(scoring, args.trajectories, data.context)

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 from models.autoencoder import Autoencoder
-from pipelines import simulate
 from pipelines.config import (DataConfig, SimulateConfig, TrainAutoencoderConfig, TrainEmulatorConfig,
                               load_section)
-from pipelines.data import FieldNormalizer
-from pipelines.forecaster import EMULATORS, Forecaster, emulator_arguments
+from pipelines.serving.forecaster import EMULATORS, Forecaster, emulator_arguments
+from pipelines.serving.normalizer import FieldNormalizer
+from pipelines.stages import simulate
 
 REPO = Path(__file__).resolve().parents[1]
 CHANNELS, COND = 5, 13  # Euler fields; gamma + boundary one-hot

@@ -3,7 +3,7 @@ by side in one run on this machine, at the shapes of params.yaml (``evaluate.mem
 members, ``evaluate.batch`` trajectories a batch, the lead times of ``evaluate.lead_windows``
 at ``data.stride``, the fields and resolution of the built-in dataset).
 
-- the metric suite (``pipelines.scoring.suite``) on one batch, with float32 forecasts (as
+- the metric suite (``pipelines.evaluation.scoring.suite``) on one batch, with float32 forecasts (as
   the forecaster returns them) and with float64 ones (the precision it used to compute in):
   the time of each metric and the ratio;
 - the bootstrap of a whole scorecard (every summary number, ``evaluate.trajectories``
@@ -25,8 +25,8 @@ from bench_emulators import best_of  # this folder is on the path of a script ru
 
 from pipelines import plots
 from pipelines.config import DataConfig, EvaluateConfig, SimulateConfig, load_section
-from pipelines.metrics import isotropic_spectrum, rank_histogram
-from pipelines.scoring import Scorer, suite
+from pipelines.evaluation.metrics import isotropic_spectrum, rank_histogram
+from pipelines.evaluation.scoring import Scorer, suite
 
 REPO = Path(__file__).resolve().parents[1]
 CHANNELS = ["energy", "density", "pressure", "momentum_x", "momentum_y"]

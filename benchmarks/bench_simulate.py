@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines import simulate
 from pipelines.config import SimulateConfig, Splits, load_section
+from pipelines.stages import simulate
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,25 +16,13 @@ channel; known states come back unchanged.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-
 import torch
-from azula.denoise import Denoiser, KarrasDenoiser
+from azula.denoise import KarrasDenoiser
 from azula.noise import RectifiedSchedule
-from azula.sample import EulerSampler, HeunSampler, Sampler, vABSampler, zABSampler
 from torch import Tensor, nn
 
+from models.samplers import ODESampler
 from models.transformer import SpaceTimeTransformer
-
-#: Probability-flow samplers by name: ``(denoiser, order, steps) -> sampler``. ``order``
-#: applies to the Adams-Bashforth samplers only.
-SAMPLERS: dict[str, Callable[[Denoiser, int, int], Sampler]] = {
-    "zab": lambda denoiser, order, steps: zABSampler(denoiser, order=order, steps=steps, silent=True),
-    "vab": lambda denoiser, order, steps: vABSampler(denoiser, order=order, steps=steps, silent=True),
-    "euler": lambda denoiser, order, steps: EulerSampler(denoiser, steps=steps, silent=True),
-    "heun": lambda denoiser, order, steps: HeunSampler(denoiser, steps=steps, silent=True),
-}
-
 
 def random_context_mask(batch: int, length: int, rate: float = 1.0, flip: float = 0.34,
                         generator: torch.Generator | None = None) -> Tensor:
@@ -87,7 +75,6 @@ class MaskedBackbone(nn.Module):
 class NeuralSolver(nn.Module):
     """Deterministic emulator: ``y = where(mask, x, f(x * mask, mask, cond))``."""
 
-    kind = "solver"
     stochastic = False
 
     def __init__(self, channels: int, cond_features: int, width: int = 128, depth: int = 4, heads: int = 4,
@@ -112,7 +99,6 @@ class NeuralSolver(nn.Module):
 class DiffusionEmulator(nn.Module):
     """Generative emulator: a Karras denoiser on a rectified-flow schedule (azula)."""
 
-    kind = "diffusion"
     stochastic = True
 
     def __init__(self, channels: int, cond_features: int, width: int = 128, depth: int = 4, heads: int = 4,
@@ -137,10 +123,10 @@ class DiffusionEmulator(nn.Module):
         return error[~_broadcast(mask, x)].mean()
 
     @torch.no_grad()
-    def sample(self, known: Tensor, mask: Tensor, cond: Tensor, sampler: str = "zab", order: int = 3,
-               steps: int = 16, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, known: Tensor, mask: Tensor, cond: Tensor, sampler: ODESampler = ODESampler(),
+               generator: torch.Generator | None = None) -> Tensor:
         """Draw the unknown states of the window; the known ones come back unchanged."""
-        solver = SAMPLERS[sampler](self.denoiser, order, steps)
+        solver = sampler(self.denoiser)
         noise = torch.randn(known.shape, generator=generator, device=known.device, dtype=known.dtype)
         alpha, sigma = self.schedule(torch.as_tensor(solver.start, dtype=known.dtype, device=known.device))
         x_start = torch.sqrt(alpha**2 + sigma**2) * noise  # as Sampler.init for a standardised X, seedable

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from models.kinds import emulator_kinds
 from pipelines.config import DEFAULT_PARAMS, SECTIONS, ConfigError, DataConfig, SimulateConfig, load_section
 
 T = TypeVar("T")
@@ -57,7 +58,7 @@ def _channels(text: str) -> int | None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from pipelines import simulate
+    from pipelines.stages import simulate
     from pipelines.io import write_yaml
 
     overrides = {"workers": args.workers} if args.workers is not None else {}
@@ -73,7 +74,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from pipelines.validate import validate_dataset
+    from pipelines.data.validate import validate_dataset
 
     root = args.path or _section(args, DataConfig, "data").root
     problems = validate_dataset(root, require_stats=not args.no_stats)
@@ -92,8 +93,8 @@ def _steps_override(args: argparse.Namespace) -> dict[str, int]:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from pipelines.validate import ensure_valid
-    from pipelines.welldata import write_stats
+    from pipelines.data.validate import ensure_valid
+    from pipelines.data.welldata import write_stats
 
     ensure_valid(args.path, require_stats=False)
     path = write_stats(args.path, args.split)
@@ -102,13 +103,13 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _train_autoencoder(args: argparse.Namespace) -> int:
-    from pipelines import train_autoencoder
+    from pipelines.stages import train_autoencoder
     from pipelines.config import TrainAutoencoderConfig
 
     cfg = _section(args, TrainAutoencoderConfig, "train_autoencoder", _steps_override(args))
     data = _section(args, DataConfig, "data")
     summary = train_autoencoder.run(cfg, data, args.latent_channels, progress=not args.quiet)
-    if summary.get("rank"):  # a torchrun worker: rank 0 reports
+    if summary.rank:  # a torchrun worker: rank 0 reports
         return 0
     print(f"train_autoencoder: c={args.latent_channels} (rate {summary['compression_rate']:g}) registered as "
           f"{summary['registered_model']} version {summary['version']}; validation VRMSE "
@@ -117,7 +118,7 @@ def _train_autoencoder(args: argparse.Namespace) -> int:
 
 
 def _cache_latents(args: argparse.Namespace) -> int:
-    from pipelines import cache_latents
+    from pipelines.stages import cache_latents
     from pipelines.config import CacheLatentsConfig
 
     cfg = _section(args, CacheLatentsConfig, "cache_latents")
@@ -128,52 +129,58 @@ def _cache_latents(args: argparse.Namespace) -> int:
 
 
 def _train_emulator(args: argparse.Namespace) -> int:
-    from pipelines import train_emulator
+    from pipelines import layout
     from pipelines.config import CacheLatentsConfig, TrainEmulatorConfig
+    from pipelines.stages import train_emulator
 
     cfg = _section(args, TrainEmulatorConfig, "train_emulator", _steps_override(args))
     data = _section(args, DataConfig, "data")
     cache = _section(args, CacheLatentsConfig, "cache_latents")
     summary = train_emulator.run(cfg, data, cache, args.kind, args.latent_channels, progress=not args.quiet).summary
-    if summary.get("rank"):  # a torchrun worker: rank 0 reports
+    if summary.rank:  # a torchrun worker: rank 0 reports
         return 0
     split = cfg.score.split
     scores = ", ".join(f"{key.split('vrmse_')[1]}: {value:.3f} (persistence {summary[key.replace('vrmse', 'persistence')]:.3f})"
-                       for key, value in summary.items() if key.startswith(f"rollout_{split}_vrmse_"))
-    print(f"train_emulator: {train_emulator.label(args.kind, args.latent_channels)} registered as "
+                       for key, value in summary.values.items() if key.startswith(f"rollout_{split}_vrmse_"))
+    print(f"train_emulator: {layout.emulator(args.kind, args.latent_channels)} registered as "
           f"{summary['registered_model']} version {summary['version']}; {split} rollout VRMSE by lead window: {scores}")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from pipelines import evaluate
+    from pipelines import layout
     from pipelines.config import EvaluateConfig
+    from pipelines.stages import evaluate
 
     cfg = _section(args, EvaluateConfig, "evaluate")
     data = _section(args, DataConfig, "data")
     outcome = evaluate.run(cfg, data, force=args.force, progress=not args.quiet)
     print(f"evaluate: evaluated {len(outcome['evaluated'])} version(s) {outcome['evaluated']}; "
           f"{len(outcome['skipped'])} already evaluated under the current data and settings")
-    print(f"wrote {evaluate.RESULTS}, {evaluate.CURVES}/ and reports/comparison.md")
+    print(f"wrote {layout.EVALUATION}, {layout.EVALUATION_CURVES}/ and {layout.REPORTS}/comparison.md")
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from pipelines import evaluate, report, tracking
     from pipelines.config import EvaluateConfig
-    from pipelines.scoring import Truth, window_label
+    from pipelines.evaluation import report
+    from pipelines.evaluation.key import evaluation_key
+    from pipelines.evaluation.scoring import Truth, window_label
+    from pipelines.stages import evaluate
+    from pipelines.tracking import runs as tracking
+    from pipelines.tracking.evaluations import evaluated
 
     cfg = _section(args, EvaluateConfig, "evaluate")
     data = _section(args, DataConfig, "data")
     truth = Truth.load(data, cfg.split, cfg.trajectories)
-    results = evaluate.evaluated(tracking.configure(), truth.dataset, evaluate.evaluation_key(cfg, data))
+    results = evaluated(tracking.configure(), truth.dataset, evaluation_key(cfg, data))
     results += [result for result, _ in evaluate.score_baselines(truth, cfg, data)]
     print(report.table(results, [window_label(a, b) for a, b in cfg.lead_windows], cfg.confidence), end="")
     return 0
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from pipelines import promote
+    from pipelines.stages import promote
     from pipelines.config import EvaluateConfig, PromoteConfig
 
     cfg = _section(args, PromoteConfig, "promote")
@@ -187,7 +194,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from pipelines import tune
+    from pipelines.stages import tune
     from pipelines.config import CacheLatentsConfig, TrainAutoencoderConfig, TrainEmulatorConfig, TuneConfig
 
     overrides = {key: value for key, value in (("storage", args.storage), (f"{args.study}.trials", args.trials),
@@ -226,7 +233,7 @@ def _apply_params(args: argparse.Namespace) -> int:
 
 
 def _forecast(args: argparse.Namespace) -> int:
-    from pipelines import forecast
+    from pipelines.stages import forecast
 
     data = _section(args, DataConfig, "data")
     summary = forecast.run(data, args.model, args.split, args.trajectory, args.horizon, args.members, args.seed,
@@ -297,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "pixel-space neural solver with the shared training loop; score its rollouts against persistence "
                  "on train_emulator.score.split; track it in MLflow and register it as a forecaster version of "
                  "<dataset>-emulator. Resumes from its latest checkpoint if a previous run was interrupted.")
-    p.add_argument("--kind", required=True, choices=["diffusion", "solver", "pixel_solver"], help="emulator kind")
+    p.add_argument("--kind", required=True, choices=emulator_kinds(), help="emulator kind")
     p.add_argument("--latent-channels", type=_channels, help="latent channels c of the autoencoder and cache "
                                                              "(latent kinds only; 'none' = not given)")
     p.add_argument("--steps", type=int, help="override train_emulator.train.steps")

@@ -19,7 +19,9 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from pipelines.scorecard import HEADLINE, Scorecard
+from models.kinds import emulator_kinds
+from models.samplers import FAMILIES, ODESampler
+from pipelines.evaluation.scorecard import HEADLINE, Scorecard
 
 T = TypeVar("T")
 
@@ -39,6 +41,12 @@ def check(condition: bool, key: str, message: str) -> None:
     """Raise :class:`ConfigError` ``"<key>: <message>"`` unless ``condition`` holds."""
     if not condition:
         raise ConfigError(f"{key}: {message}")
+
+
+def check_names(names: tuple[str, ...], valid: tuple[str, ...], key: str) -> None:
+    """Every entry of ``names`` is one of ``valid`` (a table's keys: kinds, samplers)."""
+    for i, name in enumerate(names):
+        check(name in valid, f"{key}[{i}]", f"must be one of {list(valid)}, got {name!r}")
 
 
 # --------------------------------------------------------------------------- stages
@@ -138,7 +146,7 @@ class OptimConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Settings of the shared training loop (``pipelines/training.py``)."""
+    """Settings of the shared training loop (``pipelines/recipes/training.py``)."""
 
     steps: int = 1000
     batch_size: int = 32
@@ -245,25 +253,20 @@ class EmulatorModelConfig:
               "needs >= 6")
 
 
-SAMPLER_NAMES = ("zab", "vab", "euler", "heun")  # keys of models.emulators.SAMPLERS
-
-
 @dataclasses.dataclass(frozen=True)
-class SamplerConfig:
-    """Probability-flow ODE sampler of the diffusion emulator (azula)."""
-
-    name: Literal["zab", "vab", "euler", "heun"] = "zab"
-    order: int = 3  # Adams-Bashforth order (zab, vab)
-    steps: int = 16
+class SamplerConfig(ODESampler):
+    """Probability-flow ODE sampler of the diffusion emulator: the configured
+    :class:`models.samplers.ODESampler` itself, checked."""
 
     def validate(self, key: str) -> None:
+        check(self.name in FAMILIES, f"{key}.name", f"must be one of {list(FAMILIES)}, got {self.name!r}")
         check(1 <= self.order <= 3, f"{key}.order", f"must be 1, 2 or 3, got {self.order}")
         check(self.steps >= 1, f"{key}.steps", f"must be >= 1, got {self.steps}")
 
 
 @dataclasses.dataclass(frozen=True)
 class ScoreConfig:
-    """How rollouts are scored (``pipelines.scoring``): the first ``trajectories``
+    """How rollouts are scored (``pipelines.evaluation.scoring``): the first ``trajectories``
     trajectories of ``split``, ``members`` ensemble members, metrics per lead-time window,
     power-spectrum RMSE in ``bands`` log-spaced bands."""
 
@@ -289,17 +292,13 @@ class ScoreConfig:
                   f"must be [first, last] with 1 <= first <= last, got {[first, last]}")
 
 
-EMULATOR_KINDS = ("diffusion", "solver", "pixel_solver")
-LATENT_KINDS = ("diffusion", "solver")
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainEmulatorConfig:
     """``train_emulator:`` section: latent emulators (one per kind and latent width) and the
     pixel-space neural solver. Windows are ``data.context + data.horizon`` states every
     ``data.stride`` stored steps; forecasts start from ``data.context`` states."""
 
-    kinds: tuple[Literal["diffusion", "solver"], ...] = LATENT_KINDS
+    kinds: tuple[str, ...] = emulator_kinds(latent=True)
     context_rate: float = 1.0  # Poisson rate lambda of the training context size k = 1 + Poisson(lambda) mod (L - 1)
     flip: float = 0.34  # share of training masks reversed (backward-in-time prediction; LoLA)
     overlap: int = 1  # states carried from one rollout window to the next
@@ -310,7 +309,8 @@ class TrainEmulatorConfig:
     score: ScoreConfig = ScoreConfig()
 
     def validate(self, key: str) -> None:
-        check(len(self.kinds) >= 1, f"{key}.kinds", f"needs at least one of {list(LATENT_KINDS)}")
+        check(len(self.kinds) >= 1, f"{key}.kinds", f"needs at least one of {list(emulator_kinds(latent=True))}")
+        check_names(self.kinds, emulator_kinds(latent=True), f"{key}.kinds")
         check(self.context_rate > 0, f"{key}.context_rate", f"must be > 0, got {self.context_rate}")
         check(0 <= self.flip <= 1, f"{key}.flip", f"must be in [0, 1], got {self.flip}")
         check(self.overlap >= 1, f"{key}.overlap", f"must be >= 1, got {self.overlap}")
@@ -348,7 +348,7 @@ class PromoteConfig:
     probability: float = 0.95  # paired-bootstrap probability that the candidate beats production, at least
     spread_skill: tuple[float, float] = (0.5, 2.0)  # allowed spread-skill ratio of stochastic emulators
     max_seconds: float = 120.0  # latency ceiling: seconds per forecast trajectory (all members, decoded)
-    kinds: tuple[Literal["diffusion", "solver", "pixel_solver"], ...] = ("diffusion", "solver", "pixel_solver")
+    kinds: tuple[str, ...] = emulator_kinds()
 
     def validate(self, key: str) -> None:
         check(bool(self.metric), f"{key}.metric", "must name an evaluation metric, e.g. vrmse_mean")
@@ -361,6 +361,7 @@ class PromoteConfig:
         check(0 <= lo <= hi, f"{key}.spread_skill", f"must be [low, high] with 0 <= low <= high, got {[lo, hi]}")
         check(self.max_seconds > 0, f"{key}.max_seconds", f"must be > 0, got {self.max_seconds}")
         check(len(self.kinds) >= 1, f"{key}.kinds", "needs at least one emulator kind")
+        check_names(self.kinds, emulator_kinds(), f"{key}.kinds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,21 +372,19 @@ class SamplerStudyConfig:
 
     trials: int = 24  # finished trials the study aims at (resumed studies run the rest)
     version: str = "latest"  # registered <dataset>-emulator version, alias, or latest diffusion version
-    samplers: tuple[Literal["zab", "vab", "euler", "heun"], ...] = SAMPLER_NAMES
+    samplers: tuple[str, ...] = tuple(FAMILIES)
     orders: tuple[int, int] = (1, 3)  # Adams-Bashforth order range (zab, vab)
     steps: tuple[int, int] = (4, 64)  # denoising steps, searched on a log scale
     score: ScoreConfig = ScoreConfig(trajectories=4, members=4)
 
     def validate(self, key: str) -> None:
         check(self.trials >= 1, f"{key}.trials", f"must be >= 1, got {self.trials}")
-        check(len(self.samplers) >= 1, f"{key}.samplers", f"needs at least one of {list(SAMPLER_NAMES)}")
+        check(len(self.samplers) >= 1, f"{key}.samplers", f"needs at least one of {list(FAMILIES)}")
+        check_names(self.samplers, tuple(FAMILIES), f"{key}.samplers")
         check(1 <= self.orders[0] <= self.orders[1] <= 3, f"{key}.orders",
               f"must be [low, high] within [1, 3], got {list(self.orders)}")
         check(1 <= self.steps[0] <= self.steps[1], f"{key}.steps",
               f"must be [low, high] with 1 <= low <= high, got {list(self.steps)}")
-
-
-PRUNERS = ("median", "hyperband", "none")  # keys of pipelines.tune.PRUNERS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -399,15 +398,17 @@ class CompressionStudyConfig:
     latent_channels: tuple[int, ...] = (1, 2, 4, 8, 16)
     lr: tuple[float, float] = (3e-4, 5e-3)  # autoencoder learning rate, log scale
     widths: tuple[int, ...] = (32, 64)  # first-level width; deeper levels double it
-    kind: Literal["diffusion", "solver"] = "solver"
+    kind: str = "solver"  # a latent emulator kind
     autoencoder_steps: int = 300
     emulator_steps: int = 150
-    pruner: Literal["median", "hyperband", "none"] = "median"
+    pruner: Literal["median", "hyperband", "none"] = "median"  # keys of pipelines.stages.tune.PRUNERS
     startup_trials: int = 3  # trials the median pruner lets finish before pruning
     score: ScoreConfig = ScoreConfig(trajectories=4, members=2)
 
     def validate(self, key: str) -> None:
         check(self.trials >= 1, f"{key}.trials", f"must be >= 1, got {self.trials}")
+        check(self.kind in emulator_kinds(latent=True), f"{key}.kind",
+              f"must be one of {list(emulator_kinds(latent=True))}, got {self.kind!r}")
         check(len(self.latent_channels) >= 1 and min(self.latent_channels) >= 1, f"{key}.latent_channels",
               f"must list positive channel counts, got {list(self.latent_channels)}")
         check(0 < self.lr[0] <= self.lr[1], f"{key}.lr", f"must be [low, high] with 0 < low <= high, got {list(self.lr)}")
@@ -420,7 +421,7 @@ class CompressionStudyConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TuneConfig:
-    """``tune:`` section: Optuna studies (``pipelines.tune``)."""
+    """``tune:`` section: Optuna studies (``pipelines.stages.tune``)."""
 
     storage: str = "sqlite:///optuna.db"  # SQLAlchemy URL, or journal:<file> for parallel workers on one machine
     heartbeat: int = 60  # seconds (SQL storages): a trial silent for twice this is failed and retried

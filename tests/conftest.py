@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pipelines.config import SimulateConfig, Splits
-from pipelines.welldata import SPLITS, WellFile, write_stats, write_well_file
+from pipelines.data.welldata import SPLITS, WellFile, write_stats, write_well_file
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = str(Path(sys.executable).parent)
@@ -62,7 +62,7 @@ def tiny_config(**changes) -> SimulateConfig:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """A small euler_mini made by Clawpack (both boundary types present)."""
-    from pipelines import simulate
+    from pipelines.stages import simulate
 
     root = tmp_path_factory.mktemp("euler") / "euler_tiny"
     simulate.run(tiny_config(trajectories=Splits(4, 2, 2)), root, progress=False)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from pipelines import plots
-from pipelines.metrics import (
+from pipelines.evaluation.metrics import (
     BAND_NAMES,
     _fair_crps,
     crps,

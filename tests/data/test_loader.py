@@ -9,8 +9,9 @@ import torch
 import yaml
 
 from pipelines.config import ConfigError, DataConfig
-from pipelines.data import FieldNormalizer, WellWindows
-from pipelines.welldata import split_files
+from pipelines.data.welldata import split_files
+from pipelines.data.windows import WellWindows, normalizer_from_stats
+from pipelines.serving.normalizer import FieldNormalizer
 
 LOG_FIELDS = ("energy", "density", "pressure")
 
@@ -57,7 +58,7 @@ def test_log_moments_derived_from_mean_and_std_when_stats_lack_them():
     mu, sigma = 0.3, 0.5
     samples = rng.lognormal(mu, sigma, size=1_000_000)
     stats = {"mean": {"rho": float(samples.mean())}, "std": {"rho": float(samples.std())}}
-    norm = FieldNormalizer.from_stats(stats, [("rho", "rho", 0)], log_fields=["rho"])
+    norm = normalizer_from_stats(stats, [("rho", "rho", 0)], log_fields=["rho"])
     assert norm.mean.item() == pytest.approx(mu, abs=0.01)
     assert norm.std.item() == pytest.approx(sigma, rel=0.02)
     z = norm.normalize(torch.from_numpy(samples[:10_000]).float().view(1, -1))
@@ -72,7 +73,7 @@ def test_unknown_log_field_is_a_config_error(tiny_dataset):
 def test_log_of_a_signed_field_is_refused():
     stats = {"mean": {"u": -0.1}, "std": {"u": 1.0}}
     with pytest.raises(ConfigError, match="only positive fields"):
-        FieldNormalizer.from_stats(stats, [("u", "u", 0)], log_fields=["u"])
+        normalizer_from_stats(stats, [("u", "u", 0)], log_fields=["u"])
 
 
 @pytest.mark.parametrize("context, horizon", [(1, 0), (2, 3)])

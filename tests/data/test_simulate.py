@@ -16,9 +16,9 @@ import pytest
 import yaml
 from the_well.data import WellDataset
 
-from pipelines import simulate
 from pipelines.config import WELL_EULER_GAMMAS, SimulateConfig, Splits
-from pipelines.welldata import SPLITS, split_files
+from pipelines.data.welldata import SPLITS, split_files
+from pipelines.stages import simulate
 from tests.conftest import REPO, tiny_config, tool_env
 
 BC_CODE = {"open": 1, "periodic": 2}  # the_well.data.datasets.BoundaryCondition

@@ -14,9 +14,9 @@ import pytest
 from the_well.utils.dummy_data import write_dummy_data
 
 from pipelines.cli import main
-from pipelines.data import WellWindows
-from pipelines.validate import DataValidationError, ensure_valid, validate_dataset
-from pipelines.welldata import SPLITS
+from pipelines.data.validate import DataValidationError, ensure_valid, validate_dataset
+from pipelines.data.welldata import SPLITS
+from pipelines.data.windows import WellWindows
 from tests.conftest import REPO, tool_env, write_random_dataset
 
 
@@ -165,7 +165,7 @@ def test_boundary_mask_must_match_its_axis(random_dataset):
 def test_a_valid_dataset_is_checked_once_until_a_file_changes(tiny_dataset, tmp_path, monkeypatch):
     """Stages call ensure_valid on every run: a dataset found valid is not read again, but
     any changed file (here one overwritten with NaNs) is checked again and refused."""
-    import pipelines.validate as validate
+    import pipelines.data.validate as validate
 
     root = tmp_path / "copy"
     shutil.copytree(tiny_dataset, root)

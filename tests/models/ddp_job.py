@@ -10,7 +10,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from pipelines.training import Hooks, distributed, train
+from pipelines.recipes.training import Hooks, distributed, train
 from tests.models.resume_job import make
 
 if __name__ == "__main__":

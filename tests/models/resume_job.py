@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from models.autoencoder import Autoencoder
 from pipelines.config import OptimConfig, TrainConfig
-from pipelines.training import Hooks, train
+from pipelines.recipes.training import Hooks, train
 
 
 class NoisyImages(torch.utils.data.Dataset):

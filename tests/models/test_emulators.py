@@ -8,6 +8,7 @@ import torch
 
 from models.emulators import DiffusionEmulator, NeuralSolver, random_context_mask
 from models.rollout import rollout
+from models.samplers import ODESampler
 from tests.models.test_transformer import randomize
 
 C, P, L = 4, 3, 5
@@ -27,7 +28,7 @@ def test_known_states_come_back_unchanged(kind):
     emulator = emulators()[kind]
     x = torch.randn(3, C, L, 4, 4)
     mask = torch.tensor([[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [0, 0, 0, 1, 1]], dtype=torch.bool)
-    y = emulator.sample(x, mask, torch.randn(3, P), steps=4)
+    y = emulator.sample(x, mask, torch.randn(3, P), sampler=ODESampler(steps=4))
     for i in range(3):
         assert torch.equal(y[i][:, mask[i]], x[i][:, mask[i]])
         assert not torch.allclose(y[i][:, ~mask[i]], x[i][:, ~mask[i]])
@@ -48,7 +49,7 @@ def test_diffusion_members_differ_and_solver_members_agree():
 def test_hundred_step_rollout_stays_finite(kind, size):
     emulator = emulators()[kind]
     out = rollout(emulator, torch.randn(1, C, 1, size, size), torch.randn(1, P), horizon=100, window=L, overlap=1,
-                  members=2, **({"steps": 2} if kind == "diffusion" else {}))
+                  members=2, **({"sampler": ODESampler(steps=2)} if kind == "diffusion" else {}))
     assert out.shape == (1, 2, C, 101, size, size)
     assert torch.isfinite(out).all()
 
@@ -61,16 +62,16 @@ def test_sampler_settings_set_the_number_of_denoiser_calls(sampler, order, steps
     count = []
     emulator.backbone.register_forward_hook(lambda *args: count.append(1))
     x, mask = torch.randn(1, C, L, 4, 4), torch.tensor([[True, False, False, False, False]])
-    emulator.sample(x, mask, torch.randn(1, P), sampler=sampler, order=order, steps=steps)
+    emulator.sample(x, mask, torch.randn(1, P), sampler=ODESampler(sampler, order, steps))
     assert len(count) == calls
 
 
 def test_generator_makes_sampling_reproducible():
     emulator = emulators()["diffusion"]
     x, mask, cond = torch.randn(2, C, L, 4, 4), torch.tensor([[True, False, False, False, False]] * 2), torch.randn(2, P)
-    a = emulator.sample(x, mask, cond, steps=3, generator=torch.Generator().manual_seed(1))
-    b = emulator.sample(x, mask, cond, steps=3, generator=torch.Generator().manual_seed(1))
-    c = emulator.sample(x, mask, cond, steps=3, generator=torch.Generator().manual_seed(2))
+    a = emulator.sample(x, mask, cond, sampler=ODESampler(steps=3), generator=torch.Generator().manual_seed(1))
+    b = emulator.sample(x, mask, cond, sampler=ODESampler(steps=3), generator=torch.Generator().manual_seed(1))
+    c = emulator.sample(x, mask, cond, sampler=ODESampler(steps=3), generator=torch.Generator().manual_seed(2))
     assert torch.equal(a, b) and not torch.allclose(a, c)
 
 

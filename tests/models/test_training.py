@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from pipelines.config import OptimConfig, TrainConfig
-from pipelines.training import OPTIMIZERS, Hooks, StepBatches, cosine_with_warmup, latest_checkpoint, train
+from pipelines.recipes.training import OPTIMIZERS, Hooks, StepBatches, cosine_with_warmup, latest_checkpoint, train
 from tests.conftest import REPO, tool_env
 from tests.models.resume_job import make
 
@@ -168,7 +168,7 @@ def test_progress_lines_give_step_loss_and_time_left(capsys):
     with the step, the loss and the time left; every ``every`` seconds in between."""
     import re
 
-    from pipelines.training import Progress
+    from pipelines.recipes.training import Progress
 
     model, objective, data, cfg = make("adamw", 1)
     cfg = TrainConfig(steps=3, batch_size=8, seed=0, device="cpu", val_batches=0, checkpoint_every=0,

@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines import cache_latents, train_autoencoder, train_emulator
 from pipelines.config import (AutoencoderModelConfig, CacheLatentsConfig, DataConfig, EmulatorModelConfig,
                               OptimConfig, SamplerConfig, ScoreConfig, TrainAutoencoderConfig, TrainConfig,
                               TrainEmulatorConfig)
+from pipelines.stages import cache_latents
+from pipelines.stages import train_autoencoder
+from pipelines.stages import train_emulator
 from tests.conftest import REPO, VENV_BIN
 
 TINY_MODEL = AutoencoderModelConfig(patch=2, widths=(8, 16), blocks=(1, 1), attention_heads=2)

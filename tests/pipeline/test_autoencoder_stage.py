@@ -15,9 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines import cache_latents, paths, train_autoencoder
+from pipelines import layout
 from pipelines.config import AutoencoderModelConfig, CacheLatentsConfig, ConfigError, DataConfig, TrainAutoencoderConfig
-from pipelines.registry import autoencoder_name, load_autoencoder
+from pipelines.data.latent import read_cache
+from pipelines.stages import cache_latents
+from pipelines.stages import train_autoencoder
+from pipelines.tracking.registry import autoencoder_name, load_autoencoder
 from tests.conftest import tool_env
 from tests.pipeline.conftest import TINY_MODEL, tiny_cfg
 
@@ -36,8 +39,8 @@ def test_train_track_register_and_round_trip(workspace, tmp_path):
     assert summary["compression_rate"] == pytest.approx(5 * 4**2 / 4)  # C f^2 / c = 20
     assert json.loads(Path("metrics/autoencoder/c4.json").read_text())["version"] == 1
     assert Path("metrics/autoencoder/c4_curve.csv").read_text().startswith("step,val_loss,val_vrmse\n3,")
-    assert not paths.checkpoint_dir("euler_mini", train_autoencoder.model_name(4)).exists()
-    exported = paths.model_dir("euler_mini", train_autoencoder.model_name(4))
+    assert not layout.checkpoint_dir("euler_mini", layout.autoencoder(4)).exists()
+    exported = layout.model_dir(layout.autoencoder(4))
     assert (exported / "MLmodel").is_file()
     assert json.loads((exported / "registered.json").read_text()) == {
         "name": "euler_mini-autoencoder", "version": 1, "run_id": summary["run_id"]}
@@ -70,7 +73,7 @@ def test_train_track_register_and_round_trip(workspace, tmp_path):
     np.save(tmp_path / "states.npy", states.numpy())
     script = (
         "import numpy as np, torch\n"
-        "from pipelines.registry import load_autoencoder\n"
+        "from pipelines.tracking.registry import load_autoencoder\n"
         "ae = load_autoencoder('euler_mini', 1)\n"
         "x = torch.from_numpy(np.load('states.npy'))\n"
         "np.save('there.npy', ae.decode(ae.encode(x)).numpy())\n"
@@ -92,10 +95,10 @@ def _first_state(root: str, t: int) -> np.ndarray:
 def test_interrupted_run_resumes_the_same_mlflow_run(workspace):
     cfg = tiny_cfg(steps=6)
     partial = train_autoencoder.run(cfg, workspace, latent_channels=2, progress=False, stop_at=3)
-    assert partial["finished"] is False and partial["step"] == 3
-    assert paths.checkpoint_dir("euler_mini", train_autoencoder.model_name(2)).is_dir()
+    assert partial.finished is False and partial.step == 3
+    assert layout.checkpoint_dir("euler_mini", layout.autoencoder(2)).is_dir()
     summary = train_autoencoder.run(cfg, workspace, latent_channels=2, progress=False)
-    assert summary["run_id"] == partial["run_id"]
+    assert summary.run_id == partial.run_id
     assert summary["steps"] == 6
     client = mlflow.MlflowClient()
     steps = [m.step for m in client.get_metric_history(summary["run_id"], "train/loss")]
@@ -108,10 +111,10 @@ def test_cached_latents_equal_the_registered_encoder(workspace):
     summary = train_autoencoder.run(tiny_cfg(steps=3), workspace, latent_channels=4, progress=False)
     cfg = CacheLatentsConfig(batch_size=16, augmented_copies=1)
     output = cache_latents.run(cfg, workspace, 4, progress=False)  # the version the stage exported
-    assert output == Path("data/latents/euler_mini/c4")
+    assert output == Path("data/latents/c4")
     assert sorted(p.name for p in output.iterdir()) == ["test.h5", "train.h5", "train_augmented.h5", "valid.h5"]
 
-    latents, cond, attrs = cache_latents.read_cache(output / "train.h5")
+    latents, cond, attrs = read_cache(output / "train.h5")
     assert latents.shape == (4, 101, 4, 4, 4)  # (N, T, c, h, w): 16^2 / 4 = 4^2
     assert cond.shape == (4, 13)
     assert attrs["autoencoder"] == "euler_mini-autoencoder" and attrs["autoencoder_version"] == 1
@@ -126,14 +129,14 @@ def test_cached_latents_equal_the_registered_encoder(workspace):
     np.testing.assert_allclose(latents[0], expected, rtol=1e-5, atol=1e-5)
     assert np.abs(latents).max() <= TINY_MODEL.bound
 
-    augmented, augmented_cond, _ = cache_latents.read_cache(output / "train_augmented.h5")
+    augmented, augmented_cond, _ = read_cache(output / "train_augmented.h5")
     assert augmented.shape == latents.shape
     assert not np.allclose(augmented, latents)  # flipped / permuted / rolled copies
     np.testing.assert_array_equal(augmented_cond[:, 0], cond[:, 0])  # same gamma, trajectory by trajectory
 
     # Naming the version explicitly reads the registry itself: the same latents.
     again = cache_latents.run(CacheLatentsConfig(batch_size=16), workspace, 4, version=summary["version"], progress=False)
-    np.testing.assert_array_equal(cache_latents.read_cache(again / "train.h5")[0], latents)
+    np.testing.assert_array_equal(read_cache(again / "train.h5")[0], latents)
 
 
 def test_bad_config_fails_at_start_naming_the_key(workspace, tmp_path):
@@ -182,5 +185,5 @@ def test_the_stage_under_torchrun_tracks_and_registers_once(tmp_path, tiny_datas
     (run,) = client.search_runs([client.get_experiment_by_name("euler_mini/train_autoencoder").experiment_id])
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2, 3, 4, 5, 6]
     assert len(client.search_model_versions("name='euler_mini-autoencoder'")) == 1
-    assert (tmp_path / "data/models/euler_mini/autoencoder_c4/registered.json").is_file()
+    assert (tmp_path / "data/models/autoencoder_c4/registered.json").is_file()
     assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").rglob("*.pt"))

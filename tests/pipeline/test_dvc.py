@@ -47,7 +47,7 @@ def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
         assert f"Running stage '{stage}'" in out
     summary = json.loads((project / "metrics/emulator/diffusion_c1.json").read_text())
     assert summary["kind"] == "diffusion" and summary["registered_model"] == "euler_mini-emulator"
-    assert (project / "data/models/euler_mini/emulator_pixel_solver/MLmodel").is_file()
+    assert (project / "data/models/emulator_pixel_solver/MLmodel").is_file()
     report = (project / "reports/comparison.md").read_text()  # the whole compression sweep, compared
     for row in ("| autoencoder (reconstruction floor) | 20 |", "| autoencoder (reconstruction floor) | 80 |",
                 "| diffusion | 20 |", "| neural solver (latent) | 80 |", "| neural solver (pixel) | 1 |",
@@ -57,7 +57,7 @@ def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
     assert len(evaluation) == 2 + 5 + 3  # autoencoders, emulators, baselines
     assert json.loads((project / "metrics/promotion.json").read_text())["promoted"] is True  # no production before
     assert json.loads((project / "metrics/autoencoder/c1.json").read_text())["compression_rate"] == 5 * 16 / 1
-    assert (project / "data/latents/euler_mini/c4/test.h5").is_file()
+    assert (project / "data/latents/c4/test.h5").is_file()
     assert (project / "mlflow.db").is_file()
     dataset = project / "data"
     before = tree_digest(dataset)
@@ -77,7 +77,7 @@ def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
 
     shutil.rmtree(dataset / "raw" / "euler_mini")
     for c in (4, 1):
-        shutil.rmtree(dataset / "latents" / "euler_mini" / f"c{c}")
+        shutil.rmtree(dataset / "latents" / f"c{c}")
     shutil.rmtree(project / ".dvc" / "cache")
     run(["dvc", "pull"], project)
     assert tree_digest(dataset) == before
@@ -99,18 +99,18 @@ def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
     assert rerun == {f"train_emulator@{kind}-{c}" for kind in ("diffusion", "solver") for c in (4, 1)} | {
         "evaluate", "promote"}
     for c in (4, 1):
-        model = yaml.safe_load((project / f"data/models/euler_mini/emulator_diffusion_c{c}/MLmodel").read_text())
+        model = yaml.safe_load((project / f"data/models/emulator_diffusion_c{c}/MLmodel").read_text())
         assert model["metadata"]["sampler"] == {**params["train_emulator"]["sampler"], **tuned}
 
     # A fresh clone has the metrics files and dvc.lock from git, but neither the data, nor
     # the exported models, nor the MLflow store: `dvc repro` must retrain rather than trust
     # the metrics files and fail on a registry that does not know their versions.
-    for path in ("data/raw/euler_mini", "data/models", "data/latents/euler_mini/c4", "data/latents/euler_mini/c1",
+    for path in ("data/raw/euler_mini", "data/models", "data/latents/c4", "data/latents/c1",
                  "mlartifacts", ".dvc/cache"):
         shutil.rmtree(project / path)
     (project / "mlflow.db").unlink()
     out = run(["dvc", "repro"], project)
     for stage in STAGES:
         assert f"Running stage '{stage}'" in out
-    assert (project / "data/latents/euler_mini/c1/train.h5").is_file()
-    assert (project / "data/models/euler_mini/emulator_solver_c4/registered.json").is_file()
+    assert (project / "data/latents/c1/train.h5").is_file()
+    assert (project / "data/models/emulator_solver_c4/registered.json").is_file()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -16,9 +17,10 @@ import mlflow
 import numpy as np
 import pytest
 
-from pipelines import paths, train_emulator
+from pipelines import layout
 from pipelines.config import DataConfig
-from pipelines.registry import emulator_name, load_forecaster_model
+from pipelines.stages import train_emulator
+from pipelines.tracking.registry import emulator_name, load_forecaster_model
 from tests.conftest import tool_env
 from tests.pipeline.conftest import CACHE, free_port, served, tiny_emulator_cfg
 
@@ -26,13 +28,13 @@ def test_each_kind_is_tracked_scored_and_registered(trained, workspace):
     client = mlflow.MlflowClient()
     for kind, result in trained.items():
         summary = result.summary
-        name = train_emulator.label(kind, None if kind == "pixel_solver" else 4)
+        name = layout.emulator(kind, None if kind == "pixel_solver" else 4)
         assert summary["registered_model"] == emulator_name("euler_mini")
-        assert json.loads(Path(f"metrics/emulator/{name}.json").read_text())["version"] == summary["version"]
-        assert Path(f"metrics/emulator/{name}_rollout.csv").read_text().startswith("lead,vrmse,persistence\n4,")
-        exported = paths.model_dir("euler_mini", train_emulator.model_name(name))
+        assert json.loads(layout.emulator_summary(name).read_text())["version"] == summary["version"]
+        assert layout.emulator_rollout(name).read_text().startswith("lead,vrmse,persistence\n4,")
+        exported = layout.model_dir(name)
         assert (exported / "MLmodel").is_file() and (exported / "registered.json").is_file()
-        assert not paths.checkpoint_dir("euler_mini", train_emulator.model_name(name)).exists()
+        assert not layout.checkpoint_dir("euler_mini", name).exists()
 
         version = client.get_model_version(summary["registered_model"], str(summary["version"]))
         tags = version.tags
@@ -55,7 +57,7 @@ def test_each_kind_is_tracked_scored_and_registered(trained, workspace):
 
 def _inputs(data: DataConfig) -> dict[str, np.ndarray]:
     """Two initial states in physical units, The Well's layout (B, K, H, W, C), and cond."""
-    from pipelines.data import trajectories
+    from pipelines.data.windows import trajectories
 
     windows = trajectories(data, "test")
     items = [windows[i] for i in range(2)]
@@ -76,7 +78,7 @@ def test_a_fresh_process_forecasts_the_same_trajectory(trained, workspace, tmp_p
     np.savez(tmp_path / "inputs.npz", **inputs)
     script = (
         "import sys, numpy as np\n"
-        "from pipelines.registry import load_forecaster_model\n"
+        "from pipelines.tracking.registry import load_forecaster_model\n"
         "model = load_forecaster_model(sys.argv[1])\n"
         "inputs = dict(np.load(sys.argv[2]))\n"
         "np.save(sys.argv[3], model.predict(inputs, params={'horizon': 6, 'members': 2, 'seed': 3}))\n"
@@ -90,7 +92,7 @@ def test_a_fresh_process_forecasts_the_same_trajectory(trained, workspace, tmp_p
 
 
 def test_the_exported_version_loads_without_the_store(trained, workspace, monkeypatch, tmp_path):
-    exported = paths.model_dir("euler_mini", train_emulator.model_name("solver_c4"))
+    exported = layout.model_dir("emulator_solver_c4")
     version = json.loads((exported / "registered.json").read_text())["version"]  # the latest solver_c4 trained here
     expected = load_forecaster_model(f"models:/euler_mini-emulator/{version}").predict(_inputs(workspace), {"horizon": 2})
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
@@ -122,7 +124,7 @@ def test_bad_requests_are_clear_errors(trained, workspace):
         train_emulator.run(cfg, workspace, CACHE, "solver", None, progress=False)
     with pytest.raises(ValueError, match="pixel_solver: takes no --latent-channels"):
         train_emulator.run(cfg, workspace, CACHE, "pixel_solver", 4, progress=False)
-    with pytest.raises(ValueError, match="data/models/euler_mini/autoencoder_c2: not an exported autoencoder"):
+    with pytest.raises(ValueError, match="data/models/autoencoder_c2: not an exported autoencoder"):
         train_emulator.run(cfg, workspace, CACHE, "diffusion", 2, progress=False)
     with pytest.raises(ValueError, match="unknown emulator kind 'gan'"):
         train_emulator.run(cfg, workspace, CACHE, "gan", 4, progress=False)
@@ -132,9 +134,54 @@ def test_bad_requests_are_clear_errors(trained, workspace):
 
 
 def test_forecast_names_a_model_that_is_not_registered(trained, workspace, tmp_path):
-    from pipelines import forecast
+    from pipelines.stages import forecast
 
     with pytest.raises(ValueError, match=r"--model 999: cannot load models:/euler_mini-emulator/999 from the Model "
                                          r"Registry at sqlite:.*not found"):
         forecast.run(workspace, "999", split="valid", horizon=2, output=tmp_path / "f")
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+
+@pytest.fixture(scope="module", autouse=True)
+def clean_environment(tmp_path_factory):
+    """A virtual environment with nothing but what a registered forecaster declares,
+    installed with pip as a user would; built in the background while the other tests of
+    this module run (unpacking torch takes minutes)."""
+    from pipelines.tracking.registry import requirements
+
+    root = tmp_path_factory.mktemp("clean")
+    (root / "requirements.txt").write_text("\n".join(requirements()) + "\n")
+    python = root / "venv" / "bin" / "python"
+    build = subprocess.Popen(["bash", "-c", f"{sys.executable} -m venv {root / 'venv'} && {python} -m pip install "
+                              f"--quiet -r {root / 'requirements.txt'}"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    yield root, build
+    if build.poll() is None:
+        os.killpg(build.pid, signal.SIGKILL)
+
+
+def test_the_registered_forecaster_runs_in_a_clean_environment(clean_environment, trained, workspace, tmp_path):
+    """A registered version declares every package its shipped code imports: a virtual
+    environment built from its ``requirements.txt`` alone loads it and forecasts what the
+    training process does."""
+    root, build = clean_environment
+    exported = (Path.cwd() / layout.model_dir("emulator_diffusion_c4")).resolve()
+    assert (exported / "requirements.txt").read_text().split() == (root / "requirements.txt").read_text().split()
+    assert sorted(p.name for p in (exported / "code" / "pipelines").iterdir() if p.name != "__pycache__") == \
+        ["__init__.py", "serving"]  # the runtime only, not the training stack
+    inputs, params = _inputs(workspace), {"horizon": 3, "members": 2, "seed": 5}
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    expected = trained["diffusion"].forecaster.predict(inputs, params)
+    output, _ = build.communicate(timeout=900)
+    assert build.returncode == 0, output[-3000:]
+    script = ("import sys, numpy as np, mlflow\n"
+              "inputs = dict(np.load(sys.argv[2]))\n"
+              "model = mlflow.pyfunc.load_model(sys.argv[1])\n"
+              f"np.save(sys.argv[3], model.predict(inputs, params={params!r}))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    done = subprocess.run([str(root / "venv" / "bin" / "python"), "-c", script, str(exported),
+                           str(tmp_path / "inputs.npz"), str(tmp_path / "out.npy")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-4, atol=1e-5)

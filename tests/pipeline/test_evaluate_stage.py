@@ -17,9 +17,14 @@ import mlflow
 import numpy as np
 import pytest
 
-from pipelines import evaluate, promote, report, train_emulator
 from pipelines.config import EvaluateConfig, PromoteConfig
-from pipelines.scorecard import Estimate, Result, Scorecard
+from pipelines.evaluation import report
+from pipelines.evaluation.key import evaluation_key, scoring_code
+from pipelines.evaluation.scorecard import Estimate, Result, Scorecard
+from pipelines.stages import evaluate
+from pipelines.stages import promote
+from pipelines.stages import train_emulator
+from pipelines.tracking.evaluations import registered
 from tests.conftest import tool_env
 from tests.pipeline.conftest import CACHE, tiny_emulator_cfg
 
@@ -80,7 +85,7 @@ def test_results_runs_tags_and_report(evaluated_once, workspace):
 
     client = mlflow.MlflowClient()
     version = client.get_model_version(NAME, "2")
-    assert version.tags["eval.key"] == evaluate.evaluation_key(EVAL, workspace)
+    assert version.tags["eval.key"] == evaluation_key(EVAL, workspace)
     assert version.tags["eval.vrmse_mean"] == str(diffusion.card.get("vrmse_mean"))  # "value [low, high]"
     assert Scorecard.from_tags(version.tags, "eval.") == diffusion.card
     assert len([t for t in version.tags if t.startswith("eval.")]) <= 10  # a person can scan them
@@ -144,7 +149,7 @@ def test_promotion_is_gated_recorded_and_loads_in_a_fresh_process(evaluated_once
     # The production alias loads in a fresh process and forecasts.
     script = (
         "import numpy as np, mlflow\n"
-        "from pipelines.registry import load_forecaster_model\n"
+        "from pipelines.tracking.registry import load_forecaster_model\n"
         "model = load_forecaster_model('models:/euler_mini-emulator@production')\n"
         "states = np.ones((1, 1, 16, 16, 5), dtype=np.float32)\n"
         "cond = np.zeros((1, 13), dtype=np.float32); cond[0, 0] = 1.4\n"
@@ -242,15 +247,15 @@ def test_new_settings_or_force_evaluate_everything_again(evaluated_once, workspa
 
 def test_a_change_to_the_scoring_code_rescores_every_version(trained, workspace, tmp_path, monkeypatch):
     settings = dataclasses.replace(EVAL, members=2)  # the settings the test before left every version under
-    code = evaluate.scoring_code()
+    code = scoring_code()
     assert {"scoring.py", "metrics.py", "bootstrap.py", "scorecard.py", "emulators.py"} <= {p.name for p in code}
     edited = tmp_path / code[0].name
     edited.write_text(code[0].read_text() + "\n# a change to the scoring code\n")
     changed = [edited, *code[1:]]
-    assert evaluate.evaluation_key(settings, workspace, changed) != evaluate.evaluation_key(settings, workspace)
+    assert evaluation_key(settings, workspace, changed) != evaluation_key(settings, workspace)
     evaluate.run(settings, workspace, progress=False)
     assert evaluate.run(settings, workspace, progress=False)["evaluated"] == []  # the same code: nothing to do
-    monkeypatch.setattr(evaluate, "scoring_code", lambda: changed)
+    monkeypatch.setattr("pipelines.evaluation.key.scoring_code", lambda: changed)
     again = evaluate.run(settings, workspace, progress=False)
-    versions = evaluate.registered(mlflow.MlflowClient(), "euler_mini")
+    versions = registered(mlflow.MlflowClient(), "euler_mini")
     assert again["skipped"] == [] and len(again["evaluated"]) == len(versions)

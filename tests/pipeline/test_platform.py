@@ -148,13 +148,13 @@ def test_a_stage_tracks_to_the_platform_server_on_postgres_and_s3(mlflow_server,
                            aws_secret_access_key="test").list_objects_v2(Bucket="mlflow")["Contents"]
     keys = [o["Key"] for o in objects]
     assert any(k.endswith("plots/reconstruction_0.png") for k in keys) and any(k.endswith("MLmodel") for k in keys)
-    assert (tmp_path / "data/models/euler_mini/autoencoder_c4/MLmodel").is_file()
+    assert (tmp_path / "data/models/autoencoder_c4/MLmodel").is_file()
 
 
 def test_optuna_studies_live_in_the_platform_postgres(postgres):
     import optuna
 
-    from pipelines.tune import open_storage
+    from pipelines.stages.tune import open_storage
 
     storage = open_storage(f"{postgres}/optuna", heartbeat=5)
     study = optuna.create_study(study_name="platform", storage=storage)

@@ -19,9 +19,11 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from pipelines import registry, tracking, tune
-from pipelines.scoring import Truth
 from pipelines.config import CompressionStudyConfig, SamplerStudyConfig, ScoreConfig, TuneConfig
+from pipelines.evaluation.scoring import Truth
+from pipelines.stages import tune
+from pipelines.tracking import registry
+from pipelines.tracking import runs as tracking
 from tests.conftest import VENV_BIN, tool_env
 from tests.pipeline.conftest import CACHE, inside, tiny_cfg, tiny_emulator_cfg
 

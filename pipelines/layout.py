@@ -1,0 +1,75 @@
+"""Every artifact of the pipeline, named once, relative to the repository root.
+
+- ``checkpoints/<dataset>/<model>/``: checkpoints of runs in progress (git-ignored);
+- ``data/models/<model>/``: the registered version a training stage made, exported (DVC output);
+- ``<cache_latents.output>/c<c>/``: the latent cache of the autoencoder with ``c`` channels;
+- ``metrics/``: stage summaries, curves and the evaluation (DVC metrics and plots, in git);
+- ``reports/``: the comparison report.
+
+``<model>`` is :func:`autoencoder` or :func:`emulator`. The dataset's name comes from its HDF5
+files alone (``dataset_name``): paths under ``data/`` do not contain it, so pointing
+``data.root`` at another dataset keeps DVC's outputs and the files the code writes the same.
+``dvc.yaml`` spells these paths with its ``${...}`` parameters; ``tests/code/test_layout.py``
+checks them against this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["CHECKPOINTS", "EVALUATION", "EVALUATION_CURVES", "METRICS", "MODELS", "PROMOTION", "REPORTS",
+           "SIMULATE_SUMMARY", "autoencoder", "autoencoder_curve", "autoencoder_summary", "checkpoint_dir",
+           "emulator", "emulator_rollout", "emulator_summary", "latent_cache", "model_dir"]
+
+CHECKPOINTS = Path("checkpoints")
+MODELS = Path("data") / "models"
+METRICS = Path("metrics")
+REPORTS = Path("reports")
+SIMULATE_SUMMARY = METRICS / "simulate.yaml"
+EVALUATION = METRICS / "evaluation.json"
+EVALUATION_CURVES = METRICS / "evaluation"
+PROMOTION = METRICS / "promotion.json"
+
+
+def autoencoder(latent_channels: int) -> str:
+    """``autoencoder_c<c>``."""
+    return f"autoencoder_c{latent_channels}"
+
+
+def emulator(kind: str, latent_channels: int | None) -> str:
+    """``emulator_<kind>_c<c>`` for a latent emulator, ``emulator_<kind>`` for a pixel one."""
+    return f"emulator_{kind}" if latent_channels is None else f"emulator_{kind}_c{latent_channels}"
+
+
+def checkpoint_dir(dataset: str, model: str) -> Path:
+    return CHECKPOINTS / dataset / model
+
+
+def model_dir(model: str) -> Path:
+    """The exported copy of the registered version a training stage made (a DVC output)."""
+    return MODELS / model
+
+
+def latent_cache(output: str | Path, latent_channels: int) -> Path:
+    """The latent cache of ``c`` channels under ``cache_latents.output``."""
+    return Path(output) / f"c{latent_channels}"
+
+
+def autoencoder_summary(latent_channels: int) -> Path:
+    return METRICS / "autoencoder" / f"c{latent_channels}.json"
+
+
+def autoencoder_curve(latent_channels: int) -> Path:
+    return METRICS / "autoencoder" / f"c{latent_channels}_curve.csv"
+
+
+def _emulator_label(model: str) -> str:
+    return model.removeprefix("emulator_")
+
+
+def emulator_summary(model: str) -> Path:
+    return METRICS / "emulator" / f"{_emulator_label(model)}.json"
+
+
+def emulator_rollout(model: str) -> Path:
+    return METRICS / "emulator" / f"{_emulator_label(model)}_rollout.csv"

@@ -1,0 +1,87 @@
+"""``latentops forecast``: forecast one trajectory of a dataset split with a registered
+emulator (by default the ``production`` alias) and write it beside the truth.
+
+Output ``<output>.h5``: ``forecast (M, K + T, H, W, C)`` in physical units (the ``K``
+given states, then ``T`` states ``stride`` stored steps apart, ``M`` members), ``truth
+(K + T', H, W, C)`` at the same times as far as the trajectory reaches, ``vrmse (T', C)``
+per lead and field (mean over members), and attributes naming the model, the split, the
+trajectory, the channels and the leads. ``<output>.png``: truth, forecast and error of one field at
+four lead times.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import torch
+from mlflow.exceptions import MlflowException
+
+from pipelines import plots
+from pipelines.config import DataConfig
+from pipelines.evaluation.metrics import vrmse
+from pipelines.evaluation.scoring import Truth
+from pipelines.io import atomic_path
+from pipelines.tracking import registry
+from pipelines.tracking.runs import tracking_uri
+
+
+def model_uri(reference: str, dataset: str) -> str:
+    """A full ``models:/...`` or ``runs:/...`` URI as given; a version number or an alias of
+    ``<dataset>-emulator`` otherwise (``production``, ``challenger``, ``3``)."""
+    if ":/" in reference or Path(reference).exists():
+        return reference
+    name = registry.emulator_name(dataset)
+    return f"models:/{name}/{reference}" if reference.isdigit() else f"models:/{name}@{reference}"
+
+
+def run(data: DataConfig, reference: str = "production", split: str = "test", trajectory: int = 0,
+        horizon: int = 25, members: int = 1, seed: int = 0, output: str | Path = "forecasts/forecast") -> dict:
+    """Forecast trajectory ``trajectory`` of ``split``; returns a summary (paths, VRMSE by lead)."""
+    if trajectory < 0 or horizon < 1 or members < 1:
+        raise ValueError(f"need --trajectory >= 0, --horizon >= 1 and --members >= 1; got {trajectory}, {horizon}, "
+                         f"{members}")
+    truth = Truth.load(data, split, trajectory + 1)
+    if truth.states.shape[0] <= trajectory:
+        raise ValueError(f"--trajectory {trajectory}: the {split} split of {data.root} has {truth.states.shape[0]} "
+                         "trajectories")
+    uri = model_uri(reference, truth.dataset)
+    try:
+        model = registry.load_forecaster_model(uri)
+    except MlflowException as error:
+        raise ValueError(f"--model {reference}: cannot load {uri} from the Model Registry at {tracking_uri()} "
+                         f"({error.message.splitlines()[0]}); give a registered version, an alias such as "
+                         "production, or a models:/ URI") from None
+    settings = model.metadata.metadata or {}
+    stride = int(settings["stride"])
+    states = truth.states[trajectory : trajectory + 1]  # (1, C, T, H, W)
+    single = Truth(states, truth.cond[trajectory : trajectory + 1], truth.channels, truth.context, truth.dataset)
+    initial = single.initial(stride)  # (1, C, K, H, W)
+    prediction = model.predict({"states": initial.permute(0, 2, 3, 4, 1).numpy(), "cond": single.cond.numpy()},
+                               params={"horizon": horizon, "members": members, "seed": seed})[0]  # (M, K + T, H, W, C)
+    known = initial.shape[2]
+    leads = [lead for lead in range(stride, (horizon + 1) * stride, stride)
+             if single.last_known(stride) + lead < states.shape[2]]
+    times = [single.last_known(stride) - stride * (known - 1 - k) for k in range(known)]
+    times += [single.last_known(stride) + lead for lead in leads]
+    target = states[0, :, times].permute(1, 2, 3, 0).numpy()  # (K + T', H, W, C)
+    predicted = torch.from_numpy(prediction[:, known : known + len(leads)])  # (M, T', H, W, C)
+    score = vrmse(predicted.permute(0, 1, 4, 2, 3), torch.from_numpy(target[known:]).permute(0, 3, 1, 2)[None])
+    score = score.mean(dim=0).numpy()  # (T', C)
+    output = Path(output)
+    with atomic_path(output.with_suffix(".h5")) as tmp, h5py.File(tmp, "w") as f:
+        f["forecast"], f["truth"], f["vrmse"] = prediction, target, score
+        f.attrs.update({"model": uri, "split": split, "trajectory": trajectory, "stride": stride,
+                        "channels": list(truth.channels), "leads": leads, "dataset": truth.dataset})
+    figure = output.with_suffix(".png")
+    if leads:
+        shown = sorted({0, len(leads) // 3, 2 * len(leads) // 3, len(leads) - 1})
+        c = 1 if len(truth.channels) > 1 else 0  # density, in Euler's channel order
+        fig = plots.rollout_panel(target[known:][shown, ..., c], prediction[0, known:][shown, ..., c],
+                                  [leads[i] for i in shown], f"{uri}: {truth.channels[c]}, {split} trajectory "
+                                                             f"{trajectory}")
+        with atomic_path(figure) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plots.plt.close(fig)
+    return {"model": uri, "output": str(output.with_suffix(".h5")), "figure": str(figure) if leads else None,
+            "leads": leads, "vrmse": score.mean(axis=1).tolist(), "shape": list(prediction.shape)}

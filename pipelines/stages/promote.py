@@ -1,0 +1,186 @@
+"""Stage ``promote``: a recorded, gated decision to move the ``production`` alias of
+``<dataset>-emulator`` to the best evaluated version.
+
+The gate (``promote:`` in params.yaml), on the versions evaluated under the current
+evaluation key (``pipelines.stages.evaluate``):
+
+1. kind in ``promote.kinds``;
+2. latency: ``seconds_per_trajectory <= max_seconds``;
+3. calibration (ensembles): mean spread-skill ratio over the lead windows within
+   ``spread_skill = [low, high]``;
+4. the best passing version by ``metric`` (lower is better) must beat the current
+   production version's value by the relative ``margin``, and
+5. on evidence: a paired bootstrap over the same test trajectories
+   (``pipelines.evaluation.bootstrap.paired``) must give at least ``probability`` that the candidate's
+   ``metric`` is lower than production's; the decision records that probability and the
+   interval of the difference, so a difference inside the noise never promotes.
+
+A promotion keeps the previous production version as ``challenger``. Every decision (made
+or refused) is an MLflow run in ``<dataset>/promote`` and tags on the candidate version
+(``promotion.*``: decision, reason, metric values, probability, time, user); ``--dry-run``
+only shows it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+
+from models.kinds import emulator_kinds
+from pipelines import layout
+from pipelines.config import DataConfig, EvaluateConfig, PromoteConfig
+from pipelines.data.windows import trajectories
+from pipelines.evaluation.bootstrap import Difference, paired
+from pipelines.evaluation.key import evaluation_key
+from pipelines.evaluation.scorecard import Result
+from pipelines.io import write_json
+from pipelines.tracking import runs as tracking
+from pipelines.tracking.evaluations import evaluated
+from pipelines.tracking.registry import emulator_name
+
+STAGE = "promote"
+PRODUCTION, CHALLENGER = "production", "challenger"
+
+
+@dataclass
+class Decision:
+    """What the gate decided: ``promoted``; the ``candidate`` and current ``production``
+    results (``None`` if none); ``reason``; the paired ``comparison`` of the candidate
+    against production (``None`` without one); and why each rejected version failed."""
+
+    promoted: bool
+    reason: str
+    candidate: Result | None = None
+    production: Result | None = None
+    rejected: dict[str, str] = field(default_factory=dict)
+    comparison: Difference | None = None
+
+
+def gate(result: Result, cfg: PromoteConfig) -> str | None:
+    """The first rule (1-3) ``result`` fails, or ``None``."""
+    card = result.card
+    if result.kind not in cfg.kinds:
+        return f"kind {result.kind} is not in promote.kinds {list(cfg.kinds)}"
+    if cfg.metric not in card.trajectories:
+        return f"has no per-trajectory {cfg.metric!r} (has: {sorted(card.trajectories)})"
+    if card.seconds > cfg.max_seconds:
+        return f"latency {card.seconds:.2f} s per trajectory exceeds promote.max_seconds = {cfg.max_seconds:g}"
+    ratio = card.mean_of("spread_skill")
+    lo, hi = cfg.spread_skill
+    if ratio is not None and not lo <= ratio <= hi:  # an ensemble (only ensembles have spread-skill ratios)
+        return f"spread-skill ratio {ratio:.3f} is outside promote.spread_skill [{lo:g}, {hi:g}]"
+    return None
+
+
+def decide(results: list[Result], production: Result | None, production_version: int | None,
+           cfg: PromoteConfig, seed: int = 0) -> Decision:
+    """Apply the gate to the evaluated emulator versions (``results``) against the current
+    production version (``production``: its result under the current key, if any)."""
+    emulators = [r for r in results if r.kind in emulator_kinds() and r.version]
+    rejected = {f"v{r.version}": reason for r in emulators if (reason := gate(r, cfg)) is not None}
+    passing = [r for r in emulators if f"v{r.version}" not in rejected]
+    metric = cfg.metric
+    if not passing:
+        detail = "; ".join(f"{v}: {why}" for v, why in rejected.items()) or "no evaluated emulator version"
+        return Decision(False, f"refused: no candidate passes the gate ({detail})", None, production, rejected)
+    best = min(passing, key=lambda r: r.card.value(metric))
+    value = best.card.value(metric)
+    if production_version is None:
+        return Decision(True, f"promoted v{best.version} ({metric} = {best.card.get(metric)}): there is no production "
+                              "version yet", best, None, rejected)
+    if best.version == production_version:
+        return Decision(False, f"refused: the best candidate v{best.version} ({metric} = {value:.4f}) is already "
+                               "production", best, production, rejected)
+    if production is None or metric not in production.card.trajectories:
+        return Decision(False, f"refused: production v{production_version} has no {metric} under the current "
+                               "evaluation settings; run `latentops evaluate` first", best, production, rejected)
+    current = production.card.value(metric)
+    needed = current * (1 - cfg.margin)
+    comparison = paired(best.card.trajectories[metric], production.card.trajectories[metric], seed=seed)
+    evidence = comparison.describe(f"v{best.version} - v{production_version}")
+    if value >= needed:
+        return Decision(False, f"refused: candidate v{best.version} {metric} {value:.4f} does not beat production "
+                               f"v{production_version} ({current:.4f}) by the margin {cfg.margin:g} (needed < "
+                               f"{needed:.4f}); {evidence}", best, production, rejected, comparison)
+    if comparison.probability < cfg.probability:
+        return Decision(False, f"refused: candidate v{best.version} {metric} {value:.4f} against production "
+                               f"v{production_version} ({current:.4f}) is inside the noise: {evidence} < "
+                               f"promote.probability = {cfg.probability:g}", best, production, rejected, comparison)
+    return Decision(True, f"promoted v{best.version}: {metric} {value:.4f} beats production v{production_version} "
+                          f"({current:.4f}) by more than the margin {cfg.margin:g}; {evidence} >= "
+                          f"promote.probability = {cfg.probability:g}", best, production, rejected, comparison)
+
+
+def current_production(client: mlflow.MlflowClient, name: str) -> int | None:
+    try:
+        return int(client.get_model_version_by_alias(name, PRODUCTION).version)
+    except MlflowException:
+        return None
+
+
+def run(cfg: PromoteConfig, evaluation: EvaluateConfig, data: DataConfig, dry_run: bool = False,
+        set_stage: bool = False) -> Decision:
+    """Decide, and unless ``dry_run`` record the decision and move the aliases (and, with
+    ``set_stage``, the deprecated ``Production`` stage)."""
+    key = evaluation_key(evaluation, data)
+    dataset = trajectories(data, evaluation.split).dataset_name
+    client = tracking.configure()
+    name = emulator_name(dataset)
+    results = evaluated(client, dataset, key)
+    production_version = current_production(client, name)
+    production = next((r for r in results if r.kind in emulator_kinds() and r.version == production_version), None)
+    decision = decide(results, production, production_version, cfg, evaluation.seed)
+    if dry_run:
+        return decision
+    when, user = time.strftime("%Y-%m-%dT%H:%M:%S%z"), getpass.getuser()
+    candidate, comparison = decision.candidate, decision.comparison
+    with tracking.start_run(STAGE, dataset, {STAGE: cfg}, data.root, run_name="promote",
+                            tags={"decision": "promoted" if decision.promoted else "refused"},
+                            system_metrics=False) as active:
+        mlflow.log_params({"candidate_version": candidate.version if candidate else None,
+                           "production_version": production_version, "evaluation_key": key, "user": user})
+        mlflow.set_tag("reason", decision.reason[:5000])
+        if candidate is not None:
+            mlflow.log_metric(f"candidate/{cfg.metric}", candidate.card.value(cfg.metric))
+        if production is not None and cfg.metric in production.card:
+            mlflow.log_metric(f"production/{cfg.metric}", production.card.value(cfg.metric))
+        if comparison is not None:
+            mlflow.log_metrics({"probability_better": comparison.probability, "difference": comparison.mean,
+                                "difference_low": comparison.low, "difference_high": comparison.high})
+        run_id = active.info.run_id
+    if candidate is not None:
+        version = str(candidate.version)
+        tags = {"decision": "promoted" if decision.promoted else "refused", "reason": decision.reason,
+                "metric": cfg.metric, "value": str(candidate.card.get(cfg.metric)),
+                "time": when, "user": user, "run_id": run_id}
+        if comparison is not None:
+            tags["probability"] = f"{comparison.probability:.4f}"
+        for key_, value in tags.items():
+            client.set_model_version_tag(name, version, f"promotion.{key_}", value)
+        if decision.promoted:
+            if production_version is not None:
+                client.set_registered_model_alias(name, CHALLENGER, str(production_version))
+            client.set_registered_model_alias(name, PRODUCTION, version)
+            if set_stage:
+                client.transition_model_version_stage(name, version, "Production", archive_existing_versions=True)
+    write_json(layout.PROMOTION, {"promoted": decision.promoted, "reason": decision.reason, "time": when, "user": user,
+                          "metric": cfg.metric, "candidate": _summary(candidate, cfg.metric),
+                          "production_before": production_version,
+                          "comparison": asdict(comparison) if comparison is not None else None,
+                          "rejected": decision.rejected, "run_id": run_id, "gate": asdict(cfg)})
+    return decision
+
+
+def _summary(result: Result | None, metric: str) -> dict | None:
+    """What ``metrics/promotion.json`` says of a version: which one, and its ``metric``."""
+    if result is None:
+        return None
+    estimate = result.card.get(metric)
+    return {"label": result.label, "version": result.version, "kind": result.kind,
+            "compression_rate": result.compression_rate, metric: estimate.value,
+            f"{metric}_interval": [estimate.low, estimate.high]}

@@ -1,0 +1,142 @@
+"""Stage ``train_emulator@<kind>-<c>`` (and ``train_pixel_solver``): train one window
+emulator (the recipe: ``pipelines.recipes.emulator``) with the shared training loop, score
+its rollouts against persistence, track it, and register it as a forecaster version of
+``<dataset>-emulator``, exported to ``data/models/emulator_<kind>[_c<c>]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+
+from models.kinds import emulator_kinds, kind as kind_of
+from pipelines import layout, plots
+from pipelines.config import CacheLatentsConfig, DataConfig, TrainEmulatorConfig
+from pipelines.data.validate import ensure_valid
+from pipelines.data.windows import WellWindows, trajectories
+from pipelines.evaluation.scoring import Persistence, Scores, Truth, score_baseline, score_forecaster, window_label
+from pipelines.recipes.emulator import build, latent_windows, objective, pixel_windows
+from pipelines.recipes.training import TrainResult
+from pipelines.serving.forecaster import Forecaster
+from pipelines.stages.runner import Finished, StageSummary, TrainingJob, run_training
+from pipelines.tracking import registry
+from pipelines.tracking import runs as tracking
+
+STAGE = "train_emulator"
+
+
+@dataclass
+class Trained:
+    """What :func:`run` returns: the summary (also in ``metrics/emulator/<label>.json``) and
+    the trained forecaster (``None`` when stopped early)."""
+
+    summary: StageSummary
+    forecaster: Forecaster | None = None
+
+
+def run(cfg: TrainEmulatorConfig, data: DataConfig, cache: CacheLatentsConfig, kind: str,
+        latent_channels: int | None = None, progress: bool = True, stop_at: int | None = None) -> Trained:
+    """Train, score, track and register one emulator of ``kind`` (``models.kinds``): a latent
+    kind with ``latent_channels``, a pixel kind without. ``stop_at`` stops early, leaving a
+    checkpoint to resume from."""
+    if kind not in emulator_kinds():
+        raise ValueError(f"unknown emulator kind {kind!r}; valid kinds are {sorted(emulator_kinds())}")
+    latent = kind_of(kind).latent
+    if latent == (latent_channels is None):
+        raise ValueError(f"{kind}: " + ("needs --latent-channels" if latent else "takes no --latent-channels"))
+    cfg.check_window(data, STAGE)
+    ensure_valid(data.root)
+    scoring = trajectories(data, cfg.score.split)  # the split the rollouts are scored on
+    name = layout.emulator(kind, latent_channels)
+    label = name.removeprefix("emulator_")
+    autoencoder_dir = layout.model_dir(layout.autoencoder(latent_channels)) if latent else None
+    space = _space(cfg, data, cache, scoring, latent_channels, autoencoder_dir)
+    train_set, valid_set, channels, normalizer, model_cfg, ae_model, ae_tags, cache_path = space
+
+    model, arguments = build(kind, channels, len(scoring.condition_names), model_cfg, cfg.train.seed)
+    tags = {"kind": kind, **ae_tags}
+
+    def lineage() -> None:
+        if latent:
+            digest, _ = tracking.data_hash(cache_path)
+            tracking.log_dataset(cache_path, f"{scoring.dataset_name}-latents-c{latent_channels}", digest)
+
+    job = TrainingJob(STAGE, scoring.dataset_name, name, label, {STAGE: cfg, "data": data}, data.root, model,
+                      objective(cfg), train_set, valid_set, cfg.train, tags,
+                      {"kind": kind, "latent_channels": ae_tags["latent_channels"],
+                       "parameters": sum(p.numel() for p in model.parameters()), "train_windows": len(train_set)},
+                      {"validation loss": "val/loss", "validation one-window MSE": "val/window_mse"}, lineage)
+    trained: list[Forecaster] = []
+
+    def finish(result: TrainResult, run_id: str, digest: str) -> Finished:
+        forecaster = Forecaster(kind, model.eval(), arguments, normalizer, ae_model, data.context + data.horizon,
+                                data.stride, cfg.overlap, cfg.sampler, scoring.condition_names)
+        truth = Truth.from_windows(scoring, cfg.score.trajectories, data.context)
+        scores, _ = score_forecaster(forecaster, truth, cfg.score)
+        persistence = score_baseline(Persistence(), truth, cfg.score, data.stride)
+        rollout = _rollout_summary(scores, persistence, cfg)
+        mlflow.log_metrics(rollout)
+        _log_scores(scores, persistence, label, cfg.score.split)
+        example = {"states": truth.initial(data.stride)[:1].permute(0, 2, 3, 4, 1).numpy(),  # (1, K, H, W, C)
+                   "cond": truth.cond[:1].numpy()}
+        version = registry.register_forecaster(
+            forecaster, autoencoder_dir, example, job.dataset,
+            {**tags, "data_hash": digest, "run_id": run_id,
+             **{k.replace("rollout_", "").replace("/", "_"): f"{v:.5g}" for k, v in rollout.items() if "/vrmse_" in k}})
+        trained.append(forecaster)
+        rows = [f"{lead},{m:.6g},{p:.6g}" for lead, m, p in zip(scores.leads, scores.by_lead("vrmse").tolist(),
+                                                                 persistence.by_lead("vrmse").tolist())]
+        return Finished(version, {"kind": kind, "latent_channels": latent_channels,
+                                  **{k.replace("/", "_"): round(v, 5) for k, v in rollout.items()}},
+                        (layout.emulator_rollout(name), "\n".join(["lead,vrmse,persistence", *rows]) + "\n"))
+
+    summary = run_training(job, finish, layout.emulator_summary(name), progress, stop_at)
+    return Trained(summary, trained[0] if trained else None)
+
+
+def _space(cfg: TrainEmulatorConfig, data: DataConfig, cache: CacheLatentsConfig, scoring: WellWindows,
+           latent_channels: int | None, autoencoder_dir: Path | None) -> tuple:
+    """The emulator's space: ``(train_set, valid_set, channels, normalizer, model config,
+    autoencoder network or None, autoencoder tags, latent cache or None)``."""
+    if autoencoder_dir is not None:
+        autoencoder = registry.load_exported_autoencoder(autoencoder_dir)
+        cache_path = layout.latent_cache(cache.output, latent_channels)
+        train_set, valid_set = latent_windows(cache_path, autoencoder.version, data)
+        tags = {"latent_channels": str(latent_channels), "compression_rate": f"{autoencoder.model.compression_rate:g}",
+                "autoencoder_version": str(autoencoder.version)}
+        return (train_set, valid_set, latent_channels, autoencoder.normalizer, cfg.latent, autoencoder.model, tags,
+                cache_path)
+    if any(n % cfg.pixel.patch for n in scoring.resolution):
+        raise ValueError(f"{STAGE}.pixel.patch: {cfg.pixel.patch} does not divide the resolution "
+                         f"{list(scoring.resolution)}")
+    train_set, valid_set = (pixel_windows(data, split) for split in ("train", "valid"))
+    tags = {"latent_channels": "none", "compression_rate": "1", "autoencoder_version": "none"}
+    return train_set, valid_set, len(scoring.channels), scoring.normalizer, cfg.pixel, None, tags, None
+
+
+def _rollout_summary(scores: Scores, persistence: Scores, cfg: TrainEmulatorConfig) -> dict[str, float]:
+    """``rollout_<split>/``: VRMSE, spread-skill and persistence by lead window, time."""
+    windows = list(cfg.score.lead_windows)
+    summary, baseline = scores.summary(windows), persistence.summary(windows)
+    prefix = f"rollout_{cfg.score.split}"
+    out = {f"{prefix}/seconds_per_trajectory": summary["seconds_per_trajectory"]}
+    for first, last in windows:
+        w = window_label(first, last)
+        out[f"{prefix}/vrmse_{w}"] = summary[f"vrmse_{w}"]
+        out[f"{prefix}/persistence_{w}"] = baseline[f"vrmse_{w}"]
+        if f"spread_skill_{w}" in summary:
+            out[f"{prefix}/spread_skill_{w}"] = summary[f"spread_skill_{w}"]
+    return out
+
+
+def _log_scores(scores: Scores, persistence: Scores, name: str, split: str) -> None:
+    """Rollout VRMSE per lead as step metrics (lead = step) and as a plot."""
+    curve, baseline = scores.by_lead("vrmse").tolist(), persistence.by_lead("vrmse").tolist()
+    for lead, model, repeat in zip(scores.leads, curve, baseline):
+        mlflow.log_metrics({f"rollout_{split}/vrmse": model, f"rollout_{split}/persistence": repeat}, step=lead,
+                           synchronous=False)
+    tracking.log_figure(plots.curves({name: (scores.leads, curve), "persistence": (scores.leads, baseline)},
+                                     f"rollout VRMSE on {split}", "VRMSE (physical, mean over fields)",
+                                     xlabel="lead time (stored steps)"), "plots/rollout_vrmse.png")

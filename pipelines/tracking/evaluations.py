@@ -1,0 +1,68 @@
+"""Evaluation results kept in the Model Registry: every registered version of
+``<dataset>-autoencoder`` and ``<dataset>-emulator``, and the scorecard ``evaluate`` wrote
+onto it as ``eval.*`` tags under an evaluation key (``pipelines.evaluation.key``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlflow
+from mlflow.entities.model_registry import ModelVersion
+
+from models.kinds import AUTOENCODER
+from pipelines.evaluation.scorecard import Result, Scorecard
+from pipelines.tracking.registry import autoencoder_name, emulator_name
+
+__all__ = ["TAG", "Entry", "card", "evaluated", "registered"]
+
+TAG = "eval."  # prefix of the evaluation tags on a model version
+
+
+
+@dataclass
+class Entry:
+    """One registered version and what it is: ``kind`` is ``autoencoder`` or an emulator
+    kind."""
+
+    version: ModelVersion
+    kind: str
+    latent_channels: str
+    compression_rate: str
+
+    @property
+    def label(self) -> str:
+        width = "" if self.latent_channels in ("", "none") else f"_c{self.latent_channels}"
+        return f"{self.kind}{width}_v{self.version.version}"
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.version.name}/{self.version.version}"
+
+    def result(self, card: Scorecard) -> Result:
+        return Result(self.label, self.kind, card, self.version.name, int(self.version.version), self.latent_channels,
+                      self.compression_rate, self.version.tags.get(f"{TAG}run_id", ""))
+
+
+def registered(client: mlflow.MlflowClient, dataset: str) -> list[Entry]:
+    """Every version of ``<dataset>-autoencoder`` and ``<dataset>-emulator``."""
+    entries = []
+    for name, default_kind in ((autoencoder_name(dataset), AUTOENCODER), (emulator_name(dataset), None)):
+        for version in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)):
+            tags = version.tags
+            entries.append(Entry(version, default_kind or tags.get("kind", "unknown"), tags.get("latent_channels", ""),
+                                 tags.get("compression_rate", "")))
+    return entries
+
+
+def card(entry: Entry, key: str) -> Scorecard | None:
+    """The version's scorecard under ``key``, if it has one."""
+    if entry.version.tags.get(f"{TAG}key") != key:
+        return None
+    return Scorecard.from_tags(entry.version.tags, TAG)
+
+
+def evaluated(client: mlflow.MlflowClient, dataset: str, key: str) -> list[Result]:
+    """Results of every version evaluated under ``key``, read back from its tags."""
+    return [entry.result(scores) for entry in registered(client, dataset) if (scores := card(entry, key)) is not None]
+
+

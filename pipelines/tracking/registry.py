@@ -1,0 +1,170 @@
+"""Model Registry: registering trained models and loading them back, by name and version.
+
+Registered names are ``<dataset>-autoencoder`` and ``<dataset>-emulator``. A registered
+autoencoder carries its normalisation (channels, log transform, mean, std) in the model's
+metadata, so it maps physical states to latents anywhere, without the training code's
+context; the model's own code (``models/``) travels with it as a code path. A registered
+emulator is a forecaster pyfunc (``pipelines.serving.forecaster``) that bundles its autoencoder
+version, the emulator, the sampler settings and the normalisation; ``models/`` and
+``pipelines/`` travel with it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+import models
+from models.autoencoder import Autoencoder
+import pipelines
+from pipelines.io import atomic_path, write_json
+from pipelines.serving.autoencoder import LoadedAutoencoder
+from pipelines.serving.forecaster import EMULATOR_FILE, PREDICT_PARAMS, Forecaster
+from pipelines.serving.normalizer import FieldNormalizer
+from pipelines.tracking.runs import configure, tracking_uri
+
+MODELS_CODE = Path(models.__file__).parent
+PIPELINES_CODE = Path(pipelines.__file__).parent
+FORECASTER_ENTRY = PIPELINES_CODE / "serving" / "entry.py"
+#: What the shipped code imports, pinned to the versions that registered it.
+REQUIREMENTS = ("torch", "mlflow", "numpy", "azula")
+
+
+def autoencoder_name(dataset: str) -> str:
+    return f"{dataset}-autoencoder"
+
+
+def emulator_name(dataset: str) -> str:
+    return f"{dataset}-emulator"
+
+
+def requirements() -> list[str]:
+    """The pip requirements of a registered model: :data:`REQUIREMENTS`, pinned."""
+    return [f"{name}=={importlib.metadata.version(name).split('+')[0]}" for name in REQUIREMENTS]
+
+
+def _serving_code(directory: Path) -> Path:
+    """``directory/pipelines``: the package file and ``pipelines/serving/``, the registered
+    forecaster's runtime (not the rest of ``pipelines/``, which needs the training stack)."""
+    package = directory / "pipelines"
+    shutil.copytree(PIPELINES_CODE / "serving", package / "serving", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(PIPELINES_CODE / "__init__.py", package / "__init__.py")
+    return package
+
+
+def register_autoencoder(model: Autoencoder, normalizer: FieldNormalizer, example: torch.Tensor,
+                         dataset: str, tags: dict[str, str]) -> ModelVersion:
+    """Log ``model`` to the active run and register it as a new version of
+    ``<dataset>-autoencoder`` with a signature, an input example (normalised states
+    ``(1, C, H, W)``) and ``tags`` on the version."""
+    client = configure()
+    model = model.cpu().eval()
+    example_np = example.cpu().numpy().astype(np.float32)
+    with torch.no_grad():
+        output = model(example.cpu()).numpy()
+    info = mlflow.pytorch.log_model(
+        model, name="autoencoder", serialization_format="pickle",
+        signature=infer_signature(example_np, output), input_example=example_np,
+        registered_model_name=autoencoder_name(dataset), code_paths=[str(MODELS_CODE)],
+        pip_requirements=requirements(),
+        metadata={"normalizer": normalizer.to_dict(), "latent_channels": model.latent_channels,
+                  "downsampling": model.downsampling},
+    )
+    return _tag_version(client, autoencoder_name(dataset), info.registered_model_version, tags)
+
+
+def _tag_version(client: mlflow.MlflowClient, name: str, version: int | str | None,
+                 tags: dict[str, str]) -> ModelVersion:
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, str(value))
+    return client.get_model_version(name, str(version))
+
+
+def register_forecaster(forecaster: Forecaster, autoencoder_dir: str | Path | None,
+                        example: dict[str, np.ndarray], dataset: str, tags: dict[str, str]) -> ModelVersion:
+    """Log ``forecaster`` as a pyfunc (:class:`~pipelines.serving.forecaster.ForecasterModel`) to the
+    active run and register it as a new version of ``<dataset>-emulator``.
+
+    ``autoencoder_dir`` is the registered autoencoder's MLflow model directory (as exported
+    by :func:`export_version`; ``None`` for a pixel emulator); it is bundled as an
+    artifact. ``example`` is ``{"states": (1, K, H, W, C), "cond": (1, P)}``; the
+    signature has the forecast params (horizon, members, seed) as a ParamSchema.
+    """
+    client = configure()
+    forecaster.to("cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = {"emulator": str(forecaster.save_emulator(Path(tmp) / EMULATOR_FILE))}
+        if autoencoder_dir is not None:
+            artifacts["autoencoder"] = str(autoencoder_dir)
+        params = {**PREDICT_PARAMS, "horizon": 2}
+        output = forecaster.predict(example, params)
+        info = mlflow.pyfunc.log_model(
+            name="forecaster", python_model=str(FORECASTER_ENTRY), artifacts=artifacts,
+            code_paths=[str(MODELS_CODE), str(_serving_code(Path(tmp)))], pip_requirements=requirements(),
+            signature=infer_signature(example, output, params=PREDICT_PARAMS), input_example=(example, params),
+            registered_model_name=emulator_name(dataset), metadata=forecaster.settings(),
+        )
+    return _tag_version(client, emulator_name(dataset), info.registered_model_version, tags)
+
+
+def load_forecaster_model(uri: str) -> mlflow.pyfunc.PyFuncModel:
+    """A registered (``models:/<dataset>-emulator/<version>``) or exported forecaster."""
+    configure()
+    return mlflow.pyfunc.load_model(uri)
+
+
+def _load(uri: str, name: str, version: int, run_id: str) -> LoadedAutoencoder:
+    model = mlflow.pytorch.load_model(uri, map_location="cpu").eval()
+    metadata: dict[str, Any] = mlflow.models.Model.load(uri).metadata or {}  # the MLmodel file: no store lookup
+    return LoadedAutoencoder(model, FieldNormalizer.from_dict(metadata["normalizer"]), name, version, run_id)
+
+
+def load_autoencoder(dataset: str, version: str | int) -> LoadedAutoencoder:
+    """Load version ``version`` of ``<dataset>-autoencoder`` from the registry."""
+    client = configure()
+    name = autoencoder_name(dataset)
+    try:
+        model_version = client.get_model_version(name, str(version))
+    except MlflowException:
+        raise ValueError(f"{name} version {version} is not in the Model Registry at {tracking_uri()}; "
+                         "train it (latentops train-autoencoder) or point MLFLOW_TRACKING_URI at the "
+                         "store that holds it") from None
+    return _load(f"models:/{name}/{version}", name, int(version), model_version.run_id or "")
+
+
+REGISTERED = "registered.json"  # beside MLmodel in an exported version: which version it is
+
+
+def export_version(name: str, version: str | int, destination: str | Path) -> Path:
+    """Copy registered version ``version`` of ``name`` (its MLflow model directory) to
+    ``destination``, atomically, with ``registered.json`` naming the version and run.
+
+    The training stages export what they register, so DVC tracks (and pushes) the exact
+    model a registry version holds, and the stages after them read it from there."""
+    client = configure()
+    model_version = client.get_model_version(name, str(version))
+    with atomic_path(destination) as tmp:
+        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(tmp))
+        write_json(tmp / REGISTERED, {"name": name, "version": int(version), "run_id": model_version.run_id})
+    return Path(destination)
+
+
+def load_exported_autoencoder(directory: str | Path) -> LoadedAutoencoder:
+    """Load an autoencoder exported by :func:`export_version`."""
+    directory = Path(directory)
+    if not (directory / REGISTERED).is_file():
+        raise ValueError(f"{directory}: not an exported autoencoder (no {REGISTERED}); run "
+                         "`latentops train-autoencoder` for it or pass --version to use the registry")
+    info = json.loads((directory / REGISTERED).read_text())
+    return _load(str(directory), info["name"], info["version"], info["run_id"])

@@ -1,0 +1,198 @@
+"""Tracking core: the MLflow store, and the runs every stage opens through :func:`start_run`
+(a stage's run) or :func:`start_child_run` (a trial, a version scored), with their lineage.
+
+- Tracking URI: ``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<cwd>/mlflow.db`` (never a
+  ``file:`` store, which MLflow 3 refuses); local artifacts under ``<cwd>/mlartifacts``.
+- One experiment per dataset and stage: ``<dataset>/<stage>``.
+- Every run is tagged with the git commit and dirty flag, the DVC hash of its input data,
+  the stage and the dataset; records every config value as a param, its dataset lineage
+  (``mlflow.log_input``), system metrics, and step metrics logged asynchronously.
+- A restarted stage passes the run id stored in its checkpoint and continues that run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import yaml
+from mlflow.tracking import MlflowClient
+
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI``, else the repository's SQLite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def configure() -> MlflowClient:
+    """Point MLflow at :func:`tracking_uri` (registry included) and return a client."""
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(uri, uri)
+
+
+def experiment_name(dataset: str, stage: str) -> str:
+    return f"{dataset}/{stage}"
+
+
+def _experiment_id(client: MlflowClient, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if tracking_uri().startswith("sqlite:"):
+        location = (Path.cwd() / "mlartifacts").as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+# --------------------------------------------------------------------------- lineage
+
+
+def git_state(cwd: str | Path = ".") -> dict[str, str]:
+    """``git.commit`` and ``git.dirty`` (tracked files changed), or ``unknown`` outside git."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return {"git.commit": "unknown", "git.dirty": "unknown"}
+    return {"git.commit": commit, "git.dirty": str(dirty).lower()}
+
+
+def data_hash(path: str | Path, lock: str | Path = "dvc.lock") -> tuple[str, str]:
+    """``(hash, source)`` of a data directory: the md5 DVC recorded for it in ``dvc.lock``
+    (``source = "dvc"``), else a fingerprint of relative paths, sizes and contents'
+    first MiB (``source = "fingerprint"``) for data DVC does not track."""
+    path = Path(path)
+    lock = Path(lock)
+    if lock.is_file():
+        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+        for stage in stages.values():
+            for out in stage.get("outs", []):
+                if Path(out["path"]).resolve() == path.resolve() and "md5" in out:
+                    return out["md5"], "dvc"
+    digest = hashlib.md5()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path)}:{file.stat().st_size}".encode())
+        with file.open("rb") as f:
+            digest.update(f.read(1 << 20))
+    return digest.hexdigest(), "fingerprint"
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dataclasses/mappings to ``{"a.b.c": value}`` (lists as JSON)."""
+    if is_dataclass(config):
+        config = asdict(config)
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if is_dataclass(value) or isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = json.dumps(list(value))
+        else:
+            flat[name] = value
+    return flat
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@contextlib.contextmanager
+def start_run(stage: str, dataset: str, config: Mapping[str, Any], data_root: str | Path,
+              run_name: str | None = None, run_id: str | None = None,
+              tags: Mapping[str, str] | None = None, system_metrics: bool = True) -> Iterator[mlflow.ActiveRun]:
+    """Open (or, with ``run_id``, continue) the run of one stage execution.
+
+    ``config`` maps a section name to its config object, e.g. ``{"train_autoencoder": cfg,
+    "data": data_cfg}``; every value is logged as a param ``section.key``.
+    """
+    client = configure()
+    experiment_id = _experiment_id(client, experiment_name(dataset, stage))
+    digest, source = data_hash(data_root)
+    all_tags = {"stage": stage, "dataset": dataset, "data.hash": digest, "data.hash_source": source,
+                **git_state(), **(tags or {})}
+    project_run = run_id is None and bool(os.environ.get("MLFLOW_RUN_ID"))  # opened by `mlflow run`: log into it
+    with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id, run_name=run_name,
+                          tags=None if run_id else all_tags, log_system_metrics=system_metrics) as run:
+        if project_run:
+            mlflow.set_tags(all_tags)
+        if run_id is None:
+            params: dict[str, Any] = {}
+            for section, value in config.items():
+                params.update(flatten(value, f"{section}."))
+            mlflow.log_params(params)
+            log_dataset(data_root, dataset, digest)
+            _log_yaml({k: flatten(v) for k, v in config.items()}, "config/resolved.yaml")
+        try:
+            yield run
+        finally:
+            mlflow.flush_async_logging()
+
+
+@contextlib.contextmanager
+def start_child_run(parent_run_id: str, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
+    """A run nested under ``parent_run_id`` in the parent's experiment, from any process
+    (the parent need not be active here): e.g. an Optuna trial under its study's run."""
+    client = configure()
+    parent = client.get_run(parent_run_id)
+    all_tags = {"mlflow.parentRunId": parent_run_id, **git_state(), **(tags or {})}
+    with mlflow.start_run(experiment_id=parent.info.experiment_id, run_name=run_name, nested=True,
+                          tags=all_tags) as run:
+        try:
+            yield run
+        finally:
+            mlflow.flush_async_logging()
+
+
+def log_dataset(root: str | Path, name: str, digest: str, context: str = "training") -> None:
+    """Dataset lineage: the directory as an MLflow dataset input (name, DVC digest, path)."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        source = resolve_dataset_source(str(Path(root).resolve()))
+    mlflow.log_input(MetaDataset(source, name=name, digest=digest[:36]), context=context)
+
+
+def _log_yaml(data: Any, artifact_file: str) -> None:
+    mlflow.log_text(yaml.safe_dump(data, sort_keys=False), artifact_file)
+
+
+def log_figure(figure: Any, artifact_file: str) -> None:
+    """Log a matplotlib figure as a PNG artifact and close it."""
+    import matplotlib.pyplot as plt
+
+    mlflow.log_figure(figure, artifact_file)
+    plt.close(figure)
+
+
+def log_training_curves(history: list[dict[str, float]], validation: Mapping[str, str], title: str,
+                        artifact_file: str = "plots/loss_curves.png") -> None:
+    """The active run's ``train/loss`` history and the validation ``history`` entries named
+    in ``validation`` (label -> metric key), on one log-scale plot."""
+    from pipelines import plots
+
+    if not history:
+        return
+    mlflow.flush_async_logging()
+    train_loss = MlflowClient().get_metric_history(mlflow.active_run().info.run_id, "train/loss")
+    steps = [h["step"] for h in history]
+    series = {"train loss": ([m.step for m in train_loss], [m.value for m in train_loss])}
+    series.update({label: (steps, [h[key] for h in history]) for label, key in validation.items()})
+    log_figure(plots.curves(series, title, "value"), artifact_file)

@@ -1,0 +1,182 @@
+"""The shape of the code: what each package may import, one table of model kinds that every
+mirror agrees with, and ``dvc.yaml`` against ``pipelines.layout``."""
+
+from __future__ import annotations
+
+import typing
+import pytest
+from dvc.repo import Repo
+
+from models.kinds import KINDS, emulator_kinds
+from models.samplers import FAMILIES
+from pipelines import config, layout
+from pipelines.cli import build_parser
+from pipelines.config import load_section
+from tests.code.imports import ROOT, closure, files, imports, module_of
+
+#: What each package (or module) of the project may import from the project, besides itself.
+BASE = {"models", "pipelines", "pipelines.io", "pipelines.config", "pipelines.layout", "pipelines.plots",
+        "pipelines.evaluation.scorecard"}
+RULES: dict[str, set[str]] = {
+    "models": {"models"},
+    "pipelines.serving": {"models", "pipelines", "pipelines.serving"},
+    "pipelines.io": set(),
+    "pipelines.layout": set(),
+    "pipelines.plots": set(),
+    "pipelines.config": {"models", "pipelines.io", "pipelines.evaluation.scorecard"},
+    "pipelines.data": BASE | {"pipelines.data", "pipelines.serving"},
+    "pipelines.evaluation": BASE | {"pipelines.evaluation", "pipelines.data", "pipelines.serving"},
+    "pipelines.recipes": BASE | {"pipelines.recipes", "pipelines.data", "pipelines.serving", "pipelines.evaluation"},
+    "pipelines.tracking": BASE | {"pipelines.tracking", "pipelines.serving", "pipelines.evaluation.scorecard"},
+    "pipelines.stages": BASE | {"pipelines.data", "pipelines.serving", "pipelines.evaluation", "pipelines.recipes",
+                                "pipelines.tracking", "pipelines.stages.runner"},
+    "pipelines.cli": BASE | {"pipelines.data", "pipelines.evaluation", "pipelines.tracking", "pipelines.stages"},
+}
+MLOPS = ("mlflow", "dvc", "optuna")
+
+
+def _rule(module: str) -> str:
+    return max((r for r in RULES if module == r or module.startswith(r + ".")), key=len)
+
+
+def _allowed(module: str, target: str) -> bool:
+    # "pipelines" is the package's own __init__ only, never everything under it
+    return any(target == a or (a != "pipelines" and target.startswith(a + ".")) for a in RULES[_rule(module)])
+
+
+def _project_modules() -> list[str]:
+    return sorted(module_of(p) for package in ("models", "pipelines") for p in (ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("module", _project_modules())
+def test_imports_follow_the_rules(module):
+    """Each module imports only what its package may touch (``RULES``); a stage never
+    imports another stage (the runner is shared, not a stage)."""
+    wrong = sorted(t for t in imports(module) if not (t == module or _allowed(module, t)))
+    if module.startswith("pipelines.stages.") and module != "pipelines.stages.runner":
+        wrong += sorted(t for t in imports(module) if t.startswith("pipelines.stages.") and t != module
+                        and t != "pipelines.stages.runner")
+    assert not wrong, f"{module} ({_rule(module)}) may not import {wrong}"
+
+
+def test_the_rules_can_fail():
+    assert not _allowed("pipelines.serving.forecaster", "pipelines.config")
+    assert not _allowed("pipelines.tracking.runs", "pipelines.recipes.training")
+    assert _allowed("pipelines.stages.tune", "pipelines.recipes.emulator")
+
+
+def test_models_and_serving_import_no_mlops_library_but_mlflow_in_serving():
+    """``models/`` is pure PyTorch (+ azula); the served runtime needs only mlflow besides."""
+    for path in (ROOT / "models").rglob("*.py"):
+        text = path.read_text()
+        assert not any(f"import {lib}" in text or f"from {lib}" in text for lib in MLOPS), path
+    for path in (ROOT / "pipelines" / "serving").rglob("*.py"):
+        text = path.read_text()
+        assert not any(f"import {lib}" in text or f"from {lib}" in text for lib in ("dvc", "optuna", "the_well",
+                                                                                   "h5py", "yaml")), path
+
+
+# --------------------------------------------------------------------------- the kinds table
+
+
+def _subcommand(name: str):
+    parser = build_parser()
+    return next(a for a in parser._actions if isinstance(getattr(a, "choices", None), dict)).choices[name]
+
+
+def test_every_mirror_of_the_kinds_table_agrees_with_it(tmp_path):
+    from pipelines.evaluation import findings, report
+    from pipelines.evaluation.scoring import BASELINES
+
+    names = [k.name for k in KINDS]
+    assert len(set(names)) == len(names)
+    assert emulator_kinds() == tuple(k.name for k in KINDS if k.emulator)
+    for k in KINDS:  # the class says the same as the row
+        assert bool(getattr(k.cls, "stochastic", False)) == k.stochastic, k.name
+    # configuration: defaults and the accepted values are the table's
+    assert config.TrainEmulatorConfig().kinds == emulator_kinds(latent=True)
+    assert config.PromoteConfig().kinds == emulator_kinds()
+    params = tmp_path / "params.yaml"
+    for kind in emulator_kinds():
+        params.write_text(f"promote: {{kinds: [{kind}]}}\ntrain_emulator: {{kinds: [{kind}]}}\n")
+        load_section(config.PromoteConfig, "promote", params)
+        if kind in emulator_kinds(latent=True):
+            load_section(config.TrainEmulatorConfig, "train_emulator", params)
+        else:
+            with pytest.raises(config.ConfigError, match="must be one of"):
+                load_section(config.TrainEmulatorConfig, "train_emulator", params)
+    # the command line
+    kind_action = next(a for a in _subcommand("train-emulator")._actions if a.dest == "kind")
+    assert tuple(kind_action.choices) == emulator_kinds()
+    # report order and names, findings
+    assert list(report.KINDS) == names + [b.kind for b in BASELINES]
+    assert all(report.KINDS[k.name][0] == k.display for k in KINDS)
+    assert findings.LATENT == emulator_kinds(latent=True)
+
+
+def test_samplers_and_pruners_mirror_their_tables():
+    from pipelines.stages import tune
+
+    assert config.SamplerStudyConfig().samplers == tuple(FAMILIES)
+    pruner = typing.get_type_hints(config.CompressionStudyConfig)["pruner"]
+    assert set(typing.get_args(pruner)) == set(tune.PRUNERS)
+    assert set(tune.OBJECTIVES) == set(next(a for a in _subcommand("tune")._actions if a.dest == "study").choices)
+
+
+# --------------------------------------------------------------------------- dvc.yaml
+
+
+STAGE_MODULES = {"simulate": "simulate", "train_autoencoder": "train_autoencoder", "cache_latents": "cache_latents",
+                 "train_emulator": "train_emulator", "train_pixel_solver": "train_emulator", "evaluate": "evaluate",
+                 "promote": "promote"}
+
+
+@pytest.fixture(scope="module")
+def stages():
+    with Repo(str(ROOT)) as repo:
+        return {s.addressing: s for s in repo.index.stages}
+
+
+def _expected_outs() -> dict[str, set[str]]:
+    params = __import__("yaml").safe_load((ROOT / "params.yaml").read_text())
+    widths = params["train_autoencoder"]["latent_channels"]
+    out = {"simulate": {params["simulate"]["output"], str(layout.SIMULATE_SUMMARY)},
+           "evaluate": {str(layout.REPORTS), str(layout.EVALUATION), str(layout.EVALUATION_CURVES)},
+           "promote": {str(layout.PROMOTION)}}
+    for c in widths:
+        out[f"train_autoencoder@{c}"] = {str(layout.model_dir(layout.autoencoder(c))),
+                                         str(layout.autoencoder_summary(c)), str(layout.autoencoder_curve(c))}
+        out[f"cache_latents@{c}"] = {str(layout.latent_cache(params["cache_latents"]["output"], c))}
+    emulators = [(k, c, f"train_emulator@{k}-{c}") for k in params["train_emulator"]["kinds"] for c in widths]
+    emulators += [(k, None, "train_pixel_solver") for k in emulator_kinds(latent=False)]
+    for kind, c, stage in emulators:
+        name = layout.emulator(kind, c)
+        out[stage] = {str(layout.model_dir(name)), str(layout.emulator_summary(name)), str(layout.emulator_rollout(name))}
+    return out
+
+
+def test_dvc_outputs_are_the_layout_paths(stages):
+    assert {name: {o.def_path for o in stage.outs} for name, stage in stages.items()} == _expected_outs()
+
+
+@pytest.mark.parametrize("stage", list(_expected_outs()))
+def test_dvc_code_deps_cover_every_module_the_stage_imports(stages, stage):
+    module = f"pipelines.stages.{STAGE_MODULES[stage.split('@')[0]]}"
+    needed = closure(module)
+    if stage.startswith("train_"):  # a registered forecaster runs the serving entry point
+        needed |= closure("pipelines.serving.entry")
+    deps = [d.def_path for d in stages[stage].deps]
+    uncovered = sorted(p for p in files(needed) if not any(p == d or p.startswith(d.rstrip("/") + "/") for d in deps))
+    assert not uncovered, f"dvc.yaml stage {stage} misses deps {uncovered}"
+
+
+def test_no_artifact_path_is_spelled_outside_the_layout():
+    """Stages name artifacts through ``pipelines.layout`` only."""
+    spelled = []
+    for path in (ROOT / "pipelines").rglob("*.py"):
+        if path.name == "layout.py":
+            continue
+        for token in ('Path("metrics")', 'Path("reports")', 'Path("checkpoints")', '"data/models', 'Path("data")'):
+            if token in path.read_text():
+                spelled.append(f"{path.relative_to(ROOT)}: {token}")
+    assert not spelled, spelled
