@@ -1,0 +1,2 @@
+"""Evaluation: metrics, scoring of rollouts, bootstrap intervals, scorecards, findings, the
+report, the evaluation key."""
