@@ -293,10 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "cache-latents", _cache_latents,
                  "encode every split with a registered autoencoder (params: cache_latents)",
                  "Encode every split of data.root with a registered <dataset>-autoencoder version into chunked, "
-                 "compressed HDF5 under cache_latents.output/<dataset>/c<C>/.")
+                 "compressed HDF5 under cache_latents.output/c<C>/.")
     p.add_argument("--latent-channels", type=int, required=True, help="latent channels c of the autoencoder")
     p.add_argument("--version", help="registered version to load from the Model Registry (default: the version "
-                                     "train-autoencoder exported to data/models/<dataset>/autoencoder_c<C>)")
+                                     "train-autoencoder exported to data/models/autoencoder_c<C>)")
 
     p = _command(sub, "train-emulator", _train_emulator,
                  "train, score, track and register one emulator (params: train_emulator)",

@@ -1,7 +1,7 @@
 """Stage ``cache_latents@<c>``: encode every split once with a registered autoencoder, so
 emulators train on latents and never touch pixel data (LoLA, section 3).
 
-Output ``<output>/<dataset>/c<c>/{train,valid,test}.h5`` (and ``train_augmented.h5`` with
+Output ``<output>/c<c>/{train,valid,test}.h5`` (and ``train_augmented.h5`` with
 ``augmented_copies`` randomly flipped / permuted / rolled copies of the train split), each::
 
     latents  (N, T, c, h, w) float32, one chunk per trajectory, gzip
