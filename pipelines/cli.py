@@ -245,6 +245,30 @@ def _forecast(args: argparse.Namespace) -> int:
     return 0
 
 
+def _observe(args: argparse.Namespace) -> int:
+    from pipelines import layout
+    from pipelines.stages import observe
+
+    data = _section(args, DataConfig, "data")
+    output = args.output or layout.observations(args.split, args.trajectory)
+    found = observe.run(data, output, args.split, args.trajectory, args.fraction, args.sensors, args.fields, args.every,
+                        args.noise, args.seed)
+    sensors = len(set(map(tuple, found.index.tolist())))
+    print(f"observe: {args.split} trajectory {args.trajectory}: {sensors} sensor position(s), fields "
+          f"{sorted(set(found.fields))}, {len(found.times)} times -> {output}")
+    return 0
+
+
+def _validate_observations(args: argparse.Namespace) -> int:
+    from pipelines.stages import observe
+
+    found = observe.validate(args.file, _section(args, DataConfig, "data"), args.split, args.trajectory)
+    missing = int(sum(v != v for v in found.values.ravel()))  # NaN != NaN
+    print(f"{args.file}: OK ({len(found.fields)} sensor readings per time, {len(found.times)} times, "
+          f"{missing} missing)")
+    return 0
+
+
 def _command(sub: argparse._SubParsersAction, name: str, handler: Callable[[argparse.Namespace], int],
              help: str, description: str, quiet: bool = True) -> argparse.ArgumentParser:
     """A sub-command running ``handler``; long-running ones get ``-q/--quiet``."""
@@ -367,6 +391,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--members", type=int, default=1, help="ensemble members (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default="forecasts/forecast", help="output path without suffix (default: %(default)s)")
+
+    p = _command(sub, "observe", _observe, "make synthetic sensor observations of a trajectory (twin experiments)",
+                 "Draw sensor positions on the grid of data.root, read the chosen fields of one trajectory there "
+                 "every EVERY stored steps, add Gaussian noise of NOISE times each field's standard deviation, and "
+                 "write the observation file (HDF5; the format is in pipelines/data/observations.py).", quiet=False)
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--trajectory", type=int, default=0, help="index in the split (default: %(default)s)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--fraction", type=float, default=0.01, help="share of grid points with a sensor "
+                                                                     "(default: %(default)s)")
+    group.add_argument("--sensors", type=int, help="number of sensor positions instead of --fraction")
+    p.add_argument("--fields", nargs="+", help="fields the sensors read (default: every field)")
+    p.add_argument("--every", type=int, default=4, help="observe every N-th stored step (default: %(default)s)")
+    p.add_argument("--noise", type=float, default=0.1, help="noise std relative to each field's std "
+                                                            "(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", help="observation file (default: data/observations/<split>_<trajectory>.h5)")
+
+    p = _command(sub, "validate-observations", _validate_observations,
+                 "check an observation file (HDF5 or CSV) against the trajectory it observes",
+                 "Read FILE (HDF5 or CSV) and check it against a trajectory of data.root: known fields, sensors "
+                 "inside the grid, times inside the trajectory, consistent shapes. Exit status 2 with the problem "
+                 "named otherwise.", quiet=False)
+    p.add_argument("file", help="observation file (.h5, .hdf5 or .csv)")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--trajectory", type=int, default=0, help="index in the split (default: %(default)s)")
 
     p = _command(sub, "apply-params", _apply_params, "merge a params file (e.g. a tuned result) into params.yaml",
                  "Merge FILE's sections into the parameters file, keeping its comments; the result is checked "

@@ -4,7 +4,8 @@
 - ``data/models/<model>/``: the registered version a training stage made, exported (DVC output);
 - ``<cache_latents.output>/c<c>/``: the latent cache of the autoencoder with ``c`` channels;
 - ``metrics/``: stage summaries, curves and the evaluation (DVC metrics and plots, in git);
-- ``reports/``: the comparison report.
+- ``reports/``: the comparison report;
+- ``data/observations/<split>_<trajectory>.h5``: synthetic observations (``latentops observe``).
 
 ``<model>`` is :func:`autoencoder` or :func:`emulator`. The dataset's name comes from its HDF5
 files alone (``dataset_name``): paths under ``data/`` do not contain it, so pointing
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["CHECKPOINTS", "EVALUATION", "EVALUATION_CURVES", "METRICS", "MODELS", "PROMOTION", "REPORTS",
+__all__ = ["CHECKPOINTS", "EVALUATION", "EVALUATION_CURVES", "METRICS", "MODELS", "OBSERVATIONS", "PROMOTION", "REPORTS",
            "SIMULATE_SUMMARY", "autoencoder", "autoencoder_curve", "autoencoder_summary", "checkpoint_dir",
-           "emulator", "emulator_rollout", "emulator_summary", "latent_cache", "model_dir"]
+           "emulator", "emulator_rollout", "emulator_summary", "latent_cache", "model_dir", "observations"]
 
 CHECKPOINTS = Path("checkpoints")
 MODELS = Path("data") / "models"
+OBSERVATIONS = Path("data") / "observations"
 METRICS = Path("metrics")
 REPORTS = Path("reports")
 SIMULATE_SUMMARY = METRICS / "simulate.yaml"
@@ -39,6 +41,10 @@ def autoencoder(latent_channels: int) -> str:
 def emulator(kind: str, latent_channels: int | None) -> str:
     """``emulator_<kind>_c<c>`` for a latent emulator, ``emulator_<kind>`` for a pixel one."""
     return f"emulator_{kind}" if latent_channels is None else f"emulator_{kind}_c{latent_channels}"
+
+
+def observations(split: str, trajectory: int) -> Path:
+    return OBSERVATIONS / f"{split}_{trajectory}.h5"
 
 
 def checkpoint_dir(dataset: str, model: str) -> Path:

@@ -1,0 +1,193 @@
+"""Observations: sparse, noisy sensor readings of a trajectory, as data.
+
+A sensor reads one field (a channel name of the dataset, e.g. ``density`` or
+``momentum_x``) at one grid point ``(i, j)`` (indices along the dataset's ``x`` and ``y``
+axes); readings come at stored time steps ``times`` of the trajectory. Two file formats:
+
+- **HDF5** (``.h5``, ``.hdf5``), written by ``latentops observe``::
+
+    times       (T,)   int     stored time steps observed, increasing
+    values      (T, S) float   readings in physical units; NaN = missing
+    sensors/
+      index     (S, 2) int     grid indices (i, j)
+      field     (S,)   str     the field each sensor reads
+      noise_std (S,)   float   standard deviation of its noise, physical units, > 0
+    attrs: dataset (the dataset's name), format ("latentops-observations/1")
+
+- **CSV** (``.csv``), for a handful of sensors: one reading per row, with the header
+  ``time,field,i,j,value,noise_std``. A sensor is a distinct ``(field, i, j)``; a sensor
+  without a reading at some time has NaN there.
+
+:func:`read` parses either (one :class:`ObservationError` naming the file and the
+problem); :meth:`Observations.check` checks them against a trajectory (fields, grid, length);
+:func:`sample` draws synthetic observations of a trajectory for twin experiments.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from pipelines.io import atomic_path
+
+__all__ = ["FORMAT", "ObservationError", "Observations", "read", "sample"]
+
+FORMAT = "latentops-observations/1"
+CSV_HEADER = ("time", "field", "i", "j", "value", "noise_std")
+
+
+class ObservationError(ValueError):
+    """An observation file or its settings are malformed."""
+
+
+@dataclass(frozen=True)
+class Observations:
+    """``S`` sensors read at ``T`` times (see the module docstring for shapes)."""
+
+    times: np.ndarray  # (T,) int
+    values: np.ndarray  # (T, S) float, NaN = missing
+    index: np.ndarray  # (S, 2) int
+    fields: tuple[str, ...]  # (S,)
+    noise_std: np.ndarray  # (S,) float
+    dataset: str = ""
+
+    def __post_init__(self) -> None:
+        t, s = len(self.times), len(self.fields)
+        if self.values.shape != (t, s):
+            raise ObservationError(f"values has shape {self.values.shape}; expected (times, sensors) = ({t}, {s})")
+        if self.index.shape != (s, 2):
+            raise ObservationError(f"sensors/index has shape {self.index.shape}; expected (sensors, 2) = ({s}, 2)")
+        if self.noise_std.shape != (s,):
+            raise ObservationError(f"sensors/noise_std has shape {self.noise_std.shape}; expected ({s},)")
+        if t == 0 or s == 0:
+            raise ObservationError(f"needs at least one time and one sensor, got {t} time(s) and {s} sensor(s)")
+        if np.any(np.diff(self.times) <= 0):
+            raise ObservationError(f"times must be strictly increasing, got {self.times.tolist()}")
+        if not (np.isfinite(self.noise_std).all() and (self.noise_std > 0).all()):
+            bad = int(np.flatnonzero(~(self.noise_std > 0))[0])
+            raise ObservationError(f"sensor {bad}: noise_std must be a number > 0, got {self.noise_std[bad]}")
+        if np.isinf(self.values).any():
+            raise ObservationError("values: infinite reading (use NaN for a missing one)")
+
+    def check(self, channels: Sequence[str], resolution: Sequence[int], steps: int) -> None:
+        """Fail unless every sensor reads one of ``channels`` inside the grid ``resolution``
+        and every time is one of the trajectory's ``steps`` stored steps."""
+        unknown = sorted(set(self.fields) - set(channels))
+        if unknown:
+            raise ObservationError(f"unknown field(s) {unknown}; the dataset's fields are {list(channels)}")
+        outside = np.flatnonzero(((self.index < 0) | (self.index >= np.asarray(resolution)[None, :])).any(axis=1))
+        if outside.size:
+            k = int(outside[0])
+            raise ObservationError(f"sensor {k} at grid index {self.index[k].tolist()} is outside the domain "
+                                   f"of {list(resolution)} points ({outside.size} sensor(s) outside)")
+        late = self.times[(self.times < 0) | (self.times >= steps)]
+        if late.size:
+            raise ObservationError(f"time(s) {late.tolist()} outside the trajectory's stored steps 0..{steps - 1}")
+
+    def channel_index(self, channels: Sequence[str]) -> np.ndarray:
+        """``(S,)``: each sensor's channel position in ``channels``."""
+        return np.array([list(channels).index(f) for f in self.fields])
+
+    def write(self, path: str | Path) -> Path:
+        """Write the HDF5 format, atomically."""
+        path = Path(path)
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            f.attrs["format"], f.attrs["dataset"] = FORMAT, self.dataset
+            f["times"], f["values"] = self.times.astype(np.int64), self.values.astype(np.float64)
+            group = f.create_group("sensors")
+            group["index"], group["noise_std"] = self.index.astype(np.int64), self.noise_std.astype(np.float64)
+            group["field"] = np.array(self.fields, dtype=h5py.string_dtype())
+        return path
+
+
+def _read_h5(path: Path) -> Observations:
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("times", "values", "sensors/index", "sensors/field", "sensors/noise_std") if k not in f]
+            if missing:
+                raise ObservationError(f"missing dataset(s) {missing}")
+            return Observations(f["times"][()].astype(np.int64), f["values"][()].astype(np.float64),
+                                f["sensors/index"][()].astype(np.int64),
+                                tuple(v.decode() if isinstance(v, bytes) else str(v) for v in f["sensors/field"][()]),
+                                f["sensors/noise_std"][()].astype(np.float64), str(f.attrs.get("dataset", "")))
+    except OSError as error:
+        raise ObservationError(f"not a readable HDF5 file ({error})") from None
+
+
+def _read_csv(path: Path) -> Observations:
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or tuple(c.strip() for c in rows[0]) != CSV_HEADER:
+        raise ObservationError(f"the header must be {','.join(CSV_HEADER)}, got {','.join(rows[0]) if rows else 'nothing'}")
+    readings, sensors, times, noise = [], {}, set(), {}
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) != len(CSV_HEADER):
+            raise ObservationError(f"line {number}: expected {len(CSV_HEADER)} columns, got {len(row)}")
+        try:
+            time, field, i, j = int(row[0]), row[1].strip(), int(row[2]), int(row[3])
+            value, std = float(row[4]) if row[4].strip() else float("nan"), float(row[5])
+        except ValueError as error:
+            raise ObservationError(f"line {number}: {error}") from None
+        key = (field, i, j)
+        if noise.setdefault(key, std) != std:
+            raise ObservationError(f"line {number}: sensor {key} has two noise_std values, {noise[key]} and {std}")
+        sensors.setdefault(key, len(sensors))
+        times.add(time)
+        readings.append((time, key, value))
+    if not readings:
+        raise ObservationError("no readings (only the header)")
+    order = sorted(times)
+    values = np.full((len(order), len(sensors)), np.nan)
+    for time, key, value in readings:
+        values[order.index(time), sensors[key]] = value
+    keys = list(sensors)
+    return Observations(np.array(order), values, np.array([[i, j] for _, i, j in keys]), tuple(k[0] for k in keys),
+                        np.array([noise[k] for k in keys]))
+
+
+READERS = {".h5": _read_h5, ".hdf5": _read_h5, ".csv": _read_csv}
+
+
+def read(path: str | Path) -> Observations:
+    """Parse an observation file (format by suffix: :data:`READERS`)."""
+    path = Path(path)
+    if path.suffix not in READERS:
+        raise ObservationError(f"{path}: unknown observation format {path.suffix!r}; use one of {sorted(READERS)}")
+    if not path.is_file():
+        raise ObservationError(f"{path}: no such observation file")
+    try:
+        return READERS[path.suffix](path)
+    except ObservationError as error:
+        raise ObservationError(f"{path}: {error}") from None
+
+
+def sample(states: np.ndarray, channels: Sequence[str], fields: Sequence[str], sensors: int, every: int,
+           noise: float, seed: int = 0, dataset: str = "") -> Observations:
+    """Synthetic observations of a trajectory ``states (T, C, H, W)`` (physical units):
+    ``sensors`` grid points drawn without replacement, each reading every field of
+    ``fields``, at stored steps ``0, every, 2 every, ...``, with Gaussian noise of standard
+    deviation ``noise`` times the field's standard deviation over the trajectory."""
+    t, c, h, w = states.shape
+    if not 1 <= sensors <= h * w:
+        raise ObservationError(f"sensors: need between 1 and {h * w} grid points, got {sensors}")
+    if every < 1 or noise <= 0:
+        raise ObservationError(f"need every >= 1 and noise > 0, got every={every}, noise={noise}")
+    unknown = sorted(set(fields) - set(channels))
+    if unknown:
+        raise ObservationError(f"unknown field(s) {unknown}; the dataset's fields are {list(channels)}")
+    rng = np.random.default_rng(seed)
+    points = rng.choice(h * w, size=sensors, replace=False)
+    index = np.stack(np.unravel_index(points, (h, w)), axis=1)  # (P, 2)
+    times = np.arange(0, t, every)
+    chans = [list(channels).index(f) for f in fields]
+    truth = states[times][:, chans][:, :, index[:, 0], index[:, 1]]  # (T', F, P)
+    std = np.array([states[:, k].std() for k in chans])  # (F,)
+    noise_std = np.repeat(noise * np.maximum(std, 1e-12), sensors)  # (F P,)
+    values = truth.reshape(len(times), -1) + noise_std * rng.standard_normal((len(times), len(chans) * sensors))
+    return Observations(times, values, np.tile(index, (len(chans), 1)), tuple(f for f in fields for _ in range(sensors)),
+                        noise_std, dataset)

@@ -1,0 +1,51 @@
+"""``latentops observe``: synthetic sensor observations of a trajectory of a Well dataset,
+for twin experiments; ``latentops validate-observations``: check an observation file
+against the dataset it observes (``pipelines.data.observations`` has the format)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines.config import DataConfig
+from pipelines.data.observations import ObservationError, Observations, read, sample
+from pipelines.data.windows import WellWindows, trajectories
+
+__all__ = ["run", "validate"]
+
+
+def _trajectory(data: DataConfig, split: str, trajectory: int) -> tuple[WellWindows, object]:
+    windows = trajectories(data, split)
+    if not 0 <= trajectory < len(windows):
+        raise ObservationError(f"--trajectory {trajectory}: the {split} split has trajectories 0..{len(windows) - 1}")
+    states = windows.normalizer.denormalize(windows[trajectory]["x"], dim=0)  # (C, T, H, W), physical
+    return windows, states.movedim(1, 0).numpy()  # (T, C, H, W)
+
+
+def run(data: DataConfig, output: str | Path, split: str = "test", trajectory: int = 0, fraction: float = 0.01,
+        sensors: int | None = None, fields: list[str] | None = None, every: int = 4, noise: float = 0.1,
+        seed: int = 0) -> Observations:
+    """Observe trajectory ``trajectory`` of ``split`` at ``sensors`` grid points (default:
+    ``fraction`` of them, at least one) and write the HDF5 file ``output``."""
+    windows, states = _trajectory(data, split, trajectory)
+    h, w = states.shape[-2:]
+    if sensors is None:
+        if not 0 < fraction <= 1:
+            raise ObservationError(f"--fraction must be in (0, 1], got {fraction}")
+        sensors = max(1, round(fraction * h * w))
+    observations = sample(states, windows.channels, fields or windows.channels, sensors, every, noise, seed,
+                          windows.dataset_name)
+    observations.write(output)
+    return observations
+
+
+def validate(path: str | Path, data: DataConfig, split: str = "test", trajectory: int = 0) -> Observations:
+    """Read ``path`` and check it against trajectory ``trajectory`` of ``split``."""
+    observations = read(path)
+    windows, states = _trajectory(data, split, trajectory)
+    if observations.dataset and observations.dataset != windows.dataset_name:
+        raise ObservationError(f"{path}: observes dataset {observations.dataset!r}, not {windows.dataset_name!r}")
+    try:
+        observations.check(windows.channels, states.shape[-2:], states.shape[0])
+    except ObservationError as error:
+        raise ObservationError(f"{path}: {error}") from None
+    return observations
