@@ -263,7 +263,7 @@ def _validate_observations(args: argparse.Namespace) -> int:
     from pipelines.stages import observe
 
     found = observe.validate(args.file, _section(args, DataConfig, "data"), args.split, args.trajectory)
-    missing = int(sum(v != v for v in found.values.ravel()))  # NaN != NaN
+    missing = int((found.values != found.values).sum())  # NaN != NaN: the missing readings
     print(f"{args.file}: OK ({len(found.fields)} sensor readings per time, {len(found.times)} times, "
           f"{missing} missing)")
     return 0

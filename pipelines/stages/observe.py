@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from pipelines.config import DataConfig
 from pipelines.data.observations import ObservationError, Observations, read, sample
 from pipelines.data.windows import WellWindows, trajectories
@@ -13,7 +15,7 @@ from pipelines.data.windows import WellWindows, trajectories
 __all__ = ["run", "validate"]
 
 
-def _trajectory(data: DataConfig, split: str, trajectory: int) -> tuple[WellWindows, object]:
+def _trajectory(data: DataConfig, split: str, trajectory: int) -> tuple[WellWindows, np.ndarray]:
     windows = trajectories(data, split)
     if not 0 <= trajectory < len(windows):
         raise ObservationError(f"--trajectory {trajectory}: the {split} split has trajectories 0..{len(windows) - 1}")
