@@ -193,6 +193,21 @@ def _promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _twin_experiment(args: argparse.Namespace) -> int:
+    from pipelines import layout
+    from pipelines.config import AssimilateConfig
+    from pipelines.stages import assimilate
+
+    outcome = assimilate.run(_section(args, AssimilateConfig, "assimilate"), _section(args, DataConfig, "data"),
+                             progress=not args.quiet)
+    for label, by in outcome["ratios"].items():
+        print(f"twin-experiment: {label}: VRMSE of the latent EnSF / the free forecast's, by lead window: "
+              + ", ".join(f"{w} {ratio}" for w, ratio in by.items()))
+    print(f"twin-experiment: seconds per cycle {outcome['seconds_per_cycle']}; -> {layout.ASSIMILATION}, "
+          f"{layout.ASSIMILATION_REPORT}")
+    return 0
+
+
 def _tune(args: argparse.Namespace) -> int:
     from pipelines.stages import tune
     from pipelines.config import CacheLatentsConfig, TrainAutoencoderConfig, TrainEmulatorConfig, TuneConfig
@@ -359,6 +374,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="show the decision, its probability and the interval of the difference; change nothing")
     p.add_argument("--stage", action="store_true", help="also set the deprecated 'Production' stage (older UIs)")
+
+    _command(sub, "twin-experiment", _twin_experiment,
+             "latent data assimilation on synthetic observations of test trajectories (params: assimilate)",
+             "The twin experiment of the assimilate stage: observe the first assimilate.trajectories trajectories "
+             "of assimilate.split with synthetic sensors (a fraction assimilate.sensors of the grid points, every "
+             "assimilate.every stored steps, noise assimilate.noise times each field's std; written under "
+             "data/observations/), forecast them with the best evaluated version of each of assimilate.kinds "
+             "freely and with the latent ensemble score filter (LD-EnSF; assimilate.filter), and score both: VRMSE "
+             "and CRPS by lead window with bootstrap intervals, the filter's VRMSE over the free forecast's with a "
+             "paired interval, wall time per cycle. Writes metrics/assimilation.json, metrics/assimilation/*.csv, "
+             "reports/assimilation.{md,png} and reports/assimilation_panel.png; one MLflow run.")
 
     p = _command(sub, "tune", _tune, "run or resume an Optuna study (params: tune)",
                  "Optuna studies, tracked in MLflow (a parent run per study, a child run per trial). "

@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from models.assimilation import ScoreFilter
 from models.kinds import emulator_kinds
 from models.samplers import FAMILIES, ODESampler
 from pipelines.evaluation.scorecard import HEADLINE, Scorecard
@@ -365,6 +366,53 @@ class PromoteConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class FilterConfig(ScoreFilter):
+    """The ensemble score filter's settings: the configured
+    :class:`models.assimilation.ScoreFilter` itself, checked (its own ``problems``)."""
+
+    def __post_init__(self) -> None:  # checked by validate, which names the key
+        pass
+
+    def validate(self, key: str) -> None:
+        for name, message in self.problems():
+            check(False, f"{key}.{name}", message)
+
+
+@dataclasses.dataclass(frozen=True)
+class AssimilateConfig:
+    """``assimilate:`` section: the twin experiment (``pipelines.stages.assimilate``). The
+    first ``trajectories`` trajectories of ``split`` are observed at ``sensors`` (a fraction
+    of the grid points) in ``fields`` (empty: all), every ``every`` stored steps, with
+    Gaussian noise of ``noise`` times each field's standard deviation; the best evaluated
+    version of each of ``kinds`` forecasts them freely and with the latent score filter."""
+
+    kinds: tuple[str, ...] = ("solver", "diffusion")
+    split: Literal["train", "valid", "test"] = "test"
+    trajectories: int = 8
+    sensors: float = 0.01
+    fields: tuple[str, ...] = ()
+    every: int = 4
+    noise: float = 0.1
+    members: int = 16
+    filter: FilterConfig = FilterConfig()
+    lead_windows: tuple[tuple[int, int], ...] = ((1, 20), (21, 60), (61, 100))
+    confidence: float = 0.95
+    seed: int = 0
+
+    def validate(self, key: str) -> None:
+        check(len(self.kinds) >= 1, f"{key}.kinds", "needs at least one latent emulator kind")
+        check_names(self.kinds, emulator_kinds(latent=True), f"{key}.kinds")
+        check(self.trajectories >= 1, f"{key}.trajectories", f"must be >= 1, got {self.trajectories}")
+        check(0 < self.sensors <= 1, f"{key}.sensors", f"must be a fraction in (0, 1], got {self.sensors}")
+        check(self.every >= 1, f"{key}.every", f"must be >= 1, got {self.every}")
+        check(self.noise > 0, f"{key}.noise", f"must be > 0, got {self.noise}")
+        check(self.members >= 2, f"{key}.members", f"must be >= 2, got {self.members}")
+        check(len(self.lead_windows) >= 1 and all(1 <= a <= b for a, b in self.lead_windows), f"{key}.lead_windows",
+              f"must be [[first, last], ...] with 1 <= first <= last, got {[list(w) for w in self.lead_windows]}")
+        check(0.5 <= self.confidence < 1, f"{key}.confidence", f"must be in [0.5, 1), got {self.confidence}")
+
+
+@dataclasses.dataclass(frozen=True)
 class SamplerStudyConfig:
     """``tune.sampler:`` the sampler study (``latentops tune --study sampler``): azula
     samplers and their settings for one registered diffusion emulator, two objectives
@@ -440,7 +488,7 @@ class TuneConfig:
 SECTIONS: dict[str, type] = {
     "simulate": SimulateConfig, "data": DataConfig, "train_autoencoder": TrainAutoencoderConfig,
     "cache_latents": CacheLatentsConfig, "train_emulator": TrainEmulatorConfig, "evaluate": EvaluateConfig,
-    "promote": PromoteConfig, "tune": TuneConfig,
+    "promote": PromoteConfig, "assimilate": AssimilateConfig, "tune": TuneConfig,
 }
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["CHECKPOINTS", "EVALUATION", "EVALUATION_CURVES", "METRICS", "MODELS", "OBSERVATIONS", "PROMOTION", "REPORTS",
+__all__ = ["ASSIMILATION", "ASSIMILATION_CURVES", "ASSIMILATION_FIGURE", "ASSIMILATION_PANEL", "ASSIMILATION_REPORT",
+           "CHECKPOINTS", "COMPARISON_FIGURE", "COMPARISON_REPORT", "EVALUATION", "EVALUATION_CURVES", "METRICS", "MODELS", "OBSERVATIONS", "PROMOTION", "REPORTS",
            "SIMULATE_SUMMARY", "autoencoder", "autoencoder_curve", "autoencoder_summary", "checkpoint_dir",
            "emulator", "emulator_rollout", "emulator_summary", "latent_cache", "model_dir", "observations"]
 
@@ -30,7 +31,14 @@ REPORTS = Path("reports")
 SIMULATE_SUMMARY = METRICS / "simulate.yaml"
 EVALUATION = METRICS / "evaluation.json"
 EVALUATION_CURVES = METRICS / "evaluation"
+COMPARISON_REPORT = REPORTS / "comparison.md"
+COMPARISON_FIGURE = REPORTS / "comparison.png"
 PROMOTION = METRICS / "promotion.json"
+ASSIMILATION = METRICS / "assimilation.json"
+ASSIMILATION_CURVES = METRICS / "assimilation"
+ASSIMILATION_REPORT = REPORTS / "assimilation.md"
+ASSIMILATION_FIGURE = REPORTS / "assimilation.png"
+ASSIMILATION_PANEL = REPORTS / "assimilation_panel.png"
 
 
 def autoencoder(latent_channels: int) -> str:

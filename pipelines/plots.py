@@ -65,6 +65,18 @@ def reconstruction_panel(truth: np.ndarray, prediction: np.ndarray, channels: Se
     return _image_grid(cells, channels, ["truth", "reconstruction", "|error|"], title)
 
 
+def assimilation_panel(truth: np.ndarray, free: np.ndarray, analysis: np.ndarray, spread: np.ndarray,
+                       sensors: np.ndarray, title: str) -> Figure:
+    """One field at one time: the truth with the sensors (white dots), the free forecast's
+    and the analysis' ensemble means on the truth's colour scale, and the analysis spread.
+    Images are ``(H, W)``; ``sensors`` is ``(S, 2)`` grid indices."""
+    scale = {"vmin": float(truth.min()), "vmax": float(truth.max()), "cmap": "viridis"}
+    cells = [[(truth, scale), (free, scale), (analysis, scale), (spread, {"cmap": "magma"})]]
+    fig = _image_grid(cells, [""], ["truth and sensors", "free forecast", "analysis", "analysis spread"], title)
+    fig.axes[0].scatter(sensors[:, 0], sensors[:, 1], s=6, c="white", edgecolors="black", linewidths=0.3)
+    return fig
+
+
 def rollout_panel(truth: np.ndarray, prediction: np.ndarray, leads: Sequence[int], title: str) -> Figure:
     """One field along a rollout. Rows: truth, prediction, absolute error; columns: lead
     times. ``truth`` and ``prediction`` are ``(T, H, W)``, one frame per entry of ``leads``."""

@@ -35,7 +35,7 @@ import numpy as np
 
 from pipelines.io import atomic_path
 
-__all__ = ["FORMAT", "ObservationError", "Observations", "read", "sample"]
+__all__ = ["FORMAT", "ObservationError", "Observations", "read", "sample", "sensor_count"]
 
 FORMAT = "latentops-observations/1"
 CSV_HEADER = ("time", "field", "i", "j", "value", "noise_std")
@@ -164,6 +164,13 @@ def read(path: str | Path) -> Observations:
         return READERS[path.suffix](path)
     except ObservationError as error:
         raise ObservationError(f"{path}: {error}") from None
+
+
+def sensor_count(fraction: float, shape: Sequence[int]) -> int:
+    """``fraction`` of the grid points of a grid of ``shape``, at least one."""
+    if not 0 < fraction <= 1:
+        raise ObservationError(f"the sensor fraction must be in (0, 1], got {fraction}")
+    return max(1, round(fraction * int(np.prod(shape))))
 
 
 def sample(states: np.ndarray, channels: Sequence[str], fields: Sequence[str], sensors: int, every: int,

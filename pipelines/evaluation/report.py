@@ -105,13 +105,10 @@ def table(results: Sequence[Result], windows: Sequence[str], confidence: float =
     return "\n".join(lines) + "\n"
 
 
-def write(results: Sequence[Result], windows: Sequence[str], confidence: float = 0.95,
-          directory: Path = layout.REPORTS) -> list[Path]:
-    """``comparison.md`` and ``comparison.png`` under ``directory``, written atomically."""
-    directory.mkdir(parents=True, exist_ok=True)
-    markdown = directory / "comparison.md"
+def write(results: Sequence[Result], windows: Sequence[str], confidence: float = 0.95) -> list[Path]:
+    """The comparison report and its figure (``pipelines.layout``), written atomically."""
+    markdown, figure = layout.COMPARISON_REPORT, layout.COMPARISON_FIGURE
     write_text(markdown, "# Model comparison\n\n" + table(results, windows, confidence))
-    figure = directory / "comparison.png"
     rows = latest(results)
     groups = [_name(r, short=True) + (f"\nrate {r.compression_rate}" if r.compression_rate else "") for r in rows]
     series = {w: [r.card.value(f"vrmse_{w}") for r in rows] for w in windows}

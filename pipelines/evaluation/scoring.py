@@ -38,7 +38,7 @@ from pipelines.serving.forecaster import Forecaster
 
 __all__ = [
     "AE_TRUTH", "Baseline", "Climatology", "ConservedMean", "Metric", "Persistence", "Scorer", "Scores", "Truth",
-    "forecast_batches", "score_autoencoder", "score_baseline", "score_forecaster", "suite", "window_label",
+    "curve_table", "forecast_batches", "score_autoencoder", "score_baseline", "score_forecaster", "suite", "window_label",
 ]
 
 AE_TRUTH = "ae_truth/"  # prefix of the scores against the auto-encoded truth D(E(x))
@@ -46,6 +46,15 @@ AE_TRUTH = "ae_truth/"  # prefix of the scores against the auto-encoded truth D(
 
 def window_label(first: int, last: int) -> str:
     return f"{first}-{last}"
+
+
+def curve_table(columns: dict[str, dict[int, float]], names: Sequence[str]) -> str:
+    """A CSV of metrics by lead (``dvc plots``): ``lead`` and each of ``names`` that
+    ``columns`` (metric -> lead -> value) has, one row per lead of ``vrmse``."""
+    names = [n for n in names if columns.get(n)]
+    leads = sorted(columns["vrmse"])
+    rows = [",".join([str(lead), *(f"{columns[n].get(lead, float('nan')):.6g}" for n in names)]) for lead in leads]
+    return "\n".join([",".join(["lead", *names]), *rows]) + "\n"
 
 
 @dataclass

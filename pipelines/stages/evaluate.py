@@ -42,7 +42,8 @@ from pipelines.evaluation import metrics, report, scoring
 from pipelines.evaluation.key import evaluation_key
 from pipelines.evaluation.scorecard import Result, Scorecard
 from pipelines.evaluation.scoring import (AE_TRUTH, Baseline, Climatology, ConservedMean, Persistence, Scores, Truth,
-                               score_autoencoder, score_baseline, score_forecaster, window_label)
+                               curve_table, score_autoencoder, score_baseline, score_forecaster,
+                               window_label)
 from pipelines.io import atomic_path, write_json, write_text
 from pipelines.serving.forecaster import Forecaster
 from pipelines.tracking import evaluations
@@ -188,13 +189,6 @@ def _log_figures(scores: Scores, truth: Truth, stride: int, prediction: torch.Te
         mlflow.log_artifact(str(path), "plots")
 
 
-def _curve_rows(columns: dict[str, dict[int, float]]) -> str:
-    names = [n for n in CURVE_METRICS if columns.get(n)]
-    leads = sorted(columns["vrmse"])
-    rows = [",".join([str(lead), *(f"{columns[n].get(lead, float('nan')):.6g}" for n in names)]) for lead in leads]
-    return "\n".join([",".join(["lead", *names]), *rows]) + "\n"
-
-
 def _write_outputs(results: list[Result], base: list[tuple[Result, Scores]], cfg: EvaluateConfig) -> list[Path]:
     """``metrics/evaluation.json``, ``metrics/evaluation/<label>.csv`` (per-lead curves:
     from each version's evaluation run, and of the baselines) and the comparison report;
@@ -206,9 +200,9 @@ def _write_outputs(results: list[Result], base: list[tuple[Result, Scores]], cfg
         for r in results:
             if r.run_id:
                 columns = {n: {m.step: m.value for m in client.get_metric_history(r.run_id, n)} for n in CURVE_METRICS}
-                write_text(tmp / f"{r.label}.csv", _curve_rows(columns))
+                write_text(tmp / f"{r.label}.csv", curve_table(columns, CURVE_METRICS))
         for r, scores in base:
             columns = {n: dict(zip(scores.leads, scores.by_lead(n).tolist())) for n in CURVE_METRICS
                        if n in scores.values}
-            write_text(tmp / f"{r.label}.csv", _curve_rows(columns))
+            write_text(tmp / f"{r.label}.csv", curve_table(columns, CURVE_METRICS))
     return report.write(results, [window_label(a, b) for a, b in cfg.lead_windows], cfg.confidence)

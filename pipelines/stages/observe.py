@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.config import DataConfig
-from pipelines.data.observations import ObservationError, Observations, read, sample
+from pipelines.data.observations import ObservationError, Observations, read, sample, sensor_count
 from pipelines.data.windows import WellWindows, trajectories
 
 __all__ = ["run", "validate"]
@@ -29,11 +29,8 @@ def run(data: DataConfig, output: str | Path, split: str = "test", trajectory: i
     """Observe trajectory ``trajectory`` of ``split`` at ``sensors`` grid points (default:
     ``fraction`` of them, at least one) and write the HDF5 file ``output``."""
     windows, states = _trajectory(data, split, trajectory)
-    h, w = states.shape[-2:]
     if sensors is None:
-        if not 0 < fraction <= 1:
-            raise ObservationError(f"--fraction must be in (0, 1], got {fraction}")
-        sensors = max(1, round(fraction * h * w))
+        sensors = sensor_count(fraction, states.shape[-2:])
     observations = sample(states, windows.channels, fields or windows.channels, sensors, every, noise, seed,
                           windows.dataset_name)
     observations.write(output)

@@ -128,7 +128,7 @@ def test_samplers_and_pruners_mirror_their_tables():
 
 STAGE_MODULES = {"simulate": "simulate", "train_autoencoder": "train_autoencoder", "cache_latents": "cache_latents",
                  "train_emulator": "train_emulator", "train_pixel_solver": "train_emulator", "evaluate": "evaluate",
-                 "promote": "promote"}
+                 "promote": "promote", "assimilate": "assimilate"}
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +141,11 @@ def _expected_outs() -> dict[str, set[str]]:
     params = __import__("yaml").safe_load((ROOT / "params.yaml").read_text())
     widths = params["train_autoencoder"]["latent_channels"]
     out = {"simulate": {params["simulate"]["output"], str(layout.SIMULATE_SUMMARY)},
-           "evaluate": {str(layout.REPORTS), str(layout.EVALUATION), str(layout.EVALUATION_CURVES)},
-           "promote": {str(layout.PROMOTION)}}
+           "evaluate": {str(layout.COMPARISON_REPORT), str(layout.COMPARISON_FIGURE), str(layout.EVALUATION),
+                        str(layout.EVALUATION_CURVES)},
+           "promote": {str(layout.PROMOTION)},
+           "assimilate": {str(layout.OBSERVATIONS), str(layout.ASSIMILATION_REPORT), str(layout.ASSIMILATION_FIGURE),
+                          str(layout.ASSIMILATION_PANEL), str(layout.ASSIMILATION), str(layout.ASSIMILATION_CURVES)}}
     for c in widths:
         out[f"train_autoencoder@{c}"] = {str(layout.model_dir(layout.autoencoder(c))),
                                          str(layout.autoencoder_summary(c)), str(layout.autoencoder_curve(c))}

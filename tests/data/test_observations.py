@@ -111,7 +111,7 @@ def test_each_malformed_observation_file_gives_one_clear_error(data, tmp_path, c
 @pytest.mark.parametrize(("settings", "expected"), [
     ({"sensors": 0}, "between 1 and 64"), ({"sensors": 65}, "between 1 and 64"), ({"every": 0}, "every >= 1"),
     ({"noise": 0.0}, "noise > 0"), ({"fields": ["vorticity"]}, "unknown field"), ({"trajectory": 5}, "--trajectory 5"),
-    ({"fraction": 0.0}, "--fraction must be in (0, 1]")])
+    ({"fraction": 0.0}, "sensor fraction must be in (0, 1]")])
 def test_bad_observe_settings_write_nothing(data, tmp_path, settings, expected):
     output = tmp_path / "out" / "obs.h5"
     with pytest.raises(ObservationError, match=expected.replace("(", r"\(").replace("]", r"\]")):

@@ -117,6 +117,8 @@ def tiny_project(dest: Path) -> Path:
     emulator["train"].update(steps=2, batch_size=8, val_every=2, val_batches=1, checkpoint_every=2, device="cpu")
     emulator["score"].update(trajectories=1, members=2)
     params["evaluate"].update(trajectories=1, members=2)
+    params["assimilate"].update(trajectories=1, members=3)
+    params["assimilate"]["filter"]["steps"] = 2
     params["tune"]["sampler"].update(trials=2, steps=[3, 5], score={"trajectories": 1, "members": 2,
                                                                      "lead_windows": [[1, 8]]})
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

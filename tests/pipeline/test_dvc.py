@@ -38,7 +38,7 @@ def project(tmp_path) -> Path:
 
 STAGES = ("simulate", "train_autoencoder@4", "train_autoencoder@1", "cache_latents@4", "cache_latents@1",
           "train_emulator@diffusion-4", "train_emulator@diffusion-1", "train_emulator@solver-4",
-          "train_emulator@solver-1", "train_pixel_solver", "evaluate", "promote")
+          "train_emulator@solver-1", "train_pixel_solver", "evaluate", "promote", "assimilate")
 
 
 def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
@@ -59,6 +59,9 @@ def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
     assert json.loads((project / "metrics/autoencoder/c1.json").read_text())["compression_rate"] == 5 * 16 / 1
     assert (project / "data/latents/c4/test.h5").is_file()
     assert (project / "mlflow.db").is_file()
+    assimilation = json.loads((project / "metrics/assimilation.json").read_text())  # the twin experiment
+    assert {row["method"] for row in assimilation["rows"].values()} == {"free", "ensf"}
+    assert (project / "data/observations/test_0.h5").is_file() and (project / "reports/assimilation.md").is_file()
     dataset = project / "data"
     before = tree_digest(dataset)
     assert "raw/euler_mini/stats.yaml" in before and any(k.startswith("raw/euler_mini/data/train/") for k in before)
@@ -87,7 +90,7 @@ def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], project)  # only the stages that read the changed section run again
     assert "Running stage 'evaluate'" in out
-    assert not any(f"Running stage '{stage}'" in out for stage in STAGES[:-2])
+    assert not any(f"Running stage '{stage}'" in out for stage in STAGES[:-3])  # evaluate, promote, assimilate
 
     # A tuned sampler, applied to params.yaml, rebuilds exactly what it changes.
     run(["latentops", "tune", "--study", "sampler", "-q"], project)
@@ -97,7 +100,7 @@ def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
     rerun = {stage for stage in STAGES if f"Running stage '{stage}'" in out}
     # (one matrix stage trains both latent kinds, so the solvers re-run too: DVC lists params per stage)
     assert rerun == {f"train_emulator@{kind}-{c}" for kind in ("diffusion", "solver") for c in (4, 1)} | {
-        "evaluate", "promote"}
+        "evaluate", "promote", "assimilate"}
     for c in (4, 1):
         model = yaml.safe_load((project / f"data/models/emulator_diffusion_c{c}/MLmodel").read_text())
         assert model["metadata"]["sampler"] == {**params["train_emulator"]["sampler"], **tuned}

@@ -1,0 +1,229 @@
+"""Stage ``assimilate``: the twin experiment of latent data assimilation (LD-EnSF).
+
+The first ``assimilate.trajectories`` trajectories of ``assimilate.split`` play the truth.
+Each is observed (``pipelines.data.observations.sample``: a fraction ``sensors`` of the grid
+points, every ``every`` stored steps, noise ``noise`` times each field's standard deviation;
+written to ``data/observations/<split>_<i>.h5``), and for the best evaluated version of each
+latent kind in ``assimilate.kinds`` (lowest ``vrmse_mean`` in ``metrics/evaluation.json``):
+
+- ``free``: the emulator's forecast from the first state, ``members`` members, no readings;
+- ``ensf``: the same emulator and ensemble, corrected by the latent ensemble score filter
+  wherever readings exist (``pipelines.serving.assimilator``).
+
+Both are scored by the evaluation's metric suite (VRMSE of the ensemble mean, fair CRPS,
+spread-skill) at every forecast time, per lead window with bootstrap intervals over
+trajectories; the ratio of the filter's VRMSE to the free forecast's, per window, gets a
+paired bootstrap interval. Wall time per cycle (forecast step and analysis, all members) is
+measured for each. Outputs: ``metrics/assimilation.json``, ``metrics/assimilation/<row>.csv``
+(per lead, ``dvc plots``), ``reports/assimilation.md`` and two figures, and one MLflow run
+in ``<dataset>/assimilate`` with the versions used as lineage tags.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipelines import layout, plots
+from pipelines.config import AssimilateConfig, DataConfig
+from pipelines.data.observations import Observations, sample, sensor_count
+from pipelines.evaluation.bootstrap import paired_statistic
+from pipelines.evaluation.scorecard import Estimate, Result
+from pipelines.evaluation.scoring import EnsembleMeanVRMSE, FairCRPS, Scorer, SpreadSkill, Truth, curve_table, window_label
+from pipelines.io import atomic_path, write_json, write_text
+from pipelines.serving.assimilator import LatentAssimilator, Sensors
+from pipelines.serving.forecaster import Forecaster
+from pipelines.tracking import registry
+from pipelines.tracking import runs as tracking
+
+STAGE = "assimilate"
+METRICS = (EnsembleMeanVRMSE(), FairCRPS(), SpreadSkill())
+CURVES = tuple(m.name for m in METRICS)
+METHODS = {"free": "free forecast", "ensf": "latent EnSF"}
+
+
+@dataclass
+class Version:
+    """A registered emulator version chosen for the experiment, and its forecaster."""
+
+    label: str  # as in metrics/evaluation.json, e.g. solver_c16_v4
+    kind: str
+    version: int
+    uri: str
+    forecaster: Forecaster
+
+
+def chosen(kinds: tuple[str, ...], evaluation: Path = layout.EVALUATION) -> list[tuple[str, dict]]:
+    """The best evaluated version (lowest ``vrmse_mean``) of each of ``kinds``, from
+    ``evaluation`` (``metrics/evaluation.json``): ``(label, row)`` pairs."""
+    if not evaluation.is_file():
+        raise FileNotFoundError(f"{evaluation} not found: run `latentops evaluate` first")
+    rows = json.loads(evaluation.read_text())
+    picked = []
+    for kind in kinds:
+        candidates = [(label, row) for label, row in rows.items() if row.get("kind") == kind and row.get("version")]
+        if not candidates:
+            raise ValueError(f"assimilate.kinds: {evaluation} has no evaluated {kind} version; evaluated kinds are "
+                             f"{sorted({r.get('kind') for r in rows.values() if r.get('version')})}")
+        picked.append(min(candidates, key=lambda item: item[1]["metrics"]["vrmse_mean"]))
+    return picked
+
+
+def _load(label: str, row: dict) -> Version:
+    uri = f"models:/{row['name']}/{row['version']}"
+    forecaster = registry.load_forecaster_model(uri).unwrap_python_model().forecaster
+    return Version(label, row["kind"], int(row["version"]), uri, forecaster)
+
+
+def readings(observations: Observations, channels: list[str], stride: int, steps: int) -> tuple[Sensors, torch.Tensor]:
+    """The sensors and the readings ``(steps, S)`` at stored steps ``stride, 2 stride, ...``
+    (NaN where nothing was read at a forecast time)."""
+    sensors = Sensors(torch.as_tensor(observations.channel_index(channels), dtype=torch.long),
+                      torch.as_tensor(observations.index, dtype=torch.long),
+                      torch.as_tensor(observations.noise_std, dtype=torch.float32))
+    values = torch.full((steps, len(observations.fields)), float("nan"))
+    for row, t in enumerate(observations.times.tolist()):
+        if t > 0 and t % stride == 0 and t // stride <= steps:
+            values[t // stride - 1] = torch.as_tensor(observations.values[row], dtype=torch.float32)
+    return sensors, values
+
+
+def run(cfg: AssimilateConfig, data: DataConfig, progress: bool = True) -> dict[str, object]:
+    """Run the twin experiment; returns a summary (rows, the filter's VRMSE ratios)."""
+    torch.manual_seed(cfg.seed)
+    versions = [_load(label, row) for label, row in chosen(cfg.kinds)]
+    truth = Truth.load(data, cfg.split, cfg.trajectories)
+    stride = versions[0].forecaster.stride
+    leads = truth.leads(stride, max(last for _, last in cfg.lead_windows))
+    targets = truth.targets(stride, leads)  # (N, T, C, H, W)
+    fields = list(cfg.fields) or truth.channels
+    count = sensor_count(cfg.sensors, truth.states.shape[-2:])
+    scorers = {(m, v.label): Scorer(METRICS, leads, truth.channels) for v in versions for m in METHODS}
+    seconds = dict.fromkeys(scorers, 0.0)
+    panel: dict[str, np.ndarray] = {}
+    bar = tqdm(total=len(truth.states) * len(versions), desc="assimilate", unit="run", disable=not progress)
+    for i in range(len(truth.states)):
+        observations = sample(truth.states[i].movedim(1, 0).numpy(), truth.channels, fields, count, cfg.every,
+                              cfg.noise, cfg.seed + i, truth.dataset)
+        observations.write(layout.observations(cfg.split, i))
+        sensors, values = readings(observations, truth.channels, stride, len(leads))
+        initial, cond = truth.states[i, :, 0], truth.cond[i]
+        for v in versions:
+            f = v.forecaster
+            start = time.perf_counter()
+            free = f.forecast(initial[None, :, None], cond[None], len(leads), cfg.members, cfg.seed + i)[0, :, :, 1:]
+            seconds["free", v.label] += time.perf_counter() - start
+            start = time.perf_counter()
+            generator = torch.Generator().manual_seed(cfg.seed + i)
+            latents = LatentAssimilator(f, cfg.filter, cfg.members).run(initial, cond, sensors, values, generator)
+            analysis = f.from_space(latents)  # (M, C, T, H, W)
+            seconds["ensf", v.label] += time.perf_counter() - start
+            for method, ensemble in (("free", free), ("ensf", analysis)):
+                scorers[method, v.label].add(ensemble.movedim(2, 1)[None], targets[i : i + 1])
+            if i == 0 and v is versions[0]:
+                panel = {"free": free.mean(dim=0)[:, -1].numpy(), "analysis": analysis.mean(dim=0)[:, -1].numpy(),
+                         "spread": analysis.std(dim=0)[:, -1].numpy(), "sensors": observations.index}
+            bar.update()
+    bar.close()
+    cycles = len(truth.states) * len(leads)
+    rows = {}
+    for (method, label), scorer in scorers.items():
+        v = next(v for v in versions if v.label == label)
+        scores = scorer.scores(seconds[method, label] / len(truth.states))
+        card = scores.scorecard(cfg.lead_windows, cfg.confidence, cfg.seed)
+        rows[f"{method}_{label}"] = (Result(f"{method}_{label}", v.kind, card, v.uri.split("/")[1], v.version), scores,
+                                     seconds[method, label] / cycles)
+    ratios = _ratios(rows, versions, cfg)
+    return _write(rows, ratios, versions, truth, panel, leads, cfg, data)
+
+
+def _ratios(rows: dict, versions: list[Version], cfg: AssimilateConfig) -> dict[str, dict[str, Estimate]]:
+    """Per version and lead window: mean VRMSE of the filter over the free forecast's, with
+    a paired bootstrap interval over trajectories."""
+    out = {}
+    for v in versions:
+        ensf, free = rows[f"ensf_{v.label}"][0].card, rows[f"free_{v.label}"][0].card
+        out[v.label] = {}
+        for first, last in cfg.lead_windows:
+            name = f"vrmse_{window_label(first, last)}"
+            if name not in ensf.trajectories:
+                continue
+            ratio = paired_statistic((np.array(ensf.trajectories[name]), np.array(free.trajectories[name])),
+                                     lambda a, b, axis=-1: np.mean(a, axis=axis) / np.mean(b, axis=axis),
+                                     cfg.confidence, cfg.seed)
+            out[v.label][window_label(first, last)] = Estimate(ratio.mean, ratio.low, ratio.high)
+    return out
+
+
+def _write(rows: dict, ratios: dict, versions: list[Version], truth: Truth, panel: dict, leads: list[int],
+           cfg: AssimilateConfig, data: DataConfig) -> dict[str, object]:
+    windows = [window_label(a, b) for a, b in cfg.lead_windows]
+    summary = {label: result.summary() | {"method": label.split("_", 1)[0], "seconds_per_cycle": per_cycle}
+               for label, (result, _, per_cycle) in rows.items()}
+    ratio_json = {label: {w: [e.value, e.low, e.high] for w, e in by.items()} for label, by in ratios.items()}
+    write_json(layout.ASSIMILATION, {"rows": summary, "vrmse_ratio_ensf_over_free": ratio_json,
+                                     "sensors": cfg.sensors, "noise": cfg.noise, "every": cfg.every,
+                                     "members": cfg.members, "trajectories": len(truth.states)})
+    with atomic_path(layout.ASSIMILATION_CURVES) as tmp:
+        tmp.mkdir(parents=True)
+        for label, (_, scores, _) in rows.items():
+            columns = {n: dict(zip(scores.leads, scores.by_lead(n).tolist())) for n in CURVES if n in scores.values}
+            write_text(tmp / f"{label}.csv", curve_table(columns, CURVES))
+    write_text(layout.ASSIMILATION_REPORT, _report(rows, ratios, windows, cfg))
+    series = {f"{METHODS[label.split('_', 1)[0]]}, {label.split('_', 1)[1]}": (leads, scores.by_lead("vrmse").tolist())
+              for label, (_, scores, _) in rows.items()}
+    figures = {layout.ASSIMILATION_FIGURE: plots.curves(series, "VRMSE of the ensemble mean against the truth",
+                                                        "VRMSE", log=False, xlabel="lead (stored steps)")}
+    c = truth.channels.index("density") if "density" in truth.channels else 0
+    figures[layout.ASSIMILATION_PANEL] = plots.assimilation_panel(
+        truth.states[0, c, leads[-1]].numpy(), panel["free"][c], panel["analysis"][c], panel["spread"][c],
+        panel["sensors"], f"{truth.channels[c]}, {cfg.split} trajectory 0, lead {leads[-1]}: "
+                          f"{versions[0].label}, {len(np.unique(panel['sensors'], axis=0))} sensor positions")
+    for path, fig in figures.items():
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plots.plt.close(fig)
+    _track(summary, ratios, versions, cfg, data, truth.dataset)
+    return {"rows": {label: {w: s["metrics"].get(f"vrmse_{w}") for w in windows} for label, s in summary.items()},
+            "ratios": {label: {w: str(e) for w, e in by.items()} for label, by in ratios.items()},
+            "seconds_per_cycle": {label: s["seconds_per_cycle"] for label, s in summary.items()}}
+
+
+def _report(rows: dict, ratios: dict, windows: list[str], cfg: AssimilateConfig) -> str:
+    head = (f"# Latent data assimilation: twin experiment\n\n{cfg.trajectories} {cfg.split} trajectories observed at "
+            f"{cfg.sensors:.2%} of the grid points, every {cfg.every} stored steps, noise {cfg.noise:.0%} of each "
+            f"field's standard deviation; {cfg.members} members. VRMSE and CRPS of the ensemble, mean "
+            f"[{cfg.confidence:.0%} bootstrap interval] over trajectories, by lead window.\n\n")
+    lines = ["| method | version | " + " | ".join(f"VRMSE {w} | CRPS {w}" for w in windows) + " | s / cycle |",
+             "|---|---|" + "---|---|" * len(windows) + "---|"]
+    for label, (result, _, per_cycle) in rows.items():
+        method, version = label.split("_", 1)
+        cells = [f"{result.card.get(f'{m}_{w}').cell()}" if f"{m}_{w}" in result.card else "–"
+                 for w in windows for m in ("vrmse", "crps")]
+        lines.append(f"| {METHODS[method]} | {version} | " + " | ".join(cells) + f" | {per_cycle:.3f} |")
+    ratio_lines = ["", "VRMSE of the latent EnSF over the free forecast's (paired bootstrap):", ""]
+    ratio_lines += [f"- {label}: " + ", ".join(f"{w}: {e.cell(2)}" for w, e in by.items()) for label, by in ratios.items()]
+    return head + "\n".join(lines + ratio_lines) + "\n"
+
+
+def _track(summary: dict, ratios: dict, versions: list[Version], cfg: AssimilateConfig, data: DataConfig,
+           dataset: str) -> None:
+    tags = {f"model.{v.kind}": v.uri for v in versions}
+    with tracking.start_run(STAGE, dataset, {"assimilate": cfg, "data": data}, data.root, run_name="twin-experiment",
+                            tags=tags, system_metrics=False):
+        for label, row in summary.items():
+            mlflow.log_metrics({f"{label}/{n}": v for n, v in row["metrics"].items()}
+                               | {f"{label}/seconds_per_cycle": row["seconds_per_cycle"]})
+        for label, by in ratios.items():
+            mlflow.log_metrics({f"ratio/{label}/{w}": e.value for w, e in by.items()})
+        for path in (layout.ASSIMILATION, layout.ASSIMILATION_REPORT, layout.ASSIMILATION_FIGURE,
+                     layout.ASSIMILATION_PANEL):
+            mlflow.log_artifact(str(path))
+        mlflow.log_artifacts(str(layout.ASSIMILATION_CURVES), "curves")
