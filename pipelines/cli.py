@@ -193,6 +193,19 @@ def _promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _assimilate(args: argparse.Namespace) -> int:
+    from pipelines.config import AssimilateConfig
+    from pipelines.stages import assimilate
+
+    summary = assimilate.assimilate(_section(args, AssimilateConfig, "assimilate"), _section(args, DataConfig, "data"),
+                                    args.model, args.observations, args.split, args.trajectory, args.members,
+                                    args.seed, args.output, args.save_members)
+    print(f"assimilate: {summary['model']}: {summary['cycles']} cycles ({summary['readings_used']} with readings), "
+          f"{summary['seconds_per_cycle']:.3f} s per cycle; VRMSE of the analysis {summary['vrmse_analysis']:.3f}, "
+          f"of the free forecast {summary['vrmse_free']:.3f} -> {summary['output']}, {summary['figure']}")
+    return 0
+
+
 def _twin_experiment(args: argparse.Namespace) -> int:
     from pipelines import layout
     from pipelines.config import AssimilateConfig
@@ -374,6 +387,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="show the decision, its probability and the interval of the difference; change nothing")
     p.add_argument("--stage", action="store_true", help="also set the deprecated 'Production' stage (older UIs)")
+
+    p = _command(sub, "assimilate", _assimilate, "assimilate an observation file with a registered emulator",
+                 "Run the latent ensemble score filter (LD-EnSF; settings: assimilate.filter) with a registered latent "
+                 "<dataset>-emulator version (by default the 'production' alias) on an observation file (HDF5 or CSV, "
+                 "see `latentops observe`) of one trajectory of data.root, starting from its first state. Readings "
+                 "at forecast times (multiples of the emulator's stride) are assimilated; the others are ignored and "
+                 "counted. Writes OUTPUT.h5 (analysis mean and spread, free-forecast mean and truth, (T, H, W, C); "
+                 "the members with --save-members) and OUTPUT.png (truth and sensors, free forecast, analysis, "
+                 "spread at the last time); one MLflow run with the model URI and the file's SHA-256.", quiet=False)
+    p.add_argument("--model", default="production", help="alias, version number or models:/ URI (default: %(default)s)")
+    p.add_argument("--observations", required=True, help="observation file (.h5, .hdf5 or .csv)")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--trajectory", type=int, default=0, help="index in the split (default: %(default)s)")
+    p.add_argument("--members", type=int, help="ensemble members (default: assimilate.members)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-members", action="store_true", help="also write every member of the analysis")
+    p.add_argument("--output", default="assimilations/analysis", help="output path without suffix "
+                                                                      "(default: %(default)s)")
 
     _command(sub, "twin-experiment", _twin_experiment,
              "latent data assimilation on synthetic observations of test trajectories (params: assimilate)",

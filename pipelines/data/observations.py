@@ -35,7 +35,7 @@ import numpy as np
 
 from pipelines.io import atomic_path
 
-__all__ = ["FORMAT", "ObservationError", "Observations", "read", "sample", "sensor_count"]
+__all__ = ["FORMAT", "ObservationError", "Observations", "read", "read_checked", "sample", "sensor_count"]
 
 FORMAT = "latentops-observations/1"
 CSV_HEADER = ("time", "field", "i", "j", "value", "noise_std")
@@ -164,6 +164,20 @@ def read(path: str | Path) -> Observations:
         return READERS[path.suffix](path)
     except ObservationError as error:
         raise ObservationError(f"{path}: {error}") from None
+
+
+def read_checked(path: str | Path, dataset: str, channels: Sequence[str], resolution: Sequence[int],
+                 steps: int) -> Observations:
+    """:func:`read` ``path``, then check it against a trajectory of ``dataset`` (its fields,
+    grid and number of stored steps); every error names the file."""
+    observations = read(path)
+    if observations.dataset and observations.dataset != dataset:
+        raise ObservationError(f"{path}: observes dataset {observations.dataset!r}, not {dataset!r}")
+    try:
+        observations.check(channels, resolution, steps)
+    except ObservationError as error:
+        raise ObservationError(f"{path}: {error}") from None
+    return observations
 
 
 def sensor_count(fraction: float, shape: Sequence[int]) -> int:

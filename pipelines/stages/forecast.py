@@ -15,24 +15,13 @@ from pathlib import Path
 
 import h5py
 import torch
-from mlflow.exceptions import MlflowException
 
 from pipelines import plots
 from pipelines.config import DataConfig
 from pipelines.evaluation.metrics import vrmse
 from pipelines.evaluation.scoring import Truth
 from pipelines.io import atomic_path
-from pipelines.tracking import registry
-from pipelines.tracking.runs import tracking_uri
-
-
-def model_uri(reference: str, dataset: str) -> str:
-    """A full ``models:/...`` or ``runs:/...`` URI as given; a version number or an alias of
-    ``<dataset>-emulator`` otherwise (``production``, ``challenger``, ``3``)."""
-    if ":/" in reference or Path(reference).exists():
-        return reference
-    name = registry.emulator_name(dataset)
-    return f"models:/{name}/{reference}" if reference.isdigit() else f"models:/{name}@{reference}"
+from pipelines.tracking.references import load_emulator
 
 
 def run(data: DataConfig, reference: str = "production", split: str = "test", trajectory: int = 0,
@@ -45,13 +34,7 @@ def run(data: DataConfig, reference: str = "production", split: str = "test", tr
     if truth.states.shape[0] <= trajectory:
         raise ValueError(f"--trajectory {trajectory}: the {split} split of {data.root} has {truth.states.shape[0]} "
                          "trajectories")
-    uri = model_uri(reference, truth.dataset)
-    try:
-        model = registry.load_forecaster_model(uri)
-    except MlflowException as error:
-        raise ValueError(f"--model {reference}: cannot load {uri} from the Model Registry at {tracking_uri()} "
-                         f"({error.message.splitlines()[0]}); give a registered version, an alias such as "
-                         "production, or a models:/ URI") from None
+    uri, model = load_emulator(reference, truth.dataset)
     settings = model.metadata.metadata or {}
     stride = int(settings["stride"])
     states = truth.states[trajectory : trajectory + 1]  # (1, C, T, H, W)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.config import DataConfig
-from pipelines.data.observations import ObservationError, Observations, read, sample, sensor_count
+from pipelines.data.observations import ObservationError, Observations, read_checked, sample, sensor_count
 from pipelines.data.windows import WellWindows, trajectories
 
 __all__ = ["run", "validate"]
@@ -39,12 +39,5 @@ def run(data: DataConfig, output: str | Path, split: str = "test", trajectory: i
 
 def validate(path: str | Path, data: DataConfig, split: str = "test", trajectory: int = 0) -> Observations:
     """Read ``path`` and check it against trajectory ``trajectory`` of ``split``."""
-    observations = read(path)
     windows, states = _trajectory(data, split, trajectory)
-    if observations.dataset and observations.dataset != windows.dataset_name:
-        raise ObservationError(f"{path}: observes dataset {observations.dataset!r}, not {windows.dataset_name!r}")
-    try:
-        observations.check(windows.channels, states.shape[-2:], states.shape[0])
-    except ObservationError as error:
-        raise ObservationError(f"{path}: {error}") from None
-    return observations
+    return read_checked(path, windows.dataset_name, windows.channels, states.shape[-2:], states.shape[0])

@@ -252,3 +252,44 @@ def test_latent_assimilation_of_a_fully_observed_state_reaches_the_reconstructio
                            target).mean()
     assert torch.isfinite(latents).all()
     assert float(analysis) <= 1.1 * float(reconstruction), (float(analysis), float(reconstruction))
+
+
+def test_an_observation_file_is_assimilated_with_a_registered_version(trained, workspace, tmp_path, capsys):
+    """`latentops assimilate`: a synthetic observation file and a registered solver version
+    in, the analysis in The Well's layout, a figure and a tracked run with the file's hash
+    out; a sensor outside the grid and a pixel emulator are refused by name, nothing written."""
+    import hashlib
+
+    import h5py
+
+    from pipelines.cli import main
+    from pipelines.stages import observe
+
+    params = tmp_path / "params.yaml"
+    params.write_text(f"data: {{root: {workspace.root}}}\nassimilate: {{members: 3, filter: {{steps: 4}}}}\n")
+    observations = tmp_path / "obs.h5"
+    observe.run(workspace, observations, "test", 0, fraction=0.1, every=4, noise=0.1)
+    output = tmp_path / "out" / "analysis"
+    solver, pixel = trained["solver"].summary["version"], trained["pixel_solver"].summary["version"]
+    command = ["--params", str(params), "assimilate", "--observations", str(observations), "--output", str(output)]
+    assert main([*command, "--model", str(solver)]) == 0
+    assert "cycles" in capsys.readouterr().out
+    digest = hashlib.sha256(observations.read_bytes()).hexdigest()
+    with h5py.File(output.with_suffix(".h5")) as f:
+        steps, (h, w, c) = len(f["times"]), f["truth"].shape[1:]
+        assert steps >= 1 and f["analysis_mean"].shape == f["analysis_spread"].shape == f["free_mean"].shape == \
+            (steps, h, w, c)
+        assert np.isfinite(f["analysis_mean"][()]).all() and f.attrs["observations_sha256"] == digest
+    assert output.with_suffix(".png").is_file()
+    runs = mlflow.search_runs(experiment_names=["euler_mini/assimilate"], output_format="list")
+    assert runs[0].data.tags["observations.sha256"] == digest and runs[0].data.tags["model"].endswith(f"/{solver}")
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,field,i,j,value,noise_std\n4,density,99,0,1.0,0.1\n")
+    for reference, path, expected in ((str(solver), bad, "bad.csv"), (str(pixel), observations, "latent emulator")):
+        target = tmp_path / "refused" / "analysis"
+        assert main(["--params", str(params), "assimilate", "--observations", str(path), "--output", str(target),
+                     "--model", reference]) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and expected in error[0], error
+        assert not target.parent.exists()
