@@ -26,6 +26,7 @@ from pipelines.config import (DataConfig, SimulateConfig, TrainAutoencoderConfig
                               load_section)
 from pipelines.serving.forecaster import EMULATORS, Forecaster, emulator_arguments
 from pipelines.serving.normalizer import FieldNormalizer
+from pipelines.data import euler
 from pipelines.stages import simulate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,7 +80,7 @@ def main() -> None:
     for n in args.resolutions:
         cfg = dataclasses.replace(sim, resolution=n)
         primitive = simulate.draw_quadrants(np.random.default_rng(0), cfg)
-        clawpack = best_of(args.repeats, lambda: simulate.run_clawpack(primitive, 1.4, "open", cfg))
+        clawpack = best_of(args.repeats, lambda: euler.solve(euler.conserved(primitive, 1.4), 1.4, "open", cfg.dt, steps, cfg.cfl))
         print(f"\n{n}^2: Clawpack {clawpack:.2f} s")
         print(f"  {'emulator':38s} {'members':>7s} {'decoded s':>10s} {'ratio':>7s} {'latent-only s':>14s} {'ratio':>7s}")
         initial = torch.rand(1, CHANNELS, 1, n, n) + 0.5  # (B, C, K, H, W)

@@ -208,16 +208,16 @@ def _assimilate(args: argparse.Namespace) -> int:
 
 def _twin_experiment(args: argparse.Namespace) -> int:
     from pipelines import layout
-    from pipelines.config import AssimilateConfig
+    from pipelines.config import AssimilateConfig, SimulateConfig
     from pipelines.stages import assimilate
 
     outcome = assimilate.run(_section(args, AssimilateConfig, "assimilate"), _section(args, DataConfig, "data"),
-                             progress=not args.quiet)
+                             _section(args, SimulateConfig, "simulate"), progress=not args.quiet)
     for label, by in outcome["ratios"].items():
         print(f"twin-experiment: {label}: VRMSE of the latent EnSF / the free forecast's, by lead window: "
               + ", ".join(f"{w} {ratio}" for w, ratio in by.items()))
-    print(f"twin-experiment: seconds per cycle {outcome['seconds_per_cycle']}; -> {layout.ASSIMILATION}, "
-          f"{layout.ASSIMILATION_REPORT}")
+    print(f"twin-experiment: seconds per cycle {outcome['seconds_per_cycle']}; LETKF / EnSF cycle time "
+          f"{outcome['cycle_time_letkf_over_ensf']} -> {layout.ASSIMILATION}, {layout.ASSIMILATION_REPORT}")
     return 0
 
 

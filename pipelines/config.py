@@ -379,12 +379,35 @@ class FilterConfig(ScoreFilter):
 
 
 @dataclasses.dataclass(frozen=True)
+class EnKFConfig:
+    """``assimilate.enkf:`` the full-space baseline (``pipelines.evaluation.letkf``) on the
+    first ``trajectories`` trajectories of the twin experiment: ``members`` Clawpack runs
+    (the built-in solver's ``simulate.dt`` and ``simulate.cfl``) from the initial state with
+    relative noise ``perturbation``, the LETKF with Gaspari-Cohn localisation of ``radius``
+    (domain units, [0, 1]^2) and multiplicative ``inflation``. ``trajectories: 0`` skips it."""
+
+    trajectories: int = 2
+    members: int = 12
+    perturbation: float = 0.05
+    radius: float = 0.1
+    inflation: float = 1.1
+
+    def validate(self, key: str) -> None:
+        check(self.trajectories >= 0, f"{key}.trajectories", f"must be >= 0, got {self.trajectories}")
+        check(self.members >= 2, f"{key}.members", f"must be >= 2, got {self.members}")
+        check(self.perturbation > 0, f"{key}.perturbation", f"must be > 0, got {self.perturbation}")
+        check(self.radius > 0, f"{key}.radius", f"must be > 0, got {self.radius}")
+        check(self.inflation >= 1, f"{key}.inflation", f"must be >= 1, got {self.inflation}")
+
+
+@dataclasses.dataclass(frozen=True)
 class AssimilateConfig:
     """``assimilate:`` section: the twin experiment (``pipelines.stages.assimilate``). The
     first ``trajectories`` trajectories of ``split`` are observed at ``sensors`` (a fraction
     of the grid points) in ``fields`` (empty: all), every ``every`` stored steps, with
     Gaussian noise of ``noise`` times each field's standard deviation; the best evaluated
-    version of each of ``kinds`` forecasts them freely and with the latent score filter."""
+    version of each of ``kinds`` forecasts them freely and with the latent score filter, and
+    Clawpack with the full-space LETKF (``enkf``) on the first of them."""
 
     kinds: tuple[str, ...] = ("solver", "diffusion")
     split: Literal["train", "valid", "test"] = "test"
@@ -395,6 +418,7 @@ class AssimilateConfig:
     noise: float = 0.1
     members: int = 16
     filter: FilterConfig = FilterConfig()
+    enkf: EnKFConfig = EnKFConfig()
     lead_windows: tuple[tuple[int, int], ...] = ((1, 20), (21, 60), (61, 100))
     confidence: float = 0.95
     seed: int = 0

@@ -38,9 +38,10 @@ import torch
 from tqdm import tqdm
 
 from pipelines import layout, plots
-from pipelines.config import AssimilateConfig, DataConfig
+from pipelines.config import AssimilateConfig, DataConfig, SimulateConfig
 from pipelines.data.observations import ObservationError, Observations, read_checked, sample, sensor_count
 from pipelines.evaluation.bootstrap import paired_statistic
+from pipelines.evaluation.letkf import LETKF, ClawpackLETKF
 from pipelines.evaluation.metrics import vrmse
 from pipelines.evaluation.scorecard import Estimate, Result
 from pipelines.evaluation.scoring import EnsembleMeanVRMSE, FairCRPS, Scorer, SpreadSkill, Truth, curve_table, window_label
@@ -54,7 +55,7 @@ from pipelines.tracking.references import load_emulator
 STAGE = "assimilate"
 METRICS = (EnsembleMeanVRMSE(), FairCRPS(), SpreadSkill())
 CURVES = tuple(m.name for m in METRICS)
-METHODS = {"free": "free forecast", "ensf": "latent EnSF"}
+METHODS = {"free": "free forecast", "ensf": "latent EnSF", "letkf": "full-space LETKF"}
 
 
 @dataclass
@@ -103,8 +104,41 @@ def readings(observations: Observations, channels: list[str], stride: int, steps
     return sensors, values
 
 
-def run(cfg: AssimilateConfig, data: DataConfig, progress: bool = True) -> dict[str, object]:
-    """Run the twin experiment; returns a summary (rows, the filter's VRMSE ratios)."""
+def euler_parameters(cond: torch.Tensor, names: list[str]) -> tuple[float, str]:
+    """gamma and the boundary type (``open`` or ``periodic``) of an Euler trajectory, from its
+    conditioning (The Well's ``gamma`` and ``bc_0_lo_*`` entries)."""
+    if "gamma" not in names or "bc_0_lo_periodic" not in names:
+        raise ValueError(f"assimilate.enkf: the Clawpack baseline needs an Euler dataset with gamma and boundary "
+                         f"conditions; this one's conditioning is {names} (set assimilate.enkf.trajectories: 0)")
+    periodic = float(cond[names.index("bc_0_lo_periodic")]) > 0.5
+    return float(cond[names.index("gamma")]), "periodic" if periodic else "open"
+
+
+def _letkf(cfg: AssimilateConfig, simulate: SimulateConfig, truth: Truth, observed: list[Observations],
+           names: list[str], stride: int, leads: list[int], progress: bool) -> tuple[Scorer, float, int]:
+    """The full-space baseline on the first ``cfg.enkf.trajectories`` trajectories: its
+    scores, seconds per trajectory, and the number of repaired grid values."""
+    count = min(cfg.enkf.trajectories, len(truth.states))
+    scorer, seconds, repairs = Scorer(METRICS, leads, truth.channels), 0.0, 0
+    for i in tqdm(range(count), desc="LETKF + Clawpack", unit="trajectory", disable=not progress):
+        gamma, boundary = euler_parameters(truth.cond[i], names)
+        sensors, values = readings(observed[i], truth.channels, stride, len(leads))
+        model = ClawpackLETKF(LETKF(cfg.enkf.radius, cfg.enkf.inflation), truth.channels, gamma, boundary,
+                              simulate.dt, stride, simulate.cfl)
+        start = time.perf_counter()
+        ensemble = model.run(truth.states[i, :, 0].double().numpy(), cfg.enkf.members, cfg.enkf.perturbation,
+                             sensors.channel.numpy(), sensors.index.numpy(), values.double().numpy(),
+                             sensors.noise_std.double().numpy() ** 2, np.random.default_rng(cfg.seed + i))
+        seconds += time.perf_counter() - start
+        repairs += model.repairs
+        scorer.add(torch.from_numpy(ensemble).float()[None], truth.targets(stride, leads)[i : i + 1])
+    return scorer, seconds / max(count, 1), repairs
+
+
+def run(cfg: AssimilateConfig, data: DataConfig, simulate: SimulateConfig = SimulateConfig(),
+        progress: bool = True) -> dict[str, object]:
+    """Run the twin experiment (``simulate``: the Clawpack settings of the full-space
+    baseline); returns a summary (rows, the filter's VRMSE ratios, timings)."""
     torch.manual_seed(cfg.seed)
     versions = [_load(label, row) for label, row in chosen(cfg.kinds)]
     truth = Truth.load(data, cfg.split, cfg.trajectories)
@@ -117,10 +151,12 @@ def run(cfg: AssimilateConfig, data: DataConfig, progress: bool = True) -> dict[
     seconds = dict.fromkeys(scorers, 0.0)
     panel: dict[str, np.ndarray] = {}
     bar = tqdm(total=len(truth.states) * len(versions), desc="assimilate", unit="run", disable=not progress)
+    observed = []
     for i in range(len(truth.states)):
         observations = sample(truth.states[i].movedim(1, 0).numpy(), truth.channels, fields, count, cfg.every,
                               cfg.noise, cfg.seed + i, truth.dataset)
         observations.write(layout.observations(cfg.split, i))
+        observed.append(observations)
         sensors, values = readings(observations, truth.channels, stride, len(leads))
         initial, cond = truth.states[i, :, 0], truth.cond[i]
         for v in versions:
@@ -148,8 +184,16 @@ def run(cfg: AssimilateConfig, data: DataConfig, progress: bool = True) -> dict[
         card = scores.scorecard(cfg.lead_windows, cfg.confidence, cfg.seed)
         rows[f"{method}_{label}"] = (Result(f"{method}_{label}", v.kind, card, v.uri.split("/")[1], v.version), scores,
                                      seconds[method, label] / cycles)
+    extra = {}
+    if cfg.enkf.trajectories > 0:
+        scorer, per_trajectory, repairs = _letkf(cfg, simulate, truth, observed, versions[0].forecaster.condition_names,
+                                                 stride, leads, progress)
+        card = scorer.scores(per_trajectory).scorecard(cfg.lead_windows, cfg.confidence, cfg.seed)
+        rows["letkf_clawpack"] = (Result("letkf_clawpack", "letkf", card), scorer.scores(per_trajectory),
+                                  per_trajectory / len(leads))
+        extra = {"letkf_repaired_values": repairs}
     ratios = _ratios(rows, versions, cfg)
-    return _write(rows, ratios, versions, truth, panel, leads, cfg, data)
+    return _write(rows, ratios, versions, truth, panel, leads, cfg, data, extra)
 
 
 def _ratios(rows: dict, versions: list[Version], cfg: AssimilateConfig) -> dict[str, dict[str, Estimate]]:
@@ -171,20 +215,26 @@ def _ratios(rows: dict, versions: list[Version], cfg: AssimilateConfig) -> dict[
 
 
 def _write(rows: dict, ratios: dict, versions: list[Version], truth: Truth, panel: dict, leads: list[int],
-           cfg: AssimilateConfig, data: DataConfig) -> dict[str, object]:
+           cfg: AssimilateConfig, data: DataConfig, extra: dict) -> dict[str, object]:
     windows = [window_label(a, b) for a, b in cfg.lead_windows]
-    summary = {label: result.summary() | {"method": label.split("_", 1)[0], "seconds_per_cycle": per_cycle}
-               for label, (result, _, per_cycle) in rows.items()}
+    summary = {label: result.summary() | {"method": label.split("_", 1)[0], "seconds_per_cycle": per_cycle,
+                                          "trajectories": int(scores.values["vrmse"].shape[0])}
+               for label, (result, scores, per_cycle) in rows.items()}
     ratio_json = {label: {w: [e.value, e.low, e.high] for w, e in by.items()} for label, by in ratios.items()}
+    speedup = {}
+    if "letkf_clawpack" in summary:
+        speedup = {label: summary["letkf_clawpack"]["seconds_per_cycle"] / summary[f"ensf_{label}"]["seconds_per_cycle"]
+                   for label in ratios}
     write_json(layout.ASSIMILATION, {"rows": summary, "vrmse_ratio_ensf_over_free": ratio_json,
-                                     "sensors": cfg.sensors, "noise": cfg.noise, "every": cfg.every,
-                                     "members": cfg.members, "trajectories": len(truth.states)})
+                                     "cycle_time_letkf_over_ensf": speedup, "sensors": cfg.sensors,
+                                     "noise": cfg.noise, "every": cfg.every, "members": cfg.members,
+                                     "trajectories": len(truth.states), **extra})
     with atomic_path(layout.ASSIMILATION_CURVES) as tmp:
         tmp.mkdir(parents=True)
         for label, (_, scores, _) in rows.items():
             columns = {n: dict(zip(scores.leads, scores.by_lead(n).tolist())) for n in CURVES if n in scores.values}
             write_text(tmp / f"{label}.csv", curve_table(columns, CURVES))
-    write_text(layout.ASSIMILATION_REPORT, _report(rows, ratios, windows, cfg))
+    write_text(layout.ASSIMILATION_REPORT, _report(rows, ratios, speedup, windows, cfg))
     series = {f"{METHODS[label.split('_', 1)[0]]}, {label.split('_', 1)[1]}": (leads, scores.by_lead("vrmse").tolist())
               for label, (_, scores, _) in rows.items()}
     figures = {layout.ASSIMILATION_FIGURE: plots.curves(series, "VRMSE of the ensemble mean against the truth",
@@ -201,23 +251,29 @@ def _write(rows: dict, ratios: dict, versions: list[Version], truth: Truth, pane
     _track(summary, ratios, versions, cfg, data, truth.dataset)
     return {"rows": {label: {w: s["metrics"].get(f"vrmse_{w}") for w in windows} for label, s in summary.items()},
             "ratios": {label: {w: str(e) for w, e in by.items()} for label, by in ratios.items()},
-            "seconds_per_cycle": {label: s["seconds_per_cycle"] for label, s in summary.items()}}
+            "seconds_per_cycle": {label: s["seconds_per_cycle"] for label, s in summary.items()},
+            "cycle_time_letkf_over_ensf": speedup}
 
 
-def _report(rows: dict, ratios: dict, windows: list[str], cfg: AssimilateConfig) -> str:
+def _report(rows: dict, ratios: dict, speedup: dict, windows: list[str], cfg: AssimilateConfig) -> str:
     head = (f"# Latent data assimilation: twin experiment\n\n{cfg.trajectories} {cfg.split} trajectories observed at "
             f"{cfg.sensors:.2%} of the grid points, every {cfg.every} stored steps, noise {cfg.noise:.0%} of each "
             f"field's standard deviation; {cfg.members} members. VRMSE and CRPS of the ensemble, mean "
             f"[{cfg.confidence:.0%} bootstrap interval] over trajectories, by lead window.\n\n")
-    lines = ["| method | version | " + " | ".join(f"VRMSE {w} | CRPS {w}" for w in windows) + " | s / cycle |",
-             "|---|---|" + "---|---|" * len(windows) + "---|"]
-    for label, (result, _, per_cycle) in rows.items():
+    lines = ["| method | version | trajectories | " + " | ".join(f"VRMSE {w} | CRPS {w}" for w in windows)
+             + " | s / cycle |", "|---|---|---|" + "---|---|" * len(windows) + "---|"]
+    for label, (result, scores, per_cycle) in rows.items():
         method, version = label.split("_", 1)
         cells = [f"{result.card.get(f'{m}_{w}').cell()}" if f"{m}_{w}" in result.card else "–"
                  for w in windows for m in ("vrmse", "crps")]
-        lines.append(f"| {METHODS[method]} | {version} | " + " | ".join(cells) + f" | {per_cycle:.3f} |")
+        lines.append(f"| {METHODS[method]} | {version} | {scores.values['vrmse'].shape[0]} | " + " | ".join(cells)
+                     + f" | {per_cycle:.3f} |")
     ratio_lines = ["", "VRMSE of the latent EnSF over the free forecast's (paired bootstrap):", ""]
     ratio_lines += [f"- {label}: " + ", ".join(f"{w}: {e.cell(2)}" for w, e in by.items()) for label, by in ratios.items()]
+    if speedup:
+        ratio_lines += ["", "Wall time per cycle of the full-space LETKF (Clawpack forecast) over the latent EnSF's, "
+                            "measured in this run:", ""]
+        ratio_lines += [f"- {label}: {value:.1f}x" for label, value in speedup.items()]
     return head + "\n".join(lines + ratio_lines) + "\n"
 
 

@@ -21,14 +21,11 @@ for the same seed, whatever the number of workers.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import os
-import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipelines.config import SimulateConfig
+from pipelines.data.euler import conserved, is_physical, solve, to_well_fields
 from pipelines.data.validate import ensure_valid
 from pipelines.data.welldata import SPLITS, WellFile, write_stats, write_well_file
 from pipelines.io import atomic_path
@@ -45,28 +43,6 @@ log = logging.getLogger(__name__)
 
 class SimulationError(RuntimeError):
     """A trajectory stayed non-physical after every allowed redraw."""
-
-
-@contextlib.contextmanager
-def _quiet_pyclaw_import() -> Iterator[None]:
-    """Import pyclaw without leaving its ``pyclaw.log`` in the working directory.
-
-    pyclaw's logging configuration opens ``pyclaw.log`` in the current directory at import
-    time; import it from a scratch directory and drop that file handler.
-    """
-    cwd = os.getcwd()
-    with tempfile.TemporaryDirectory() as scratch:
-        os.chdir(scratch)
-        try:
-            from clawpack import pyclaw  # noqa: F401
-        finally:
-            os.chdir(cwd)
-            for logger in (logging.getLogger(n) for n in ("pyclaw", "pyclaw.io", "pyclaw.solution", "root")):
-                for handler in list(logger.handlers):
-                    if isinstance(handler, logging.FileHandler):
-                        logger.removeHandler(handler)
-                        handler.close()
-        yield
 
 
 @dataclass(frozen=True)
@@ -117,71 +93,14 @@ def draw_quadrants(rng: np.random.Generator, cfg: SimulateConfig) -> np.ndarray:
     return values[:, bx[:, None], by[None, :]]  # (4, N, N)
 
 
-def run_clawpack(primitive: np.ndarray, gamma: float, boundary: str, cfg: SimulateConfig) -> np.ndarray:
-    """Solve from ``primitive`` (4, N, N) and return conserved frames ``(T, 4, N, N)``
-    (density, x-momentum, y-momentum, energy), float64, ``cfg.dt`` apart."""
-    with _quiet_pyclaw_import():
-        from clawpack import pyclaw, riemann
-
-    solver = pyclaw.ClawSolver2D(riemann.euler_4wave_2D)
-    solver.dimensional_split = False
-    solver.transverse_waves = 2
-    solver.limiters = pyclaw.limiters.tvd.MC
-    solver.cfl_desired = cfg.cfl
-    solver.cfl_max = min(1.0, cfg.cfl * 1.25)
-    solver.all_bcs = {"open": pyclaw.BC.extrap, "periodic": pyclaw.BC.periodic}[boundary]
-
-    n = cfg.resolution
-    domain = pyclaw.Domain([0.0, 0.0], [1.0, 1.0], [n, n])
-    solution = pyclaw.Solution(4, domain)
-    solution.problem_data["gamma"] = gamma
-    rho, u, v, p = primitive
-    solution.q[0] = rho
-    solution.q[1] = rho * u
-    solution.q[2] = rho * v
-    solution.q[3] = p / (gamma - 1.0) + 0.5 * rho * (u**2 + v**2)
-
-    claw = pyclaw.Controller()
-    claw.solution = solution
-    claw.solver = solver
-    claw.tfinal = cfg.dt * (cfg.n_steps - 1)
-    claw.num_output_times = cfg.n_steps - 1
-    claw.keep_copy = True
-    claw.output_format = None
-    claw.verbosity = 0
-    claw.run()
-    return np.stack([frame.q for frame in claw.frames])  # (T, 4, N, N)
-
-
-def to_well_fields(q: np.ndarray, gamma: float) -> dict[str, np.ndarray]:
-    """Conserved frames ``(T, 4, X, Y)`` to The Well's Euler fields (float64)."""
-    rho, mx, my, energy = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
-    with np.errstate(all="ignore"):
-        pressure = (gamma - 1.0) * (energy - 0.5 * (mx**2 + my**2) / rho)
-    return {
-        "energy": energy,
-        "density": rho,
-        "pressure": pressure,
-        "momentum": np.stack([mx, my], axis=-1),  # (T, X, Y, 2)
-    }
-
-
-def is_physical(fields: dict[str, np.ndarray]) -> bool:
-    """Finite everywhere, with positive density and pressure in every frame."""
-    return (
-        all(np.isfinite(v).all() for v in fields.values())
-        and bool((fields["density"] > 0).all())
-        and bool((fields["pressure"] > 0).all())
-    )
-
-
 def simulate_slot(slot: Slot) -> Trajectory:
     """Simulate one slot, redrawing its initial state until the run is physical."""
     gamma, boundary = slot.parameters()
     for attempt in range(slot.cfg.max_redraws + 1):
         primitive = draw_quadrants(slot.rng(attempt + 1), slot.cfg)
         try:
-            fields = to_well_fields(run_clawpack(primitive, gamma, boundary, slot.cfg), gamma)
+            fields = to_well_fields(solve(conserved(primitive, gamma), gamma, boundary, slot.cfg.dt, slot.cfg.n_steps - 1,
+                                                 slot.cfg.cfl), gamma)
         except Exception as error:  # the solver gave up (e.g. a CFL it could not meet)
             log.debug("slot %s attempt %d failed: %s", slot, attempt, error)
             continue

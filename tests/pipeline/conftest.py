@@ -119,6 +119,7 @@ def tiny_project(dest: Path) -> Path:
     params["evaluate"].update(trajectories=1, members=2)
     params["assimilate"].update(trajectories=1, members=3)
     params["assimilate"]["filter"]["steps"] = 2
+    params["assimilate"]["enkf"].update(trajectories=1, members=3)
     params["tune"]["sampler"].update(trials=2, steps=[3, 5], score={"trajectories": 1, "members": 2,
                                                                      "lead_windows": [[1, 8]]})
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
