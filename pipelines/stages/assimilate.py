@@ -147,7 +147,7 @@ def run(cfg: AssimilateConfig, data: DataConfig, simulate: SimulateConfig = Simu
     targets = truth.targets(stride, leads)  # (N, T, C, H, W)
     fields = list(cfg.fields) or truth.channels
     count = sensor_count(cfg.sensors, truth.states.shape[-2:])
-    scorers = {(m, v.label): Scorer(METRICS, leads, truth.channels) for v in versions for m in METHODS}
+    scorers = {(m, v.label): Scorer(METRICS, leads, truth.channels) for v in versions for m in ("free", "ensf")}
     seconds = dict.fromkeys(scorers, 0.0)
     panel: dict[str, np.ndarray] = {}
     bar = tqdm(total=len(truth.states) * len(versions), desc="assimilate", unit="run", disable=not progress)
