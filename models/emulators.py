@@ -8,7 +8,8 @@ channel; known states come back unchanged.
 
 - :class:`DiffusionEmulator`: azula's rectified-flow schedule and Karras (EDM) denoiser,
   trained by denoising score matching (the denoiser's own loss), sampled with a
-  probability-flow ODE solver (default: 3rd-order Adams-Bashforth, 16 steps).
+  probability-flow ODE solver (default: 3rd-order Adams-Bashforth, 16 steps), optionally
+  guided toward observations (a ``guide`` that wraps the denoiser, e.g. azula's MMPS).
 - :class:`NeuralSolver`: the same backbone, modulated by the parameters only, regressed
   with MSE on the unknown states.
 """
@@ -16,8 +17,10 @@ channel; known states come back unchanged.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+
 import torch
-from azula.denoise import KarrasDenoiser
+from azula.denoise import Denoiser, KarrasDenoiser
 from azula.noise import RectifiedSchedule
 from torch import Tensor, nn
 
@@ -124,9 +127,14 @@ class DiffusionEmulator(nn.Module):
 
     @torch.no_grad()
     def sample(self, known: Tensor, mask: Tensor, cond: Tensor, sampler: ODESampler = ODESampler(),
-               generator: torch.Generator | None = None) -> Tensor:
-        """Draw the unknown states of the window; the known ones come back unchanged."""
-        solver = sampler(self.denoiser)
+               generator: torch.Generator | None = None,
+               guide: Callable[[Denoiser], Denoiser] | None = None) -> Tensor:
+        r"""Draw the unknown states of the window; the known ones come back unchanged.
+
+        ``guide`` wraps the denoiser :math:`q(x \mid x_t)` into one of the posterior
+        :math:`q(x \mid x_t, y)` given observations ``y`` of the window (e.g.
+        ``azula.guidance.MMPSDenoiser``; LoLA, section 4), which the sampler then integrates."""
+        solver = sampler(self.denoiser if guide is None else guide(self.denoiser))
         noise = torch.randn(known.shape, generator=generator, device=known.device, dtype=known.dtype)
         alpha, sigma = self.schedule(torch.as_tensor(solver.start, dtype=known.dtype, device=known.device))
         x_start = torch.sqrt(alpha**2 + sigma**2) * noise  # as Sampler.init for a standardised X, seedable

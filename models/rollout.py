@@ -8,6 +8,7 @@ is the caller's choice (rollouts stay in the latent space).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
@@ -22,7 +23,8 @@ class WindowEmulator(Protocol):
 
 @torch.no_grad()
 def rollout(emulator: WindowEmulator, initial: Tensor, cond: Tensor, horizon: int, window: int,
-            overlap: int = 1, members: int = 1, bound: float | None = None, **sample_kwargs: Any) -> Tensor:
+            overlap: int = 1, members: int = 1, bound: float | None = None,
+            guidance: Callable[[int, int], Any] | None = None, **sample_kwargs: Any) -> Tensor:
     """Roll ``horizon`` states forward from ``initial``.
 
     Args:
@@ -34,6 +36,10 @@ def rollout(emulator: WindowEmulator, initial: Tensor, cond: Tensor, horizon: in
         members: ensemble size; members are independent draws (identical for a solver).
         bound: clamp predicted states to ``[-bound, bound]`` before they are fed back (the
             autoencoder's saturation bound: real latents never leave it).
+        guidance: ``guidance(first, known)`` is called before each window with the index of
+            its first new state (0 for the state after the initial ones) and the number of
+            known states at the window's head; what it returns (not ``None``) is passed as
+            ``emulator.sample``'s ``guide`` for that window (observations of its new states).
         sample_kwargs: passed to ``emulator.sample`` (sampler, order, steps, generator).
 
     Returns:
@@ -53,7 +59,9 @@ def rollout(emulator: WindowEmulator, initial: Tensor, cond: Tensor, horizon: in
         x[:, :, :n_known] = known
         mask = torch.zeros(b * draws, window, dtype=torch.bool, device=initial.device)
         mask[:, :n_known] = True
-        predicted = emulator.sample(x, mask, cond, **sample_kwargs)[:, :, n_known:]  # (B M, C, L - n_known, H, W)
+        guide = guidance(produced, n_known) if guidance is not None else None
+        kwargs = sample_kwargs if guide is None else {**sample_kwargs, "guide": guide}
+        predicted = emulator.sample(x, mask, cond, **kwargs)[:, :, n_known:]  # (B M, C, L - n_known, H, W)
         if bound is not None:
             predicted = predicted.clamp(-bound, bound)
         trajectory.append(predicted)

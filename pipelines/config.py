@@ -379,6 +379,18 @@ class FilterConfig(ScoreFilter):
 
 
 @dataclasses.dataclass(frozen=True)
+class MMPSConfig:
+    """``assimilate.mmps:`` the guided diffusion forecast (``GuidedForecast`` in
+    ``pipelines.serving.assimilator``): ``iterations`` of the linear solver (GMRES) in
+    azula's ``MMPSDenoiser`` at each denoising step (LoLA: 1 to 3)."""
+
+    iterations: int = 1
+
+    def validate(self, key: str) -> None:
+        check(self.iterations >= 1, f"{key}.iterations", f"must be >= 1, got {self.iterations}")
+
+
+@dataclasses.dataclass(frozen=True)
 class EnKFConfig:
     """``assimilate.enkf:`` the full-space baseline (``pipelines.evaluation.letkf``) on the
     first ``trajectories`` trajectories of the twin experiment: ``members`` Clawpack runs
@@ -406,8 +418,9 @@ class AssimilateConfig:
     first ``trajectories`` trajectories of ``split`` are observed at ``sensors`` (a fraction
     of the grid points) in ``fields`` (empty: all), every ``every`` stored steps, with
     Gaussian noise of ``noise`` times each field's standard deviation; the best evaluated
-    version of each of ``kinds`` forecasts them freely and with the latent score filter, and
-    Clawpack with the full-space LETKF (``enkf``) on the first of them."""
+    version of each of ``kinds`` forecasts them freely and with the latent score filter (a
+    stochastic kind also guided by MMPS, ``mmps``), and Clawpack with the full-space LETKF
+    (``enkf``) on the first of them."""
 
     kinds: tuple[str, ...] = ("solver", "diffusion")
     split: Literal["train", "valid", "test"] = "test"
@@ -418,6 +431,7 @@ class AssimilateConfig:
     noise: float = 0.1
     members: int = 16
     filter: FilterConfig = FilterConfig()
+    mmps: MMPSConfig = MMPSConfig()
     enkf: EnKFConfig = EnKFConfig()
     lead_windows: tuple[tuple[int, int], ...] = ((1, 20), (21, 60), (61, 100))
     confidence: float = 0.95

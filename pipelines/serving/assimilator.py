@@ -13,6 +13,12 @@ likelihood is taken through the forecaster's decoder at the sensor positions:
 
 (physical units; ``D`` decodes and de-normalises; missing readings, NaN, drop out). Nothing
 is decoded between cycles: the analysis stays latent until a caller decodes it.
+
+:class:`GuidedForecast` is the other route (LoLA, Rozet et al. 2025, section 4): the
+diffusion emulator's windows are sampled from the posterior given the readings of their
+states, with azula's MMPS guidance (Rozet et al. 2024) and the observation operator
+:math:`A(x) = (D(x_k)_{c_s}[i_s, j_s])_{k, s \text{ read}}` over the window's new states
+``k``; every member is an independent guided draw.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from models.assimilation import LogLikelihood, ScoreFilter
 from models.rollout import rollout
 from pipelines.serving.forecaster import Forecaster
 
-__all__ = ["LatentAssimilator", "Sensors"]
+__all__ = ["GuidedForecast", "LatentAssimilator", "Sensors", "decoder"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,28 @@ class Sensors:
         return log_p
 
 
+def decoder(forecaster: Forecaster) -> Callable[[Tensor], Tensor]:
+    """Latents ``(N, c, h, w)`` to physical states ``(N, C, H, W)`` through ``forecaster``'s
+    autoencoder, differentiably (reverse and forward mode); latents beyond the encoder's
+    bound are clamped to it first (the decoder never saw such values, and its exponentiated
+    fields overflow there)."""
+    if forecaster.autoencoder is None:
+        raise ValueError(f"latent assimilation needs a latent emulator; this forecaster is a {forecaster.kind}")
+    autoencoder, normalizer = forecaster.autoencoder, forecaster.normalizer
+    autoencoder.requires_grad_(False)  # differentiated in z only
+    bound = autoencoder.encoder.bound
+
+    def decode(z: Tensor) -> Tensor:
+        return normalizer.denormalize(autoencoder.decode(z.clamp(-bound, bound)), dim=1)
+
+    return decode
+
+
+def _initial(forecaster: Forecaster, initial: Tensor) -> Tensor:
+    """The physical state ``(C, H, W)`` in the latent space, ``(1, c, h, w)``."""
+    return forecaster.to_space(initial[None, :, None].to(forecaster.device))[:, :, 0]
+
+
 @dataclass
 class LatentAssimilator:
     """A latent forecaster, a score filter and an ensemble size: readings in, analysis
@@ -68,18 +96,9 @@ class LatentAssimilator:
     members: int = 16
 
     def __post_init__(self) -> None:
-        if self.forecaster.autoencoder is None:
-            raise ValueError(f"latent assimilation needs a latent emulator; this forecaster is a {self.forecaster.kind}")
+        self.decode = decoder(self.forecaster)
         if self.members < 2:
             raise ValueError(f"need an ensemble of at least 2 members, got {self.members}")
-        self.forecaster.autoencoder.requires_grad_(False)  # the filter differentiates the decoder in z only
-
-    def decode(self, z: Tensor) -> Tensor:
-        """Latents ``(N, c, h, w)`` to physical states ``(N, C, H, W)``, differentiably;
-        latents beyond the encoder's bound are clamped to it first (the decoder never saw
-        such values, and its exponentiated fields overflow there)."""
-        bound = self.forecaster.autoencoder.encoder.bound
-        return self.forecaster.normalizer.denormalize(self.forecaster.autoencoder.decode(z.clamp(-bound, bound)), dim=1)
 
     def step(self, ensemble: Tensor, cond: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """The forecast step: every member ``(N, c, h, w)`` one emulator state ahead."""
@@ -96,8 +115,7 @@ class LatentAssimilator:
         (NaN: missing; a row of NaN: a pure forecast step). Returns the analysis ensembles
         ``(N, c, T, h, w)`` in the latent space."""
         device = self.forecaster.device
-        z0 = self.forecaster.to_space(initial[None, :, None].to(device))[:, :, 0]  # (1, c, h, w)
-        ensemble = z0.expand(self.members, -1, -1, -1).contiguous()
+        ensemble = _initial(self.forecaster, initial).expand(self.members, -1, -1, -1).contiguous()
         cond = cond.to(device, torch.float32)[None]
         bound = self.forecaster.autoencoder.encoder.bound
         analyses = []
@@ -108,3 +126,60 @@ class LatentAssimilator:
                 ensemble = self.filter.analysis(ensemble, log_p, generator).clamp(-bound, bound)
             analyses.append(ensemble)
         return torch.stack(analyses, dim=2)
+
+
+@dataclass
+class GuidedForecast:
+    """A diffusion forecaster guided toward the readings by MMPS (``iterations``: of the
+    linear solver in azula's ``MMPSDenoiser``): readings in, ``members`` forecast draws out
+    (see the module docstring)."""
+
+    forecaster: Forecaster
+    iterations: int = 1
+    members: int = 16
+
+    def __post_init__(self) -> None:
+        self.decode = decoder(self.forecaster)
+        if not self.forecaster.emulator.stochastic:
+            raise ValueError(f"MMPS guides a diffusion emulator; this forecaster is a {self.forecaster.kind}")
+        self.forecaster.emulator.requires_grad_(False)  # MMPS differentiates the denoiser in x_t only
+
+    def guidance(self, sensors: Sensors, readings: Tensor, window: int) -> Callable[[int, int], object]:
+        """The rollout's ``guidance``: for a window whose new states start at forecast index
+        ``first`` after ``known`` known states, MMPS on the readings of those states (``None``
+        where none is read)."""
+        from azula.guidance import MMPSDenoiser
+        from azula.linalg.covariance import DiagonalCovariance
+
+        def guide(first: int, known: int) -> Callable | None:
+            values = readings[first : first + window - known]  # (K, S): the new states' readings
+            seen = torch.isfinite(values)
+            if not bool(seen.any()):
+                return None
+            y = values[seen]  # (D,)
+            variance = sensors.noise_std.to(values).expand_as(values)[seen].square()
+
+            def observe(x: Tensor) -> Tensor:  # (B, c, L, h, w) -> (B, D)
+                new = x[:, :, known : known + values.shape[0]].movedim(2, 1)  # (B, K, c, h, w)
+                read = sensors.read(self.decode(new.flatten(0, 1))).unflatten(0, new.shape[:2])  # (B, K, S)
+                return read[:, seen]
+
+            return lambda denoiser: MMPSDenoiser(denoiser, y, observe, DiagonalCovariance(variance),
+                                                 iterations=self.iterations)
+
+        return guide
+
+    def run(self, initial: Tensor, cond: Tensor, sensors: Sensors, readings: Tensor,
+            generator: torch.Generator | None = None) -> Tensor:
+        """Forecast from the physical state ``initial (C, H, W)`` with conditioning ``cond (P,)``
+        through ``readings (T, S)`` (``stride`` stored steps apart after it; NaN: missing),
+        each window guided by its readings. Returns ``(N, c, T, h, w)`` in the latent space."""
+        f = self.forecaster
+        device = f.device
+        readings = readings.to(device, torch.float32)
+        guidance = self.guidance(Sensors(*(t.to(device) for t in (sensors.channel, sensors.index, sensors.noise_std))),
+                                 readings, f.window)
+        window = rollout(f.emulator, _initial(f, initial)[:, :, None], cond.to(device, torch.float32)[None],
+                         readings.shape[0], f.window, f.overlap, self.members, f.autoencoder.encoder.bound, guidance,
+                         sampler=f.sampler, generator=generator)  # (1, N, c, 1 + T, h, w)
+        return window[0, :, :, 1:]

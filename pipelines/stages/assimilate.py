@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from models.kinds import kind
 from pipelines import layout, plots
 from pipelines.config import AssimilateConfig, DataConfig, SimulateConfig
 from pipelines.data.observations import ObservationError, Observations, read_checked, sample, sensor_count
@@ -46,7 +48,7 @@ from pipelines.evaluation.metrics import vrmse
 from pipelines.evaluation.scorecard import Estimate, Result
 from pipelines.evaluation.scoring import EnsembleMeanVRMSE, FairCRPS, Scorer, SpreadSkill, Truth, curve_table, window_label
 from pipelines.io import atomic_path, write_json, write_text
-from pipelines.serving.assimilator import LatentAssimilator, Sensors
+from pipelines.serving.assimilator import GuidedForecast, LatentAssimilator, Sensors
 from pipelines.serving.forecaster import Forecaster
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
@@ -55,7 +57,7 @@ from pipelines.tracking.references import load_emulator
 STAGE = "assimilate"
 METRICS = (EnsembleMeanVRMSE(), FairCRPS(), SpreadSkill())
 CURVES = tuple(m.name for m in METRICS)
-METHODS = {"free": "free forecast", "ensf": "latent EnSF", "letkf": "full-space LETKF"}
+METHODS = {"free": "free forecast", "ensf": "latent EnSF", "mmps": "MMPS-guided diffusion", "letkf": "full-space LETKF"}
 
 
 @dataclass
@@ -64,9 +66,13 @@ class Version:
 
     label: str  # as in metrics/evaluation.json, e.g. solver_c16_v4
     kind: str
+    name: str  # the registered model, e.g. euler_mini-emulator
     version: int
-    uri: str
     forecaster: Forecaster
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
 
 
 def chosen(kinds: tuple[str, ...], evaluation: Path = layout.EVALUATION) -> list[tuple[str, dict]]:
@@ -88,7 +94,7 @@ def chosen(kinds: tuple[str, ...], evaluation: Path = layout.EVALUATION) -> list
 def _load(label: str, row: dict) -> Version:
     uri = f"models:/{row['name']}/{row['version']}"
     forecaster = registry.load_forecaster_model(uri).unwrap_python_model().forecaster
-    return Version(label, row["kind"], int(row["version"]), uri, forecaster)
+    return Version(label, row["kind"], row["name"], int(row["version"]), forecaster)
 
 
 def readings(observations: Observations, channels: list[str], stride: int, steps: int) -> tuple[Sensors, torch.Tensor]:
@@ -114,8 +120,9 @@ def euler_parameters(cond: torch.Tensor, names: list[str]) -> tuple[float, str]:
     return float(cond[names.index("gamma")]), "periodic" if periodic else "open"
 
 
-def _letkf(cfg: AssimilateConfig, simulate: SimulateConfig, truth: Truth, observed: list[Observations],
-           names: list[str], stride: int, leads: list[int], progress: bool) -> tuple[Scorer, float, int]:
+def _letkf(cfg: AssimilateConfig, simulate: SimulateConfig, truth: Truth, targets: torch.Tensor,
+           observed: list[Observations], names: list[str], stride: int, leads: list[int],
+           progress: bool) -> tuple[Scorer, float, int]:
     """The full-space baseline on the first ``cfg.enkf.trajectories`` trajectories: its
     scores, seconds per trajectory, and the number of repaired grid values."""
     count = min(cfg.enkf.trajectories, len(truth.states))
@@ -131,14 +138,28 @@ def _letkf(cfg: AssimilateConfig, simulate: SimulateConfig, truth: Truth, observ
                              sensors.noise_std.double().numpy() ** 2, np.random.default_rng(cfg.seed + i))
         seconds += time.perf_counter() - start
         repairs += model.repairs
-        scorer.add(torch.from_numpy(ensemble).float()[None], truth.targets(stride, leads)[i : i + 1])
+        scorer.add(torch.from_numpy(ensemble).float()[None], targets[i : i + 1])
     return scorer, seconds / max(count, 1), repairs
+
+
+def _runs(v: Version, cfg: AssimilateConfig, initial: torch.Tensor, cond: torch.Tensor, sensors: Sensors,
+          values: torch.Tensor, seed: int) -> dict[str, Callable[[torch.Generator], torch.Tensor]]:
+    """The methods of :data:`METHODS` that ``v`` runs, each a function of a generator that
+    returns the latent ensemble ``(M, c, T, h, w)`` at the forecast times."""
+    f = v.forecaster
+    runs = {"free": lambda g: f.forecast(initial[None, :, None], cond[None], values.shape[0], cfg.members, seed,
+                                         decode=False)[0, :, :, 1:],
+            "ensf": lambda g: LatentAssimilator(f, cfg.filter, cfg.members).run(initial, cond, sensors, values, g)}
+    if kind(v.kind).stochastic:
+        runs["mmps"] = lambda g: GuidedForecast(f, cfg.mmps.iterations, cfg.members).run(initial, cond, sensors,
+                                                                                          values, g)
+    return runs
 
 
 def run(cfg: AssimilateConfig, data: DataConfig, simulate: SimulateConfig = SimulateConfig(),
         progress: bool = True) -> dict[str, object]:
     """Run the twin experiment (``simulate``: the Clawpack settings of the full-space
-    baseline); returns a summary (rows, the filter's VRMSE ratios, timings)."""
+    baseline); returns a summary (rows, VRMSE ratios to the free forecast, timings)."""
     torch.manual_seed(cfg.seed)
     versions = [_load(label, row) for label, row in chosen(cfg.kinds)]
     truth = Truth.load(data, cfg.split, cfg.trajectories)
@@ -147,8 +168,8 @@ def run(cfg: AssimilateConfig, data: DataConfig, simulate: SimulateConfig = Simu
     targets = truth.targets(stride, leads)  # (N, T, C, H, W)
     fields = list(cfg.fields) or truth.channels
     count = sensor_count(cfg.sensors, truth.states.shape[-2:])
-    scorers = {(m, v.label): Scorer(METRICS, leads, truth.channels) for v in versions for m in ("free", "ensf")}
-    seconds = dict.fromkeys(scorers, 0.0)
+    scorers: dict[tuple[str, str], Scorer] = {}
+    seconds: dict[tuple[str, str], float] = {}
     panel: dict[str, np.ndarray] = {}
     bar = tqdm(total=len(truth.states) * len(versions), desc="assimilate", unit="run", disable=not progress)
     observed = []
@@ -160,20 +181,18 @@ def run(cfg: AssimilateConfig, data: DataConfig, simulate: SimulateConfig = Simu
         sensors, values = readings(observations, truth.channels, stride, len(leads))
         initial, cond = truth.states[i, :, 0], truth.cond[i]
         for v in versions:
-            f = v.forecaster
-            start = time.perf_counter()
-            free = f.forecast(initial[None, :, None], cond[None], len(leads), cfg.members, cfg.seed + i)[0, :, :, 1:]
-            seconds["free", v.label] += time.perf_counter() - start
-            start = time.perf_counter()
-            generator = torch.Generator().manual_seed(cfg.seed + i)
-            latents = LatentAssimilator(f, cfg.filter, cfg.members).run(initial, cond, sensors, values, generator)
-            analysis = f.from_space(latents)  # (M, C, T, H, W)
-            seconds["ensf", v.label] += time.perf_counter() - start
-            for method, ensemble in (("free", free), ("ensf", analysis)):
+            for method, method_run in _runs(v, cfg, initial, cond, sensors, values, cfg.seed + i).items():
+                start = time.perf_counter()
+                latents = method_run(torch.Generator().manual_seed(cfg.seed + i))
+                seconds[method, v.label] = seconds.get((method, v.label), 0.0) + time.perf_counter() - start
+                ensemble = v.forecaster.from_space(latents)  # (M, C, T, H, W): decoded for scoring, not timed
+                scorers.setdefault((method, v.label), Scorer(METRICS, leads, truth.channels))
                 scorers[method, v.label].add(ensemble.movedim(2, 1)[None], targets[i : i + 1])
-            if i == 0 and v is versions[0]:
-                panel = {"free": free.mean(dim=0)[:, -1].numpy(), "analysis": analysis.mean(dim=0)[:, -1].numpy(),
-                         "spread": analysis.std(dim=0)[:, -1].numpy(), "sensors": observations.index}
+                if i == 0 and v is versions[0]:
+                    panel |= {"free": ensemble.mean(dim=0)[:, -1].numpy()} if method == "free" else {}
+                    panel |= {"analysis": ensemble.mean(dim=0)[:, -1].numpy(),
+                              "spread": ensemble.std(dim=0)[:, -1].numpy(),
+                              "sensors": observations.index} if method == "ensf" else {}
             bar.update()
     bar.close()
     cycles = len(truth.states) * len(leads)
@@ -182,35 +201,38 @@ def run(cfg: AssimilateConfig, data: DataConfig, simulate: SimulateConfig = Simu
         v = next(v for v in versions if v.label == label)
         scores = scorer.scores(seconds[method, label] / len(truth.states))
         card = scores.scorecard(cfg.lead_windows, cfg.confidence, cfg.seed)
-        rows[f"{method}_{label}"] = (Result(f"{method}_{label}", v.kind, card, v.uri.split("/")[1], v.version), scores,
+        rows[f"{method}_{label}"] = (Result(f"{method}_{label}", v.kind, card, v.name, v.version), scores,
                                      seconds[method, label] / cycles)
     extra = {}
     if cfg.enkf.trajectories > 0:
-        scorer, per_trajectory, repairs = _letkf(cfg, simulate, truth, observed, versions[0].forecaster.condition_names,
-                                                 stride, leads, progress)
+        scorer, per_trajectory, repairs = _letkf(cfg, simulate, truth, targets, observed,
+                                                 versions[0].forecaster.condition_names, stride, leads, progress)
         card = scorer.scores(per_trajectory).scorecard(cfg.lead_windows, cfg.confidence, cfg.seed)
         rows["letkf_clawpack"] = (Result("letkf_clawpack", "letkf", card), scorer.scores(per_trajectory),
                                   per_trajectory / len(leads))
         extra = {"letkf_repaired_values": repairs}
-    ratios = _ratios(rows, versions, cfg)
+    ratios = _ratios(rows, cfg)
     return _write(rows, ratios, versions, truth, panel, leads, cfg, data, extra)
 
 
-def _ratios(rows: dict, versions: list[Version], cfg: AssimilateConfig) -> dict[str, dict[str, Estimate]]:
-    """Per version and lead window: mean VRMSE of the filter over the free forecast's, with
-    a paired bootstrap interval over trajectories."""
+def _ratios(rows: dict, cfg: AssimilateConfig) -> dict[str, dict[str, Estimate]]:
+    """Per assimilating row (``<method>_<version>``) and lead window: its mean VRMSE over the
+    free forecast's of the same version, with a paired bootstrap interval over trajectories."""
     out = {}
-    for v in versions:
-        ensf, free = rows[f"ensf_{v.label}"][0].card, rows[f"free_{v.label}"][0].card
-        out[v.label] = {}
+    for label, (result, _, _) in rows.items():
+        method, version = label.split("_", 1)
+        free = rows.get(f"free_{version}")
+        if method == "free" or free is None:
+            continue
+        out[label] = {}
         for first, last in cfg.lead_windows:
             name = f"vrmse_{window_label(first, last)}"
-            if name not in ensf.trajectories:
+            if name not in result.card.trajectories:
                 continue
-            ratio = paired_statistic((np.array(ensf.trajectories[name]), np.array(free.trajectories[name])),
+            ratio = paired_statistic((np.array(result.card.trajectories[name]), np.array(free[0].card.trajectories[name])),
                                      lambda a, b, axis=-1: np.mean(a, axis=axis) / np.mean(b, axis=axis),
                                      cfg.confidence, cfg.seed)
-            out[v.label][window_label(first, last)] = Estimate(ratio.mean, ratio.low, ratio.high)
+            out[label][window_label(first, last)] = Estimate(ratio.mean, ratio.low, ratio.high)
     return out
 
 
@@ -223,10 +245,10 @@ def _write(rows: dict, ratios: dict, versions: list[Version], truth: Truth, pane
     ratio_json = {label: {w: [e.value, e.low, e.high] for w, e in by.items()} for label, by in ratios.items()}
     speedup = {}
     if "letkf_clawpack" in summary:
-        speedup = {label: summary["letkf_clawpack"]["seconds_per_cycle"] / summary[f"ensf_{label}"]["seconds_per_cycle"]
+        speedup = {label: summary["letkf_clawpack"]["seconds_per_cycle"] / summary[label]["seconds_per_cycle"]
                    for label in ratios}
-    write_json(layout.ASSIMILATION, {"rows": summary, "vrmse_ratio_ensf_over_free": ratio_json,
-                                     "cycle_time_letkf_over_ensf": speedup, "sensors": cfg.sensors,
+    write_json(layout.ASSIMILATION, {"rows": summary, "vrmse_ratio_over_free": ratio_json,
+                                     "cycle_time_letkf_over": speedup, "sensors": cfg.sensors,
                                      "noise": cfg.noise, "every": cfg.every, "members": cfg.members,
                                      "trajectories": len(truth.states), **extra})
     with atomic_path(layout.ASSIMILATION_CURVES) as tmp:
@@ -252,7 +274,7 @@ def _write(rows: dict, ratios: dict, versions: list[Version], truth: Truth, pane
     return {"rows": {label: {w: s["metrics"].get(f"vrmse_{w}") for w in windows} for label, s in summary.items()},
             "ratios": {label: {w: str(e) for w, e in by.items()} for label, by in ratios.items()},
             "seconds_per_cycle": {label: s["seconds_per_cycle"] for label, s in summary.items()},
-            "cycle_time_letkf_over_ensf": speedup}
+            "cycle_time_letkf_over": speedup}
 
 
 def _report(rows: dict, ratios: dict, speedup: dict, windows: list[str], cfg: AssimilateConfig) -> str:
@@ -268,11 +290,12 @@ def _report(rows: dict, ratios: dict, speedup: dict, windows: list[str], cfg: As
                  for w in windows for m in ("vrmse", "crps")]
         lines.append(f"| {METHODS[method]} | {version} | {scores.values['vrmse'].shape[0]} | " + " | ".join(cells)
                      + f" | {per_cycle:.3f} |")
-    ratio_lines = ["", "VRMSE of the latent EnSF over the free forecast's (paired bootstrap):", ""]
+    ratio_lines = ["", "VRMSE over the free forecast's of the same version (paired bootstrap over trajectories):", ""]
     ratio_lines += [f"- {label}: " + ", ".join(f"{w}: {e.cell(2)}" for w, e in by.items()) for label, by in ratios.items()]
     if speedup:
-        ratio_lines += ["", "Wall time per cycle of the full-space LETKF (Clawpack forecast) over the latent EnSF's, "
-                            "measured in this run:", ""]
+        ratio_lines += ["", "Wall time per cycle of the full-space LETKF (Clawpack forecast, physical fields) over "
+                            "each latent method's (latent ensemble; decoding for scoring not counted), measured in "
+                            "this run:", ""]
         ratio_lines += [f"- {label}: {value:.1f}x" for label, value in speedup.items()]
     return head + "\n".join(lines + ratio_lines) + "\n"
 

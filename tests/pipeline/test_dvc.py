@@ -60,7 +60,7 @@ def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
     assert (project / "data/latents/c4/test.h5").is_file()
     assert (project / "mlflow.db").is_file()
     assimilation = json.loads((project / "metrics/assimilation.json").read_text())  # the twin experiment
-    assert {row["method"] for row in assimilation["rows"].values()} == {"free", "ensf", "letkf"}
+    assert {row["method"] for row in assimilation["rows"].values()} == {"free", "ensf", "mmps", "letkf"}
     assert (project / "data/observations/test_0.h5").is_file() and (project / "reports/assimilation.md").is_file()
     dataset = project / "data"
     before = tree_digest(dataset)
