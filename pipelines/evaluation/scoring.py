@@ -74,6 +74,19 @@ class Truth:
         return cls.from_windows(trajectories(data, split), count, data.context)
 
     @classmethod
+    def load_one(cls, data: DataConfig, split: str, trajectory: int) -> Truth:
+        """Trajectory ``trajectory`` of ``split`` alone (``N = 1``); a ``ValueError`` names the
+        split's size when there is no such trajectory."""
+        if trajectory < 0:
+            raise ValueError(f"--trajectory must be >= 0, got {trajectory}")
+        truth = cls.load(data, split, trajectory + 1)
+        if truth.states.shape[0] <= trajectory:
+            raise ValueError(f"--trajectory {trajectory}: the {split} split of {data.root} has "
+                             f"{truth.states.shape[0]} trajectories")
+        pick = slice(trajectory, trajectory + 1)
+        return cls(truth.states[pick], truth.cond[pick], truth.channels, truth.context, truth.dataset)
+
+    @classmethod
     def from_windows(cls, windows: WellWindows, count: int, context: int) -> Truth:
         """The first ``count`` whole trajectories of ``windows`` (``pipelines.data.windows.trajectories``)."""
         items = [windows[i] for i in range(min(count, len(windows)))]

@@ -25,15 +25,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from models.assimilation import LogLikelihood, ScoreFilter
 from models.rollout import rollout
-from pipelines.serving.forecaster import Forecaster
 
-__all__ = ["GuidedForecast", "LatentAssimilator", "Sensors", "decoder"]
+if TYPE_CHECKING:  # the forecaster's pyfunc imports this module
+    from pipelines.serving.forecaster import Forecaster
+
+__all__ = ["OBSERVATION_INPUTS", "GuidedForecast", "LatentAssimilator", "Sensors", "answer", "decoder"]
+
+#: The inputs that make a request to a registered forecaster an assimilation (all four):
+#: ``sensor_channel (S,)`` (channel indices), ``sensor_index (S, 2)`` (grid indices ``i, j``),
+#: ``noise_std (S,)`` (physical units) and ``readings (T, S)`` (NaN: missing).
+OBSERVATION_INPUTS = frozenset({"sensor_channel", "sensor_index", "noise_std", "readings"})
 
 
 @dataclass(frozen=True)
@@ -183,3 +192,57 @@ class GuidedForecast:
                          readings.shape[0], f.window, f.overlap, self.members, f.autoencoder.encoder.bound, guidance,
                          sampler=f.sampler, generator=generator)  # (1, N, c, 1 + T, h, w)
         return window[0, :, :, 1:]
+
+
+def answer(forecaster: Forecaster, inputs: dict[str, Any], params: dict[str, Any]) -> np.ndarray:
+    """An assimilation request to a registered forecaster: ``inputs`` has ``states (1, 1, H,
+    W, C)`` (the initial state), ``cond (1, P)`` and all of :data:`OBSERVATION_INPUTS` (the
+    readings ``stride`` stored steps apart after the initial state); ``params`` has
+    ``method`` (``ensf``: the latent score filter with :class:`ScoreFilter`'s defaults;
+    ``mmps``: guided diffusion), ``members`` (at least 2) and ``seed``. Returns the initial
+    state and the ``M`` analysis members, ``(1, M, 1 + T, H, W, C)`` in physical units.
+    Malformed requests raise a ``ValueError`` that names the input."""
+    missing = sorted(OBSERVATION_INPUTS - set(inputs))
+    if missing:
+        raise ValueError(f"an assimilation request needs all of {sorted(OBSERVATION_INPUTS)}; missing {missing}")
+    states = torch.as_tensor(np.asarray(inputs["states"], dtype=np.float32))
+    cond = torch.as_tensor(np.asarray(inputs["cond"], dtype=np.float32))
+    channels = len(forecaster.normalizer.channels)
+    if states.ndim != 5 or states.shape[:2] != (1, 1) or states.shape[-1] != channels or cond.shape != (1, len(forecaster.condition_names)):
+        raise ValueError(f"an assimilation request takes one initial state, states (1, 1, H, W, {channels}), and cond "
+                         f"(1, {len(forecaster.condition_names)}); got {tuple(states.shape)} and {tuple(cond.shape)}")
+    h, w = states.shape[2:4]
+    channel = torch.as_tensor(np.asarray(inputs["sensor_channel"]))
+    index = torch.as_tensor(np.asarray(inputs["sensor_index"]))
+    std = torch.as_tensor(np.asarray(inputs["noise_std"], dtype=np.float32))
+    readings = torch.as_tensor(np.asarray(inputs["readings"], dtype=np.float32))
+    count = channel.shape[0] if channel.ndim == 1 else -1
+    problems = [
+        (channel.ndim == 1 and not channel.is_floating_point(), f"sensor_channel must be (S,) integers, got {tuple(channel.shape)} {channel.dtype}"),
+        (index.shape == (count, 2) and not index.is_floating_point(), f"sensor_index must be (S, 2) integers, S = {count}, got {tuple(index.shape)} {index.dtype}"),
+        (std.shape == (count,) and bool((std > 0).all()), f"noise_std must be (S,) and positive, S = {count}, got {tuple(std.shape)}"),
+        (readings.ndim == 2 and readings.shape[1] == count and readings.shape[0] >= 1, f"readings must be (T, S), S = {count}, got {tuple(readings.shape)}"),
+    ]
+    for ok, message in problems:
+        if not ok:
+            raise ValueError(message)
+    if bool(((channel < 0) | (channel >= channels)).any()):
+        raise ValueError(f"sensor_channel: values must be channel indices in [0, {channels}) "
+                         f"({list(forecaster.normalizer.channels)}), got {sorted(set(channel.tolist()))[:8]}")
+    outside = (index < 0) | (index >= torch.tensor([h, w]))
+    if bool(outside.any()):
+        raise ValueError(f"sensor_index: sensor {int(outside.any(dim=1).nonzero()[0])} at {index[outside.any(dim=1)][0].tolist()} "
+                         f"is outside the {h}x{w} grid")
+    method, members = str(params["method"]), int(params["members"])
+    methods = {"ensf": lambda: LatentAssimilator(forecaster, ScoreFilter(), members),
+               "mmps": lambda: GuidedForecast(forecaster, members=members)}
+    if method not in methods:
+        raise ValueError(f"param method: {method!r} is not a method; valid methods are {sorted(methods)}")
+    if members < 2:
+        raise ValueError(f"param members: an assimilation needs at least 2 members, got {members}")
+    initial = states[0, 0].permute(2, 0, 1)  # (C, H, W)
+    latents = methods[method]().run(initial, cond[0], Sensors(channel.long(), index.long(), std), readings,
+                                    torch.Generator().manual_seed(int(params["seed"])))  # (M, c, T, h, w)
+    analysis = forecaster.from_space(latents)  # (M, C, T, H, W)
+    first = initial.to(analysis)[None, :, None].expand(members, -1, -1, -1, -1)
+    return torch.cat([first, analysis], dim=2).permute(0, 2, 3, 4, 1)[None].cpu().numpy()

@@ -15,7 +15,10 @@ A :class:`Forecaster` bundles
 
 :class:`ForecasterModel` is the pyfunc: input ``{"states": (B, K, H, W, C), "cond": (B, P)}``
 in The Well's channels-last layout, params ``horizon`` (``T``), ``members`` (``M``) and
-``seed``; output ``(B, M, K + T, H, W, C)``.
+``seed``; output ``(B, M, K + T, H, W, C)``. With sensor readings among the inputs
+(:data:`~pipelines.serving.assimilator.OBSERVATION_INPUTS`) a latent version assimilates them
+instead (param ``method``: ``ensf``, the latent score filter, or ``mmps``, guided diffusion):
+see :func:`pipelines.serving.assimilator.answer`.
 """
 
 from __future__ import annotations
@@ -33,14 +36,16 @@ from models.autoencoder import Autoencoder
 from models.kinds import kind
 from models.rollout import rollout
 from models.samplers import ODESampler
+from pipelines.serving.assimilator import OBSERVATION_INPUTS, answer
 from pipelines.serving.normalizer import FieldNormalizer
 
 __all__ = ["EMULATOR_FILE", "PREDICT_PARAMS", "Forecaster", "ForecasterModel", "load_forecaster"]
 
 EMULATOR_FILE = "emulator.pt"
 
-#: Defaults of the forecast params (also the registered model's ParamSchema).
-PREDICT_PARAMS: dict[str, int] = {"horizon": 25, "members": 1, "seed": 0}
+#: Defaults of the params (also the registered model's ParamSchema); ``method`` applies to
+#: requests with sensor readings only.
+PREDICT_PARAMS: dict[str, int | str] = {"horizon": 25, "members": 1, "seed": 0, "method": "ensf"}
 
 
 @dataclass
@@ -173,5 +178,8 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
             self.forecaster.to("cuda")
 
     def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> np.ndarray:
-        """``{"states": (B, K, H, W, C), "cond": (B, P)}`` -> ``(B, M, K + T, H, W, C)``."""
+        """``{"states": (B, K, H, W, C), "cond": (B, P)}`` -> ``(B, M, K + T, H, W, C)``; with
+        sensor readings among the inputs, their analysis ``(1, M, 1 + T, H, W, C)``."""
+        if OBSERVATION_INPUTS & set(model_input):
+            return answer(self.forecaster, model_input, {**PREDICT_PARAMS, **(params or {})})
         return self.forecaster.predict(model_input, params)

@@ -329,13 +329,10 @@ def assimilate(cfg: AssimilateConfig, data: DataConfig, reference: str, path: st
     forecast times ``times`` (stored steps), ``members (M, T, H, W, C)`` on request, and
     ``<output>.png``; track the run. Returns a summary."""
     members = cfg.members if members is None else members
-    if trajectory < 0 or members < 2:
-        raise ValueError(f"need --trajectory >= 0 and --members >= 2; got {trajectory}, {members}")
-    truth = Truth.load(data, split, trajectory + 1)
-    if truth.states.shape[0] <= trajectory:
-        raise ValueError(f"--trajectory {trajectory}: the {split} split of {data.root} has {truth.states.shape[0]} "
-                         "trajectories")
-    states = truth.states[trajectory]  # (C, T, H, W)
+    if members < 2:
+        raise ValueError(f"need --members >= 2; got {members}")
+    truth = Truth.load_one(data, split, trajectory)
+    states = truth.states[0]  # (C, T, H, W)
     observations = read_checked(path, truth.dataset, truth.channels, states.shape[-2:], states.shape[1])
     uri, model = load_emulator(reference, truth.dataset)
     forecaster = model.unwrap_python_model().forecaster
@@ -349,11 +346,11 @@ def assimilate(cfg: AssimilateConfig, data: DataConfig, reference: str, path: st
                                f"{observations.times.tolist()[:8]}")
     generator = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
-    latents = LatentAssimilator(forecaster, cfg.filter, members).run(states[:, 0], truth.cond[trajectory], sensors,
+    latents = LatentAssimilator(forecaster, cfg.filter, members).run(states[:, 0], truth.cond[0], sensors,
                                                                      values, generator)
     per_cycle = (time.perf_counter() - start) / steps
     analysis = forecaster.from_space(latents).movedim(2, 1)  # (M, T, C, H, W)
-    free = forecaster.forecast(states[None, :, :1], truth.cond[trajectory : trajectory + 1], steps, members,
+    free = forecaster.forecast(states[None, :, :1], truth.cond, steps, members,
                                seed)[0, :, :, 1:].movedim(2, 1)
     times = [stride * k for k in range(1, steps + 1)]
     target = states[:, times].movedim(1, 0)  # (T, C, H, W)

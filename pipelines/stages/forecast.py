@@ -27,26 +27,21 @@ from pipelines.tracking.references import load_emulator
 def run(data: DataConfig, reference: str = "production", split: str = "test", trajectory: int = 0,
         horizon: int = 25, members: int = 1, seed: int = 0, output: str | Path = "forecasts/forecast") -> dict:
     """Forecast trajectory ``trajectory`` of ``split``; returns a summary (paths, VRMSE by lead)."""
-    if trajectory < 0 or horizon < 1 or members < 1:
-        raise ValueError(f"need --trajectory >= 0, --horizon >= 1 and --members >= 1; got {trajectory}, {horizon}, "
-                         f"{members}")
-    truth = Truth.load(data, split, trajectory + 1)
-    if truth.states.shape[0] <= trajectory:
-        raise ValueError(f"--trajectory {trajectory}: the {split} split of {data.root} has {truth.states.shape[0]} "
-                         "trajectories")
+    if horizon < 1 or members < 1:
+        raise ValueError(f"need --horizon >= 1 and --members >= 1; got {horizon}, {members}")
+    truth = Truth.load_one(data, split, trajectory)
+    states = truth.states  # (1, C, T, H, W)
     uri, model = load_emulator(reference, truth.dataset)
     settings = model.metadata.metadata or {}
     stride = int(settings["stride"])
-    states = truth.states[trajectory : trajectory + 1]  # (1, C, T, H, W)
-    single = Truth(states, truth.cond[trajectory : trajectory + 1], truth.channels, truth.context, truth.dataset)
-    initial = single.initial(stride)  # (1, C, K, H, W)
-    prediction = model.predict({"states": initial.permute(0, 2, 3, 4, 1).numpy(), "cond": single.cond.numpy()},
+    initial = truth.initial(stride)  # (1, C, K, H, W)
+    prediction = model.predict({"states": initial.permute(0, 2, 3, 4, 1).numpy(), "cond": truth.cond.numpy()},
                                params={"horizon": horizon, "members": members, "seed": seed})[0]  # (M, K + T, H, W, C)
     known = initial.shape[2]
     leads = [lead for lead in range(stride, (horizon + 1) * stride, stride)
-             if single.last_known(stride) + lead < states.shape[2]]
-    times = [single.last_known(stride) - stride * (known - 1 - k) for k in range(known)]
-    times += [single.last_known(stride) + lead for lead in leads]
+             if truth.last_known(stride) + lead < states.shape[2]]
+    times = [truth.last_known(stride) - stride * (known - 1 - k) for k in range(known)]
+    times += [truth.last_known(stride) + lead for lead in leads]
     target = states[0, :, times].permute(1, 2, 3, 0).numpy()  # (K + T', H, W, C)
     predicted = torch.from_numpy(prediction[:, known : known + len(leads)])  # (M, T', H, W, C)
     score = vrmse(predicted.permute(0, 1, 4, 2, 3), torch.from_numpy(target[known:]).permute(0, 3, 1, 2)[None])

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
 
 import models
 from models.autoencoder import Autoencoder
@@ -99,7 +99,9 @@ def register_forecaster(forecaster: Forecaster, autoencoder_dir: str | Path | No
     ``autoencoder_dir`` is the registered autoencoder's MLflow model directory (as exported
     by :func:`export_version`; ``None`` for a pixel emulator); it is bundled as an
     artifact. ``example`` is ``{"states": (1, K, H, W, C), "cond": (1, P)}``; the
-    signature has the forecast params (horizon, members, seed) as a ParamSchema.
+    signature has the output and the params (``PREDICT_PARAMS``) as a ParamSchema but no
+    input schema: MLflow would drop the optional observation inputs of an assimilation
+    request (tensor specs cannot be optional), so the forecaster checks its inputs itself.
     """
     client = configure()
     forecaster.to("cpu")
@@ -112,7 +114,9 @@ def register_forecaster(forecaster: Forecaster, autoencoder_dir: str | Path | No
         info = mlflow.pyfunc.log_model(
             name="forecaster", python_model=str(FORECASTER_ENTRY), artifacts=artifacts,
             code_paths=[str(MODELS_CODE), str(_serving_code(Path(tmp)))], pip_requirements=requirements(),
-            signature=infer_signature(example, output, params=PREDICT_PARAMS), input_example=(example, params),
+            signature=ModelSignature(None, infer_signature(example, output).outputs,
+                                     infer_signature(example, params=PREDICT_PARAMS).params),
+            input_example=(example, params),
             registered_model_name=emulator_name(dataset), metadata=forecaster.settings(),
         )
     return _tag_version(client, emulator_name(dataset), info.registered_model_version, tags)

@@ -101,22 +101,80 @@ def test_the_exported_version_loads_without_the_store(trained, workspace, monkey
     np.testing.assert_allclose(out, expected, rtol=1e-5)
 
 
+def _observation_request(workspace: DataConfig, stride: int) -> dict[str, np.ndarray]:
+    """An assimilation request in the pyfunc's layout: test trajectory 0's initial state,
+    every 5th sensor of :func:`_fully_observed`, its readings at 3 forecast times, one of
+    them missing (NaN)."""
+    states, cond, sensors, readings, _ = _fully_observed(workspace, stride)
+    keep = slice(None, None, 5)
+    readings = readings[:, keep].clone()
+    readings[1, 0] = float("nan")
+    return {"states": states[:, :1].permute(1, 2, 3, 0)[None].numpy(), "cond": cond[None].numpy(),
+            "sensor_channel": sensors.channel[keep].numpy(), "sensor_index": sensors.index[keep].numpy(),
+            "noise_std": sensors.noise_std[keep].numpy(), "readings": readings.numpy()}
+
+
 def test_mlflow_models_serve_answers_a_rest_forecast(trained, workspace, tmp_path):
+    """A forecast request, and an assimilation request (the same version, with sensor
+    readings among the inputs) answered with the analysis the forecaster computes here."""
+    from pipelines.serving.assimilator import answer
+
     port = free_port()
     version = trained["solver"].summary["version"]
     env = {**tool_env(), "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
+    forecaster = trained["solver"].forecaster
+    observed = _observation_request(workspace, forecaster.stride)
+
+    def post(inputs: dict[str, np.ndarray], params: dict) -> np.ndarray:
+        body = json.dumps({"inputs": {k: v.tolist() for k, v in inputs.items()}, "params": params}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return np.asarray(json.loads(response.read())["predictions"])
+
     with served(["mlflow", "models", "serve", "-m", f"models:/euler_mini-emulator/{version}", "--env-manager", "local",
                  "--host", "127.0.0.1", "-p", str(port)], f"http://127.0.0.1:{port}/ping", tmp_path, env,
                 tmp_path / "serve.log"):
         inputs = _inputs(workspace)
-        body = json.dumps({"inputs": {k: v.tolist() for k, v in inputs.items()}, "params": {"horizon": 4}}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            predictions = np.asarray(json.loads(response.read())["predictions"])
+        predictions = post(inputs, {"horizon": 4})
+        analysis = post(observed, {"members": 3, "seed": 1})
     assert predictions.shape == (2, 1, 5, 16, 16, 5)  # (B, M, K + T, H, W, C)
-    expected = trained["solver"].forecaster.predict(inputs, {"horizon": 4})
+    expected = forecaster.predict(inputs, {"horizon": 4})
     np.testing.assert_allclose(predictions, expected, rtol=1e-4, atol=1e-5)
+    assert analysis.shape == (1, 3, 4, 16, 16, 5) and np.isfinite(analysis).all()  # (1, M, 1 + T, H, W, C)
+    here = answer(forecaster, observed, {"method": "ensf", "members": 3, "seed": 1})
+    np.testing.assert_allclose(analysis, here, rtol=1e-3, atol=1e-4)
+    assert not np.allclose(analysis[0, 0], analysis[0, 1])  # an ensemble, not one state repeated
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"readings": None}, r"needs all of .* missing \['readings'\]"),
+    ({"states": lambda r: np.concatenate([r["states"]] * 2)}, r"takes one initial state, states \(1, 1, H, W, 5\)"),
+    ({"cond": lambda r: r["cond"][:, :3]}, r"cond \(1, 13\)"),
+    ({"sensor_channel": lambda r: r["sensor_channel"] + 5}, r"sensor_channel: values must be channel indices in \[0, 5\)"),
+    ({"sensor_channel": lambda r: r["sensor_channel"].astype(float)}, "sensor_channel must be \\(S,\\) integers"),
+    ({"sensor_index": lambda r: r["sensor_index"] + 16}, "sensor_index: sensor 0 at \\[16, 16\\] is outside the 16x16 grid"),
+    ({"sensor_index": lambda r: r["sensor_index"][:, :1]}, r"sensor_index must be \(S, 2\) integers"),
+    ({"noise_std": lambda r: -r["noise_std"]}, "noise_std must be \\(S,\\) and positive"),
+    ({"readings": lambda r: r["readings"][:, :4]}, r"readings must be \(T, S\)"),
+    ({"params": {"method": "kalman"}}, "param method: 'kalman' is not a method; valid methods are \\['ensf', 'mmps'\\]"),
+    ({"params": {"members": 1}}, "param members: an assimilation needs at least 2 members, got 1"),
+    ({"params": {"method": "mmps"}}, "MMPS guides a diffusion emulator; this forecaster is a solver"),
+])
+def test_malformed_assimilation_requests_name_the_input(trained, workspace, change, expected):
+    from pipelines.serving.assimilator import answer
+    from pipelines.serving.forecaster import PREDICT_PARAMS
+
+    forecaster = trained["solver"].forecaster
+    request = _observation_request(workspace, forecaster.stride)
+    params = {**PREDICT_PARAMS, "members": 3, **change.pop("params", {})}
+    for key, edit in change.items():
+        if edit is None:
+            del request[key]
+        else:
+            request[key] = edit(request)
+    with pytest.raises(ValueError, match=expected):
+        answer(forecaster, request, params)
 
 
 def test_bad_requests_are_clear_errors(trained, workspace):
