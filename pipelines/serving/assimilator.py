@@ -207,32 +207,37 @@ def answer(forecaster: Forecaster, inputs: dict[str, Any], params: dict[str, Any
         raise ValueError(f"an assimilation request needs all of {sorted(OBSERVATION_INPUTS)}; missing {missing}")
     states = torch.as_tensor(np.asarray(inputs["states"], dtype=np.float32))
     cond = torch.as_tensor(np.asarray(inputs["cond"], dtype=np.float32))
-    channels = len(forecaster.normalizer.channels)
-    if states.ndim != 5 or states.shape[:2] != (1, 1) or states.shape[-1] != channels or cond.shape != (1, len(forecaster.condition_names)):
-        raise ValueError(f"an assimilation request takes one initial state, states (1, 1, H, W, {channels}), and cond "
-                         f"(1, {len(forecaster.condition_names)}); got {tuple(states.shape)} and {tuple(cond.shape)}")
-    h, w = states.shape[2:4]
+    channels, names = list(forecaster.normalizer.channels), forecaster.condition_names
+    if states.ndim != 5 or states.shape[:2] != (1, 1) or states.shape[-1] != len(channels) \
+            or cond.shape != (1, len(names)):
+        raise ValueError(f"an assimilation request takes one initial state, states (1, 1, H, W, {len(channels)}), "
+                         f"and cond (1, {len(names)}); got {tuple(states.shape)} and {tuple(cond.shape)}")
     channel = torch.as_tensor(np.asarray(inputs["sensor_channel"]))
     index = torch.as_tensor(np.asarray(inputs["sensor_index"]))
     std = torch.as_tensor(np.asarray(inputs["noise_std"], dtype=np.float32))
     readings = torch.as_tensor(np.asarray(inputs["readings"], dtype=np.float32))
-    count = channel.shape[0] if channel.ndim == 1 else -1
-    problems = [
-        (channel.ndim == 1 and not channel.is_floating_point(), f"sensor_channel must be (S,) integers, got {tuple(channel.shape)} {channel.dtype}"),
-        (index.shape == (count, 2) and not index.is_floating_point(), f"sensor_index must be (S, 2) integers, S = {count}, got {tuple(index.shape)} {index.dtype}"),
-        (std.shape == (count,) and bool((std > 0).all()), f"noise_std must be (S,) and positive, S = {count}, got {tuple(std.shape)}"),
-        (readings.ndim == 2 and readings.shape[1] == count and readings.shape[0] >= 1, f"readings must be (T, S), S = {count}, got {tuple(readings.shape)}"),
+    s = channel.shape[0] if channel.ndim == 1 else -1
+    rules = [
+        (channel.ndim == 1 and not channel.is_floating_point(),
+         f"sensor_channel must be (S,) integers, got {tuple(channel.shape)} {channel.dtype}"),
+        (index.shape == (s, 2) and not index.is_floating_point(),
+         f"sensor_index must be (S, 2) integers, S = {s}, got {tuple(index.shape)} {index.dtype}"),
+        (std.shape == (s,) and bool((std > 0).all()), f"noise_std must be (S,) and positive, S = {s}, got "
+                                                      f"{tuple(std.shape)}"),
+        (readings.ndim == 2 and readings.shape[1] == s and readings.shape[0] >= 1,
+         f"readings must be (T, S), S = {s}, got {tuple(readings.shape)}"),
     ]
-    for ok, message in problems:
+    for ok, message in rules:
         if not ok:
             raise ValueError(message)
-    if bool(((channel < 0) | (channel >= channels)).any()):
-        raise ValueError(f"sensor_channel: values must be channel indices in [0, {channels}) "
-                         f"({list(forecaster.normalizer.channels)}), got {sorted(set(channel.tolist()))[:8]}")
-    outside = (index < 0) | (index >= torch.tensor([h, w]))
+    if bool(((channel < 0) | (channel >= len(channels))).any()):
+        raise ValueError(f"sensor_channel: values must be channel indices in [0, {len(channels)}) ({channels}), "
+                         f"got {sorted(set(channel.tolist()))[:8]}")
+    outside = ((index < 0) | (index >= torch.tensor(states.shape[2:4]))).any(dim=1)  # (S,)
     if bool(outside.any()):
-        raise ValueError(f"sensor_index: sensor {int(outside.any(dim=1).nonzero()[0])} at {index[outside.any(dim=1)][0].tolist()} "
-                         f"is outside the {h}x{w} grid")
+        first = int(outside.nonzero()[0])
+        raise ValueError(f"sensor_index: sensor {first} at {index[first].tolist()} is outside the "
+                         f"{states.shape[2]}x{states.shape[3]} grid")
     method, members = str(params["method"]), int(params["members"])
     methods = {"ensf": lambda: LatentAssimilator(forecaster, ScoreFilter(), members),
                "mmps": lambda: GuidedForecast(forecaster, members=members)}

@@ -229,8 +229,8 @@ def _ratios(rows: dict, cfg: AssimilateConfig) -> dict[str, dict[str, Estimate]]
             name = f"vrmse_{window_label(first, last)}"
             if name not in result.card.trajectories:
                 continue
-            ratio = paired_statistic((np.array(result.card.trajectories[name]), np.array(free[0].card.trajectories[name])),
-                                     lambda a, b, axis=-1: np.mean(a, axis=axis) / np.mean(b, axis=axis),
+            pair = (np.array(result.card.trajectories[name]), np.array(free[0].card.trajectories[name]))
+            ratio = paired_statistic(pair, lambda a, b, axis=-1: np.mean(a, axis=axis) / np.mean(b, axis=axis),
                                      cfg.confidence, cfg.seed)
             out[label][window_label(first, last)] = Estimate(ratio.mean, ratio.low, ratio.high)
     return out
