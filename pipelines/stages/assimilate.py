@@ -188,11 +188,11 @@ def run(cfg: AssimilateConfig, data: DataConfig, simulate: SimulateConfig = Simu
                 ensemble = v.forecaster.from_space(latents)  # (M, C, T, H, W): decoded for scoring, not timed
                 scorers.setdefault((method, v.label), Scorer(METRICS, leads, truth.channels))
                 scorers[method, v.label].add(ensemble.movedim(2, 1)[None], targets[i : i + 1])
-                if i == 0 and v is versions[0]:
-                    panel |= {"free": ensemble.mean(dim=0)[:, -1].numpy()} if method == "free" else {}
+                if i == 0 and v is versions[0] and method == "free":
+                    panel["free"] = ensemble.mean(dim=0)[:, -1].numpy()
+                elif i == 0 and v is versions[0] and method == "ensf":
                     panel |= {"analysis": ensemble.mean(dim=0)[:, -1].numpy(),
-                              "spread": ensemble.std(dim=0)[:, -1].numpy(),
-                              "sensors": observations.index} if method == "ensf" else {}
+                              "spread": ensemble.std(dim=0)[:, -1].numpy(), "sensors": observations.index}
             bar.update()
     bar.close()
     cycles = len(truth.states) * len(leads)
@@ -207,9 +207,9 @@ def run(cfg: AssimilateConfig, data: DataConfig, simulate: SimulateConfig = Simu
     if cfg.enkf.trajectories > 0:
         scorer, per_trajectory, repairs = _letkf(cfg, simulate, truth, targets, observed,
                                                  versions[0].forecaster.condition_names, stride, leads, progress)
-        card = scorer.scores(per_trajectory).scorecard(cfg.lead_windows, cfg.confidence, cfg.seed)
-        rows["letkf_clawpack"] = (Result("letkf_clawpack", "letkf", card), scorer.scores(per_trajectory),
-                                  per_trajectory / len(leads))
+        scores = scorer.scores(per_trajectory)
+        card = scores.scorecard(cfg.lead_windows, cfg.confidence, cfg.seed)
+        rows["letkf_clawpack"] = (Result("letkf_clawpack", "letkf", card), scores, per_trajectory / len(leads))
         extra = {"letkf_repaired_values": repairs}
     ratios = _ratios(rows, cfg)
     return _write(rows, ratios, versions, truth, panel, leads, cfg, data, extra)
