@@ -147,6 +147,24 @@ def _train_emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_obs_encoder(args: argparse.Namespace) -> int:
+    from pipelines.config import CacheLatentsConfig, SensorsConfig, TrainObsEncoderConfig
+    from pipelines.stages import train_obs_encoder
+
+    cfg = _section(args, TrainObsEncoderConfig, "train_obs_encoder", _steps_override(args))
+    sensors = _section(args, SensorsConfig, "sensors")
+    data, cache = _section(args, DataConfig, "data"), _section(args, CacheLatentsConfig, "cache_latents")
+    summary = train_obs_encoder.run(cfg, sensors, data, cache, args.layout, args.latent_channels,
+                                    progress=not args.quiet)
+    if summary.rank:
+        return 0
+    print(f"train_obs_encoder: layout {args.layout}, c={args.latent_channels} registered as "
+          f"{summary['registered_model']} version {summary['version']}; on valid: latent RMSE "
+          f"{summary['latent_rmse']:.3f}, {', '.join(cfg.parameters)} MAE {summary['parameter_mae']:.4f} "
+          f"(at the last reading {summary['parameter_mae_last']:.4f})")
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from pipelines import layout
     from pipelines.config import EvaluateConfig
@@ -208,16 +226,19 @@ def _assimilate(args: argparse.Namespace) -> int:
 
 def _twin_experiment(args: argparse.Namespace) -> int:
     from pipelines import layout
-    from pipelines.config import AssimilateConfig, SimulateConfig
+    from pipelines.config import AssimilateConfig, SensorsConfig, SimulateConfig
     from pipelines.stages import assimilate
 
-    outcome = assimilate.run(_section(args, AssimilateConfig, "assimilate"), _section(args, DataConfig, "data"),
-                             _section(args, SimulateConfig, "simulate"), progress=not args.quiet)
+    outcome = assimilate.run(_section(args, AssimilateConfig, "assimilate"), _section(args, SensorsConfig, "sensors"),
+                             _section(args, DataConfig, "data"), _section(args, SimulateConfig, "simulate"),
+                             progress=not args.quiet)
     for label, by in outcome["ratios"].items():
         print(f"twin-experiment: {label}: VRMSE / the free forecast's, by lead window: "
               + ", ".join(f"{w} {ratio}" for w, ratio in by.items()))
     print(f"twin-experiment: seconds per cycle {outcome['seconds_per_cycle']}; LETKF's cycle time over each "
-          f"latent method's {outcome['cycle_time_letkf_over']} -> {layout.ASSIMILATION}, {layout.ASSIMILATION_REPORT}")
+          f"latent method's {outcome['cycle_time_letkf_over']}; through the decoder over through the observation "
+          f"encoder {outcome['cycle_time_decoder_over_encoder']}; error of the estimated conditioning "
+          f"{outcome['parameter_error']} -> {layout.ASSIMILATION}, {layout.ASSIMILATION_REPORT}")
     return 0
 
 
@@ -360,6 +381,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latent-channels", type=_channels, help="latent channels c of the autoencoder and cache "
                                                              "(latent kinds only; 'none' = not given)")
     p.add_argument("--steps", type=int, help="override train_emulator.train.steps")
+
+    p = _command(sub, "train-obs-encoder", _train_obs_encoder,
+                 "train, calibrate, track and register one observation encoder (params: train_obs_encoder, sensors)",
+                 "Train LD-EnSF's observation encoder for one sensor layout of sensors.layouts: sequences of its "
+                 "noisy readings (some dropped at random) to the latents of the exported autoencoder with "
+                 "--latent-channels (targets: its latent cache) and the conditioning entries "
+                 "train_obs_encoder.parameters, with the shared training loop; calibrate its errors on the valid "
+                 "split (the Gaussian likelihood of the encoder route of the latent EnSF); track it in MLflow and "
+                 "register it as <dataset>-obs-encoder, tagged with the layout, the autoencoder version and the "
+                 "data hash. Resumes from its latest checkpoint if a previous run was interrupted.")
+    p.add_argument("--layout", required=True, help="sensor layout: a key of sensors.layouts")
+    p.add_argument("--latent-channels", type=int, required=True, help="latent channels c of the autoencoder and cache")
+    p.add_argument("--steps", type=int, help="override train_obs_encoder.train.steps")
 
     p = _command(sub, "evaluate", _evaluate, "score every registered version the same way (params: evaluate)",
                  "Query the Model Registry for every version of <dataset>-autoencoder and <dataset>-emulator and "

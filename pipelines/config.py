@@ -366,6 +366,75 @@ class PromoteConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SensorLayoutConfig:
+    """One sensor layout of ``sensors.layouts``: ``fraction`` of the grid points (at least
+    one), drawn once from ``seed``, each reading every field of ``fields`` (empty: all)
+    every ``every`` stored steps, with Gaussian noise of ``noise`` times the field's standard
+    deviation over the trajectory (``pipelines.data.observations``)."""
+
+    fraction: float = 0.01
+    fields: tuple[str, ...] = ()
+    every: int = 4
+    noise: float = 0.1
+    seed: int = 0
+
+    def validate(self, key: str) -> None:
+        check(0 < self.fraction <= 1, f"{key}.fraction", f"must be a fraction in (0, 1], got {self.fraction}")
+        check(self.every >= 1, f"{key}.every", f"must be >= 1, got {self.every}")
+        check(self.noise > 0, f"{key}.noise", f"must be > 0, got {self.noise}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SensorsConfig:
+    """``sensors:`` section: the sensor layouts, by name. The twin experiment observes one
+    (``assimilate.layout``); an observation encoder is trained for each."""
+
+    layouts: dict[str, SensorLayoutConfig] = dataclasses.field(
+        default_factory=lambda: {"sparse": SensorLayoutConfig()})
+
+    def validate(self, key: str) -> None:
+        check(len(self.layouts) >= 1, f"{key}.layouts", "needs at least one layout")
+        for name in self.layouts:
+            check(name.replace("_", "").isalnum(), f"{key}.layouts.{name}",
+                  "a layout's name must be letters, digits and underscores")
+
+    def layout(self, name: str, key: str) -> SensorLayoutConfig:
+        """The layout ``name``; a :class:`ConfigError` naming ``key`` and the valid names otherwise."""
+        check(name in self.layouts, key, f"no sensor layout {name!r}; sensors.layouts has {sorted(self.layouts)}")
+        return self.layouts[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class ObsEncoderModelConfig:
+    """Architecture of ``models.observation.ObservationEncoder``."""
+
+    hidden: int = 128
+    layers: int = 1
+
+    def validate(self, key: str) -> None:
+        check(self.hidden >= 1, f"{key}.hidden", f"must be >= 1, got {self.hidden}")
+        check(self.layers >= 1, f"{key}.layers", f"must be >= 1, got {self.layers}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainObsEncoderConfig:
+    """``train_obs_encoder:`` section, one encoder per sensor layout and autoencoder width:
+    sequences of ``length`` readings of the layout to the latents of the autoencoder and the
+    conditioning entries ``parameters``; each training sequence loses a share of its
+    readings drawn uniformly from ``[0, dropout]``, and gets the layout's noise."""
+
+    parameters: tuple[str, ...] = ("gamma",)
+    length: int = 25
+    dropout: float = 0.3
+    model: ObsEncoderModelConfig = ObsEncoderModelConfig()
+    train: TrainConfig = TrainConfig()
+
+    def validate(self, key: str) -> None:
+        check(self.length >= 1, f"{key}.length", f"must be >= 1, got {self.length}")
+        check(0 <= self.dropout < 1, f"{key}.dropout", f"must be in [0, 1), got {self.dropout}")
+
+
+@dataclasses.dataclass(frozen=True)
 class FilterConfig(ScoreFilter):
     """The ensemble score filter's settings: the configured
     :class:`models.assimilation.ScoreFilter` itself, checked (its own ``problems``)."""
@@ -415,22 +484,21 @@ class EnKFConfig:
 @dataclasses.dataclass(frozen=True)
 class AssimilateConfig:
     """``assimilate:`` section: the twin experiment (``pipelines.stages.assimilate``). The
-    first ``trajectories`` trajectories of ``split`` are observed at ``sensors`` (a fraction
-    of the grid points) in ``fields`` (empty: all), every ``every`` stored steps, with
-    Gaussian noise of ``noise`` times each field's standard deviation; the best evaluated
-    version of each of ``kinds`` forecasts them freely and with the latent score filter (a
-    stochastic kind also guided by MMPS, ``mmps``), and Clawpack with the full-space LETKF
-    (``enkf``) on the first of them."""
+    first ``trajectories`` trajectories of ``split`` are observed by the sensor layout
+    ``layout`` (``sensors.layouts``); the best evaluated version of each of ``kinds``
+    forecasts them freely and with the latent score filter, its likelihood through the
+    decoder (``filter``) and through the layout's observation encoder (``encoder_filter``;
+    it estimates the conditioning entries ``estimate`` with the state), a stochastic kind also guided by MMPS (``mmps``),
+    and Clawpack with the full-space LETKF (``enkf``) on the first of them."""
 
     kinds: tuple[str, ...] = ("solver", "diffusion")
     split: Literal["train", "valid", "test"] = "test"
     trajectories: int = 8
-    sensors: float = 0.01
-    fields: tuple[str, ...] = ()
-    every: int = 4
-    noise: float = 0.1
+    layout: str = "sparse"
+    estimate: tuple[str, ...] = ("gamma",)
     members: int = 16
     filter: FilterConfig = FilterConfig()
+    encoder_filter: FilterConfig = FilterConfig(min_spread=0.6)
     mmps: MMPSConfig = MMPSConfig()
     enkf: EnKFConfig = EnKFConfig()
     lead_windows: tuple[tuple[int, int], ...] = ((1, 20), (21, 60), (61, 100))
@@ -441,9 +509,6 @@ class AssimilateConfig:
         check(len(self.kinds) >= 1, f"{key}.kinds", "needs at least one latent emulator kind")
         check_names(self.kinds, emulator_kinds(latent=True), f"{key}.kinds")
         check(self.trajectories >= 1, f"{key}.trajectories", f"must be >= 1, got {self.trajectories}")
-        check(0 < self.sensors <= 1, f"{key}.sensors", f"must be a fraction in (0, 1], got {self.sensors}")
-        check(self.every >= 1, f"{key}.every", f"must be >= 1, got {self.every}")
-        check(self.noise > 0, f"{key}.noise", f"must be > 0, got {self.noise}")
         check(self.members >= 2, f"{key}.members", f"must be >= 2, got {self.members}")
         check(len(self.lead_windows) >= 1 and all(1 <= a <= b for a, b in self.lead_windows), f"{key}.lead_windows",
               f"must be [[first, last], ...] with 1 <= first <= last, got {[list(w) for w in self.lead_windows]}")
@@ -526,7 +591,8 @@ class TuneConfig:
 SECTIONS: dict[str, type] = {
     "simulate": SimulateConfig, "data": DataConfig, "train_autoencoder": TrainAutoencoderConfig,
     "cache_latents": CacheLatentsConfig, "train_emulator": TrainEmulatorConfig, "evaluate": EvaluateConfig,
-    "promote": PromoteConfig, "assimilate": AssimilateConfig, "tune": TuneConfig,
+    "promote": PromoteConfig, "sensors": SensorsConfig, "train_obs_encoder": TrainObsEncoderConfig,
+    "assimilate": AssimilateConfig, "tune": TuneConfig,
 }
 
 
@@ -603,6 +669,10 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _convert(inner[0], value, key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {_convert(args[0], k, key): _convert(args[1], v, f"{key}.{k}") for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")

@@ -7,7 +7,7 @@
 - ``reports/``: the comparison report;
 - ``data/observations/<split>_<trajectory>.h5``: synthetic observations (``latentops observe``).
 
-``<model>`` is :func:`autoencoder` or :func:`emulator`. The dataset's name comes from its HDF5
+``<model>`` is :func:`autoencoder`, :func:`emulator` or :func:`obs_encoder`. The dataset's name comes from its HDF5
 files alone (``dataset_name``): paths under ``data/`` do not contain it, so pointing
 ``data.root`` at another dataset keeps DVC's outputs and the files the code writes the same.
 ``dvc.yaml`` spells these paths with its ``${...}`` parameters; ``tests/code/test_layout.py``
@@ -21,7 +21,8 @@ from pathlib import Path
 __all__ = ["ASSIMILATION", "ASSIMILATION_CURVES", "ASSIMILATION_FIGURE", "ASSIMILATION_PANEL", "ASSIMILATION_REPORT",
            "CHECKPOINTS", "COMPARISON_FIGURE", "COMPARISON_REPORT", "EVALUATION", "EVALUATION_CURVES", "METRICS", "MODELS", "OBSERVATIONS", "PROMOTION", "REPORTS",
            "SIMULATE_SUMMARY", "autoencoder", "autoencoder_curve", "autoencoder_summary", "checkpoint_dir",
-           "emulator", "emulator_rollout", "emulator_summary", "latent_cache", "model_dir", "observations"]
+           "emulator", "emulator_rollout", "emulator_summary", "latent_cache", "model_dir", "obs_encoder",
+           "obs_encoder_curve", "obs_encoder_summary", "observations"]
 
 CHECKPOINTS = Path("checkpoints")
 MODELS = Path("data") / "models"
@@ -87,3 +88,17 @@ def emulator_summary(model: str) -> Path:
 
 def emulator_rollout(model: str) -> Path:
     return METRICS / "emulator" / f"{_emulator_label(model)}_rollout.csv"
+
+
+def obs_encoder(layout: str, latent_channels: int) -> str:
+    """``obs_encoder_<layout>_c<c>``: the observation encoder of sensor layout ``layout``
+    into the latents of the autoencoder with ``c`` channels."""
+    return f"obs_encoder_{layout}_c{latent_channels}"
+
+
+def obs_encoder_summary(model: str) -> Path:
+    return METRICS / "obs_encoder" / f"{model.removeprefix('obs_encoder_')}.json"
+
+
+def obs_encoder_curve(model: str) -> Path:
+    return METRICS / "obs_encoder" / f"{model.removeprefix('obs_encoder_')}_curve.csv"

@@ -20,7 +20,9 @@ axes); readings come at stored time steps ``times`` of the trajectory. Two file 
 
 :func:`read` parses either (one :class:`ObservationError` naming the file and the
 problem); :meth:`Observations.check` checks them against a trajectory (fields, grid, length);
-:func:`sample` draws synthetic observations of a trajectory for twin experiments.
+:func:`place` draws a sensor layout's grid points (:func:`layout_of`: a configured layout
+made concrete on a dataset, :class:`Layout`), and :func:`sample` synthetic observations of a
+trajectory by them, for twin experiments.
 """
 
 from __future__ import annotations
@@ -29,13 +31,18 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 
 from pipelines.io import atomic_path
 
-__all__ = ["FORMAT", "ObservationError", "Observations", "read", "read_checked", "sample", "sensor_count"]
+if TYPE_CHECKING:
+    from pipelines.config import SensorLayoutConfig
+
+__all__ = ["FORMAT", "Layout", "ObservationError", "Observations", "layout_of", "place", "read", "read_checked", "sample",
+           "sensor_count"]
 
 FORMAT = "latentops-observations/1"
 CSV_HEADER = ("time", "field", "i", "j", "value", "noise_std")
@@ -187,28 +194,73 @@ def sensor_count(fraction: float, shape: Sequence[int]) -> int:
     return max(1, round(fraction * int(np.prod(shape))))
 
 
-def sample(states: np.ndarray, channels: Sequence[str], fields: Sequence[str], sensors: int, every: int,
-           noise: float, seed: int = 0, dataset: str = "") -> Observations:
-    """Synthetic observations of a trajectory ``states (T, C, H, W)`` (physical units):
-    ``sensors`` grid points drawn without replacement, each reading every field of
-    ``fields``, at stored steps ``0, every, 2 every, ...``, with Gaussian noise of standard
-    deviation ``noise`` times the field's standard deviation over the trajectory."""
-    t, c, h, w = states.shape
+def place(sensors: int, shape: Sequence[int], seed: int = 0) -> np.ndarray:
+    """``sensors`` grid points of a grid of ``shape`` ``(H, W)``, drawn without replacement
+    from ``seed``: the grid indices ``(sensors, 2)`` of a sensor layout."""
+    h, w = shape
     if not 1 <= sensors <= h * w:
         raise ObservationError(f"sensors: need between 1 and {h * w} grid points, got {sensors}")
+    points = np.random.default_rng(seed).choice(h * w, size=sensors, replace=False)
+    return np.stack(np.unravel_index(points, (h, w)), axis=1)
+
+
+def sample(states: np.ndarray, channels: Sequence[str], fields: Sequence[str], index: np.ndarray, every: int,
+           noise: float, seed: int = 0, dataset: str = "") -> Observations:
+    """Synthetic observations of a trajectory ``states (T, C, H, W)`` (physical units) by
+    sensors at the grid points ``index (P, 2)`` (:func:`place`), each reading every field of
+    ``fields``, at stored steps ``0, every, 2 every, ...``, with Gaussian noise (drawn from
+    ``seed``) of standard deviation ``noise`` times the field's standard deviation over the
+    trajectory."""
+    t = states.shape[0]
     if every < 1 or noise <= 0:
         raise ObservationError(f"need every >= 1 and noise > 0, got every={every}, noise={noise}")
     unknown = sorted(set(fields) - set(channels))
     if unknown:
         raise ObservationError(f"unknown field(s) {unknown}; the dataset's fields are {list(channels)}")
     rng = np.random.default_rng(seed)
-    points = rng.choice(h * w, size=sensors, replace=False)
-    index = np.stack(np.unravel_index(points, (h, w)), axis=1)  # (P, 2)
     times = np.arange(0, t, every)
     chans = [list(channels).index(f) for f in fields]
     truth = states[times][:, chans][:, :, index[:, 0], index[:, 1]]  # (T', F, P)
     std = np.array([states[:, k].std() for k in chans])  # (F,)
-    noise_std = np.repeat(noise * np.maximum(std, 1e-12), sensors)  # (F P,)
-    values = truth.reshape(len(times), -1) + noise_std * rng.standard_normal((len(times), len(chans) * sensors))
-    return Observations(times, values, np.tile(index, (len(chans), 1)), tuple(f for f in fields for _ in range(sensors)),
-                        noise_std, dataset)
+    noise_std = np.repeat(noise * np.maximum(std, 1e-12), len(index))  # (F P,)
+    values = truth.reshape(len(times), -1) + noise_std * rng.standard_normal((len(times), len(chans) * len(index)))
+    return Observations(times, values, np.tile(index, (len(chans), 1)),
+                        tuple(f for f in fields for _ in range(len(index))), noise_std, dataset)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A sensor layout made concrete on a dataset: sensors at the grid points ``points (P,
+    2)``, each reading the fields ``fields`` (channel positions ``channels``). Its ``S = F P``
+    sensors are ordered field by field, as ``pipelines.data.observations.sample`` writes
+    them: sensor ``s`` reads channel ``channel[s]`` at ``index[s]``."""
+
+    name: str
+    points: np.ndarray  # (P, 2)
+    fields: tuple[str, ...]  # (F,)
+    channels: tuple[int, ...]  # (F,)
+    every: int
+    noise: float
+
+    @property
+    def index(self) -> np.ndarray:
+        return np.tile(self.points, (len(self.fields), 1))  # (S, 2)
+
+    @property
+    def channel(self) -> np.ndarray:
+        return np.repeat(np.array(self.channels), len(self.points))  # (S,)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "points": self.points.tolist(), "fields": list(self.fields), "every": self.every,
+                "noise": self.noise}
+
+
+def layout_of(name: str, cfg: SensorLayoutConfig, channels: list[str], resolution: tuple[int, ...]) -> Layout:
+    """The sensors of layout ``cfg`` (named ``name``) on a dataset with ``channels`` at ``resolution``."""
+    fields = tuple(cfg.fields) or tuple(channels)
+    unknown = sorted(set(fields) - set(channels))
+    if unknown:
+        raise ObservationError(f"sensors.layouts.{name}.fields: unknown field(s) {unknown}; the dataset's fields are "
+                         f"{channels}")
+    points = place(sensor_count(cfg.fraction, resolution), resolution, cfg.seed)
+    return Layout(name, points, fields, tuple(channels.index(f) for f in fields), cfg.every, cfg.noise)

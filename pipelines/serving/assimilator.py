@@ -32,12 +32,13 @@ import torch
 from torch import Tensor
 
 from models.assimilation import LogLikelihood, ScoreFilter
+from models.observation import ObservationEncoder
 from models.rollout import rollout
 
 if TYPE_CHECKING:  # the forecaster's pyfunc imports this module
     from pipelines.serving.forecaster import Forecaster
 
-__all__ = ["OBSERVATION_INPUTS", "GuidedForecast", "LatentAssimilator", "Sensors", "answer", "decoder"]
+__all__ = ["OBSERVATION_INPUTS", "Analysis", "GuidedForecast", "LatentAssimilator", "Sensors", "answer", "decoder"]
 
 #: The inputs that make a request to a registered forecaster an assimilation (all four):
 #: ``sensor_channel (S,)`` (channel indices), ``sensor_index (S, 2)`` (grid indices ``i, j``),
@@ -96,45 +97,121 @@ def _initial(forecaster: Forecaster, initial: Tensor) -> Tensor:
 
 
 @dataclass
+class Analysis:
+    """What :meth:`LatentAssimilator.run` returns: the analysis ensembles ``latents (N, c, T,
+    h, w)`` and each member's conditioning at each cycle, ``cond (N, T, P)`` (the given
+    entries, and the estimates of the unknown ones)."""
+
+    latents: Tensor
+    cond: Tensor
+
+
+def _gaussian(target: Tensor, sigma: Tensor) -> LogLikelihood:
+    r"""``x (N, D) -> -1/2 sum_d ((x_d - target_d) / sigma_d)^2``, per member."""
+
+    def log_p(x: Tensor) -> Tensor:
+        return -0.5 * ((x - target) / sigma).square().sum(dim=-1)
+
+    return log_p
+
+
+@dataclass
 class LatentAssimilator:
     """A latent forecaster, a score filter and an ensemble size: readings in, analysis
-    ensembles out (see the module docstring)."""
+    ensembles out (see the module docstring). With an observation ``encoder`` (its estimated
+    conditioning entries named by ``parameters``, in its order) the likelihood comes from the
+    encoder's estimate instead of the decoder, and unknown conditioning entries are
+    estimated with the state (:meth:`run`)."""
 
     forecaster: Forecaster
     filter: ScoreFilter
     members: int = 16
+    encoder: ObservationEncoder | None = None
+    parameters: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.decode = decoder(self.forecaster)
         if self.members < 2:
             raise ValueError(f"need an ensemble of at least 2 members, got {self.members}")
+        if self.encoder is not None:
+            if len(self.parameters) != self.encoder.conditions:
+                raise ValueError(f"the observation encoder estimates {self.encoder.conditions} conditioning "
+                                 f"entries; {len(self.parameters)} names given: {list(self.parameters)}")
+            self.encoder.to(self.forecaster.device).eval()
 
     def step(self, ensemble: Tensor, cond: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """The forecast step: every member ``(N, c, h, w)`` one emulator state ahead."""
+        """The forecast step: every member ``(N, c, h, w)`` one emulator state ahead, with its
+        conditioning ``cond (N, P)`` (or ``(1, P)`` for all)."""
         f = self.forecaster
         window = rollout(f.emulator, ensemble[:, :, None], cond.expand(ensemble.shape[0], -1), 1, f.window,
                          members=1, bound=f.autoencoder.encoder.bound, sampler=f.sampler, generator=generator)
         return window[:, 0, :, 1]
 
+    def _unknown(self, cond: Tensor) -> tuple[Tensor, Tensor]:
+        """The positions of the unknown (NaN) entries of ``cond`` and of their estimates
+        among the encoder's."""
+        unknown = torch.isnan(cond).nonzero().flatten()
+        names = [self.forecaster.condition_names[i] for i in unknown.tolist()]
+        if names and (self.encoder is None or not set(names) <= set(self.parameters)):
+            route = (f"this encoder estimates {list(self.parameters)}" if self.encoder is not None
+                     else "this analysis goes through the decoder")
+            raise ValueError(f"cond: {names} unknown (NaN); estimating them needs an observation encoder that "
+                             f"estimates them, and {route}")
+        return unknown, torch.tensor([self.parameters.index(n) for n in names], dtype=torch.long)
+
+    def _aligned(self, sensors: Sensors, readings: Tensor) -> Tensor:
+        """``readings (T, S)`` of ``sensors`` in the encoder's sensor order, ``(T, S')`` (NaN
+        for the encoder's sensors that have no reading)."""
+        encoder = self.encoder
+        position = {key: s for s, key in enumerate(zip(sensors.channel.tolist(), map(tuple, sensors.index.tolist())))}
+        order = [position.get(key, -1) for key in zip(encoder.channel.tolist(), map(tuple, encoder.index.tolist()))]
+        if all(o < 0 for o in order):
+            raise ValueError("none of the readings' sensors is in the observation encoder's layout (channel and "
+                             f"grid index): it reads {encoder.sensors} sensors, e.g. channel "
+                             f"{int(encoder.channel[0])} at {encoder.index[0].tolist()}")
+        padded = torch.cat([readings, torch.full_like(readings[:, :1], float("nan"))], dim=1)
+        return padded[:, order]
+
     @torch.no_grad()
     def run(self, initial: Tensor, cond: Tensor, sensors: Sensors, readings: Tensor,
-            generator: torch.Generator | None = None) -> Tensor:
+            generator: torch.Generator | None = None) -> Analysis:
         """Assimilate from the physical state ``initial (C, H, W)`` with conditioning ``cond
         (P,)``: ``readings (T, S)`` are the readings ``stride`` stored steps apart after it
-        (NaN: missing; a row of NaN: a pure forecast step). Returns the analysis ensembles
-        ``(N, c, T, h, w)`` in the latent space."""
-        device = self.forecaster.device
-        ensemble = _initial(self.forecaster, initial).expand(self.members, -1, -1, -1).contiguous()
-        cond = cond.to(device, torch.float32)[None]
-        bound = self.forecaster.autoencoder.encoder.bound
-        analyses = []
-        for values in readings.to(device, torch.float32):
-            ensemble = self.step(ensemble, cond, generator)
-            log_p = sensors.log_likelihood(values, self.decode)
-            if log_p is not None:
-                ensemble = self.filter.analysis(ensemble, log_p, generator).clamp(-bound, bound)
-            analyses.append(ensemble)
-        return torch.stack(analyses, dim=2)
+        (NaN: missing; a row of NaN: a pure forecast step). NaN entries of ``cond`` are
+        unknown: the members start from the encoder's prior of them (its training split's
+        mean and spread), each forecasts with its own, and the analysis updates them with
+        the latents, packed as ``x = [z, (p - mean) / spread]`` (kept within 3 spreads)."""
+        f, device = self.forecaster, self.forecaster.device
+        n, bound = self.members, f.autoencoder.encoder.bound
+        z = _initial(f, initial).expand(n, -1, -1, -1).contiguous()
+        shape, size = z.shape[1:], z[0].numel()
+        cond = cond.to(device, torch.float32)
+        unknown, estimated = self._unknown(cond)
+        members = cond.expand(n, -1).clone()
+        if self.encoder is not None:
+            mean, spread = self.encoder.parameter_mean[estimated], self.encoder.parameter_std[estimated]
+            members[:, unknown] = mean + spread * torch.randn(n, len(unknown), generator=generator, device=device)
+            encoded = self._aligned(sensors, readings.to(device, torch.float32))
+        state, analyses, conds = None, [], []
+        for k, values in enumerate(readings.to(device, torch.float32)):
+            z = self.step(z, members, generator)
+            if self.encoder is None:
+                log_p = sensors.log_likelihood(values, self.decode)
+                if log_p is not None:
+                    z = self.filter.analysis(z, log_p, generator).clamp(-bound, bound)
+            else:
+                latent, estimate, state = self.encoder(encoded[k][None, None], state)
+                if bool(torch.isfinite(values).any()):
+                    target = torch.cat([latent.flatten(), (estimate.flatten()[estimated] - mean) / spread])
+                    sigma = torch.cat([self.encoder.latent_error.flatten(),
+                                       self.encoder.parameter_error[estimated] / spread])
+                    x = torch.cat([z.flatten(1), (members[:, unknown] - mean) / spread], dim=1)
+                    x = self.filter.analysis(x, _gaussian(target, sigma), generator)
+                    z = x[:, :size].unflatten(1, shape).clamp(-bound, bound)
+                    members[:, unknown] = mean + spread * x[:, size:].clamp(-3, 3)
+            analyses.append(z)
+            conds.append(members.clone())
+        return Analysis(torch.stack(analyses, dim=2), torch.stack(conds, dim=1))
 
 
 @dataclass
@@ -239,15 +316,15 @@ def answer(forecaster: Forecaster, inputs: dict[str, Any], params: dict[str, Any
         raise ValueError(f"sensor_index: sensor {first} at {index[first].tolist()} is outside the "
                          f"{states.shape[2]}x{states.shape[3]} grid")
     method, members = str(params["method"]), int(params["members"])
-    methods = {"ensf": lambda: LatentAssimilator(forecaster, ScoreFilter(), members),
-               "mmps": lambda: GuidedForecast(forecaster, members=members)}
+    methods = {"ensf": lambda *a: LatentAssimilator(forecaster, ScoreFilter(), members).run(*a).latents,
+               "mmps": lambda *a: GuidedForecast(forecaster, members=members).run(*a)}
     if method not in methods:
         raise ValueError(f"param method: {method!r} is not a method; valid methods are {sorted(methods)}")
     if members < 2:
         raise ValueError(f"param members: an assimilation needs at least 2 members, got {members}")
     initial = states[0, 0].permute(2, 0, 1)  # (C, H, W)
-    latents = methods[method]().run(initial, cond[0], Sensors(channel.long(), index.long(), std), readings,
-                                    torch.Generator().manual_seed(int(params["seed"])))  # (M, c, T, h, w)
+    latents = methods[method](initial, cond[0], Sensors(channel.long(), index.long(), std), readings,
+                              torch.Generator().manual_seed(int(params["seed"])))  # (M, c, T, h, w)
     analysis = forecaster.from_space(latents)  # (M, C, T, H, W)
     first = initial.to(analysis)[None, :, None].expand(members, -1, -1, -1, -1)
     return torch.cat([first, analysis], dim=2).permute(0, 2, 3, 4, 1)[None].cpu().numpy()

@@ -40,15 +40,15 @@ from tqdm import tqdm
 
 from models.kinds import kind
 from pipelines import layout, plots
-from pipelines.config import AssimilateConfig, DataConfig, SimulateConfig
-from pipelines.data.observations import ObservationError, Observations, read_checked, sample, sensor_count
-from pipelines.evaluation.bootstrap import paired_statistic
+from pipelines.config import AssimilateConfig, DataConfig, SensorLayoutConfig, SensorsConfig, SimulateConfig
+from pipelines.data.observations import ObservationError, Observations, layout_of, read_checked, sample
+from pipelines.evaluation.bootstrap import intervals, paired_statistic
 from pipelines.evaluation.letkf import LETKF, ClawpackLETKF
 from pipelines.evaluation.metrics import vrmse
 from pipelines.evaluation.scorecard import Estimate, Result
 from pipelines.evaluation.scoring import EnsembleMeanVRMSE, FairCRPS, Scorer, SpreadSkill, Truth, curve_table, window_label
 from pipelines.io import atomic_path, write_json, write_text
-from pipelines.serving.assimilator import GuidedForecast, LatentAssimilator, Sensors
+from pipelines.serving.assimilator import Analysis, GuidedForecast, LatentAssimilator, Sensors
 from pipelines.serving.forecaster import Forecaster
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
@@ -57,7 +57,8 @@ from pipelines.tracking.references import load_emulator
 STAGE = "assimilate"
 METRICS = (EnsembleMeanVRMSE(), FairCRPS(), SpreadSkill())
 CURVES = tuple(m.name for m in METRICS)
-METHODS = {"free": "free forecast", "ensf": "latent EnSF", "mmps": "MMPS-guided diffusion", "letkf": "full-space LETKF"}
+METHODS = {"free": "free forecast", "ensf": "latent EnSF", "encoded": "latent EnSF, encoder route",
+           "mmps": "MMPS-guided diffusion", "letkf": "full-space LETKF"}
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Version:
     name: str  # the registered model, e.g. euler_mini-emulator
     version: int
     forecaster: Forecaster
+    encoder: registry.LoadedObsEncoder
 
     @property
     def uri(self) -> str:
@@ -91,10 +93,19 @@ def chosen(kinds: tuple[str, ...], evaluation: Path = layout.EVALUATION) -> list
     return picked
 
 
-def _load(label: str, row: dict) -> Version:
+def _load(label: str, row: dict, layout_name: str) -> Version:
+    """The version of ``row`` and the exported observation encoder of ``layout_name`` into
+    its autoencoder's latents (checked to be of the same autoencoder version)."""
     uri = f"models:/{row['name']}/{row['version']}"
     forecaster = registry.load_forecaster_model(uri).unwrap_python_model().forecaster
-    return Version(label, row["kind"], row["name"], int(row["version"]), forecaster)
+    c = forecaster.autoencoder.latent_channels
+    encoder = registry.load_exported_obs_encoder(layout.model_dir(layout.obs_encoder(layout_name, c)))
+    used = registry.configure().get_model_version(row["name"], str(row["version"])).tags.get("autoencoder_version")
+    if str(encoder.autoencoder_version) != used:
+        raise ValueError(f"{encoder.name} version {encoder.version} encodes into autoencoder version "
+                         f"{encoder.autoencoder_version}'s latents, but {uri} uses version {used}: re-run "
+                         f"`dvc repro train_obs_encoder`")
+    return Version(label, row["kind"], row["name"], int(row["version"]), forecaster, encoder)
 
 
 def readings(observations: Observations, channels: list[str], stride: int, steps: int) -> tuple[Sensors, torch.Tensor]:
@@ -145,37 +156,49 @@ def _letkf(cfg: AssimilateConfig, simulate: SimulateConfig, truth: Truth, target
 def _runs(v: Version, cfg: AssimilateConfig, initial: torch.Tensor, cond: torch.Tensor, sensors: Sensors,
           values: torch.Tensor, seed: int) -> dict[str, Callable[[torch.Generator], torch.Tensor]]:
     """The methods of :data:`METHODS` that ``v`` runs, each a function of a generator that
-    returns the latent ensemble ``(M, c, T, h, w)`` at the forecast times."""
-    f = v.forecaster
+    returns the latent ensemble ``(M, c, T, h, w)`` at the forecast times, or the filter's
+    :class:`Analysis` (the encoder route estimates ``cfg.estimate``, unknown to it)."""
+    f, e = v.forecaster, v.encoder
+    unknown = cond.clone()
+    unknown[[f.condition_names.index(name) for name in cfg.estimate]] = float("nan")
     runs = {"free": lambda g: f.forecast(initial[None, :, None], cond[None], values.shape[0], cfg.members, seed,
                                          decode=False)[0, :, :, 1:],
-            "ensf": lambda g: LatentAssimilator(f, cfg.filter, cfg.members).run(initial, cond, sensors, values, g)}
+            "ensf": lambda g: LatentAssimilator(f, cfg.filter, cfg.members).run(initial, cond, sensors, values,
+                                                                                g).latents,
+            "encoded": lambda g: LatentAssimilator(f, cfg.encoder_filter, cfg.members, e.model, e.parameters).run(
+                initial, unknown, sensors, values, g)}
     if kind(v.kind).stochastic:
         runs["mmps"] = lambda g: GuidedForecast(f, cfg.mmps.iterations, cfg.members).run(initial, cond, sensors,
                                                                                           values, g)
     return runs
 
 
-def run(cfg: AssimilateConfig, data: DataConfig, simulate: SimulateConfig = SimulateConfig(),
-        progress: bool = True) -> dict[str, object]:
-    """Run the twin experiment (``simulate``: the Clawpack settings of the full-space
-    baseline); returns a summary (rows, VRMSE ratios to the free forecast, timings)."""
+def run(cfg: AssimilateConfig, sensors_cfg: SensorsConfig, data: DataConfig,
+        simulate: SimulateConfig = SimulateConfig(), progress: bool = True) -> dict[str, object]:
+    """Run the twin experiment (``sensors_cfg``: the layouts, of which ``cfg.layout`` is
+    observed; ``simulate``: the Clawpack settings of the full-space baseline); returns a
+    summary (rows, VRMSE ratios to the free forecast, timings, parameter errors)."""
     torch.manual_seed(cfg.seed)
-    versions = [_load(label, row) for label, row in chosen(cfg.kinds)]
+    sensor_layout = sensors_cfg.layout(cfg.layout, "assimilate.layout")
+    versions = [_load(label, row, cfg.layout) for label, row in chosen(cfg.kinds)]
     truth = Truth.load(data, cfg.split, cfg.trajectories)
+    observing = layout_of(cfg.layout, sensor_layout, truth.channels, tuple(truth.states.shape[-2:]))
+    unknown = sorted(set(cfg.estimate) - set(versions[0].encoder.parameters))
+    if unknown:
+        raise ValueError(f"assimilate.estimate: {unknown} are not estimated by the observation encoders, which "
+                         f"estimate {list(versions[0].encoder.parameters)} (train_obs_encoder.parameters)")
     stride = versions[0].forecaster.stride
     leads = truth.leads(stride, max(last for _, last in cfg.lead_windows))
     targets = truth.targets(stride, leads)  # (N, T, C, H, W)
-    fields = list(cfg.fields) or truth.channels
-    count = sensor_count(cfg.sensors, truth.states.shape[-2:])
     scorers: dict[tuple[str, str], Scorer] = {}
     seconds: dict[tuple[str, str], float] = {}
+    errors: dict[tuple[str, str], list[list[float]]] = {}  # |estimate - truth| of cfg.estimate, per trajectory
     panel: dict[str, np.ndarray] = {}
     bar = tqdm(total=len(truth.states) * len(versions), desc="assimilate", unit="run", disable=not progress)
     observed = []
     for i in range(len(truth.states)):
-        observations = sample(truth.states[i].movedim(1, 0).numpy(), truth.channels, fields, count, cfg.every,
-                              cfg.noise, cfg.seed + i, truth.dataset)
+        observations = sample(truth.states[i].movedim(1, 0).numpy(), truth.channels, observing.fields,
+                              observing.points, observing.every, observing.noise, cfg.seed + i, truth.dataset)
         observations.write(layout.observations(cfg.split, i))
         observed.append(observations)
         sensors, values = readings(observations, truth.channels, stride, len(leads))
@@ -185,6 +208,11 @@ def run(cfg: AssimilateConfig, data: DataConfig, simulate: SimulateConfig = Simu
                 start = time.perf_counter()
                 latents = method_run(torch.Generator().manual_seed(cfg.seed + i))
                 seconds[method, v.label] = seconds.get((method, v.label), 0.0) + time.perf_counter() - start
+                if isinstance(latents, Analysis):
+                    at = [v.forecaster.condition_names.index(name) for name in cfg.estimate]
+                    final = latents.cond[:, -1, at].mean(dim=0).cpu()  # the ensemble mean at the last cycle
+                    errors.setdefault((method, v.label), []).append((final - cond[at]).abs().tolist())
+                    latents = latents.latents
                 ensemble = v.forecaster.from_space(latents)  # (M, C, T, H, W): decoded for scoring, not timed
                 scorers.setdefault((method, v.label), Scorer(METRICS, leads, truth.channels))
                 scorers[method, v.label].add(ensemble.movedim(2, 1)[None], targets[i : i + 1])
@@ -203,16 +231,28 @@ def run(cfg: AssimilateConfig, data: DataConfig, simulate: SimulateConfig = Simu
         card = scores.scorecard(cfg.lead_windows, cfg.confidence, cfg.seed)
         rows[f"{method}_{label}"] = (Result(f"{method}_{label}", v.kind, card, v.name, v.version), scores,
                                      seconds[method, label] / cycles)
-    extra = {}
+    extra = {"parameter_error": _parameter_errors(errors, cfg), "layout": cfg.layout}
     if cfg.enkf.trajectories > 0:
         scorer, per_trajectory, repairs = _letkf(cfg, simulate, truth, targets, observed,
                                                  versions[0].forecaster.condition_names, stride, leads, progress)
         scores = scorer.scores(per_trajectory)
         card = scores.scorecard(cfg.lead_windows, cfg.confidence, cfg.seed)
         rows["letkf_clawpack"] = (Result("letkf_clawpack", "letkf", card), scores, per_trajectory / len(leads))
-        extra = {"letkf_repaired_values": repairs}
+        extra["letkf_repaired_values"] = repairs
     ratios = _ratios(rows, cfg)
-    return _write(rows, ratios, versions, truth, panel, leads, cfg, data, extra)
+    return _write(rows, ratios, versions, truth, panel, leads, cfg, data, extra, sensor_layout)
+
+
+def _parameter_errors(errors: dict[tuple[str, str], list[list[float]]], cfg: AssimilateConfig
+                      ) -> dict[str, dict[str, list[float]]]:
+    """Per row that estimated ``cfg.estimate``: each entry's absolute error at the last
+    cycle, ``[mean, low, high]`` with a bootstrap interval over trajectories."""
+    out = {}
+    for (method, label), values in errors.items():
+        mean, low, high = intervals(np.array(values), cfg.confidence, cfg.seed)
+        out[f"{method}_{label}"] = {name: [float(mean[k]), float(low[k]), float(high[k])]
+                                    for k, name in enumerate(cfg.estimate)}
+    return out
 
 
 def _ratios(rows: dict, cfg: AssimilateConfig) -> dict[str, dict[str, Estimate]]:
@@ -237,7 +277,7 @@ def _ratios(rows: dict, cfg: AssimilateConfig) -> dict[str, dict[str, Estimate]]
 
 
 def _write(rows: dict, ratios: dict, versions: list[Version], truth: Truth, panel: dict, leads: list[int],
-           cfg: AssimilateConfig, data: DataConfig, extra: dict) -> dict[str, object]:
+           cfg: AssimilateConfig, data: DataConfig, extra: dict, observing: SensorLayoutConfig) -> dict[str, object]:
     windows = [window_label(a, b) for a, b in cfg.lead_windows]
     summary = {label: result.summary() | {"method": label.split("_", 1)[0], "seconds_per_cycle": per_cycle,
                                           "trajectories": int(scores.values["vrmse"].shape[0])}
@@ -247,16 +287,19 @@ def _write(rows: dict, ratios: dict, versions: list[Version], truth: Truth, pane
     if "letkf_clawpack" in summary:
         speedup = {label: summary["letkf_clawpack"]["seconds_per_cycle"] / summary[label]["seconds_per_cycle"]
                    for label in ratios}
+    routes = {v.label: summary[f"ensf_{v.label}"]["seconds_per_cycle"] / summary[f"encoded_{v.label}"]["seconds_per_cycle"]
+              for v in versions}
     write_json(layout.ASSIMILATION, {"rows": summary, "vrmse_ratio_over_free": ratio_json,
-                                     "cycle_time_letkf_over": speedup, "sensors": cfg.sensors,
-                                     "noise": cfg.noise, "every": cfg.every, "members": cfg.members,
-                                     "trajectories": len(truth.states), **extra})
+                                     "cycle_time_letkf_over": speedup, "cycle_time_decoder_over_encoder": routes,
+                                     "sensors": observing.fraction, "noise": observing.noise, "every": observing.every,
+                                     "members": cfg.members, "trajectories": len(truth.states), **extra})
     with atomic_path(layout.ASSIMILATION_CURVES) as tmp:
         tmp.mkdir(parents=True)
         for label, (_, scores, _) in rows.items():
             columns = {n: dict(zip(scores.leads, scores.by_lead(n).tolist())) for n in CURVES if n in scores.values}
             write_text(tmp / f"{label}.csv", curve_table(columns, CURVES))
-    write_text(layout.ASSIMILATION_REPORT, _report(rows, ratios, speedup, windows, cfg))
+    write_text(layout.ASSIMILATION_REPORT, _report(rows, ratios, speedup, routes, extra["parameter_error"], windows,
+                                                   cfg, observing))
     series = {f"{METHODS[label.split('_', 1)[0]]}, {label.split('_', 1)[1]}": (leads, scores.by_lead("vrmse").tolist())
               for label, (_, scores, _) in rows.items()}
     figures = {layout.ASSIMILATION_FIGURE: plots.curves(series, "VRMSE of the ensemble mean against the truth",
@@ -274,14 +317,17 @@ def _write(rows: dict, ratios: dict, versions: list[Version], truth: Truth, pane
     return {"rows": {label: {w: s["metrics"].get(f"vrmse_{w}") for w in windows} for label, s in summary.items()},
             "ratios": {label: {w: str(e) for w, e in by.items()} for label, by in ratios.items()},
             "seconds_per_cycle": {label: s["seconds_per_cycle"] for label, s in summary.items()},
-            "cycle_time_letkf_over": speedup}
+            "cycle_time_letkf_over": speedup, "cycle_time_decoder_over_encoder": routes,
+            "parameter_error": extra["parameter_error"]}
 
 
-def _report(rows: dict, ratios: dict, speedup: dict, windows: list[str], cfg: AssimilateConfig) -> str:
-    head = (f"# Latent data assimilation: twin experiment\n\n{cfg.trajectories} {cfg.split} trajectories observed at "
-            f"{cfg.sensors:.2%} of the grid points, every {cfg.every} stored steps, noise {cfg.noise:.0%} of each "
-            f"field's standard deviation; {cfg.members} members. VRMSE and CRPS of the ensemble, mean "
-            f"[{cfg.confidence:.0%} bootstrap interval] over trajectories, by lead window.\n\n")
+def _report(rows: dict, ratios: dict, speedup: dict, routes: dict, parameter_errors: dict, windows: list[str],
+            cfg: AssimilateConfig, observing: SensorLayoutConfig) -> str:
+    head = (f"# Latent data assimilation: twin experiment\n\n{cfg.trajectories} {cfg.split} trajectories observed by "
+            f"the sensor layout {cfg.layout}: {observing.fraction:.2%} of the grid points, every {observing.every} "
+            f"stored steps, noise {observing.noise:.0%} of each field's standard deviation; {cfg.members} members. "
+            f"VRMSE and CRPS of the ensemble, mean [{cfg.confidence:.0%} bootstrap interval] over trajectories, by "
+            f"lead window. The encoder route does not know {', '.join(cfg.estimate)} and estimates it.\n\n")
     lines = ["| method | version | trajectories | " + " | ".join(f"VRMSE {w} | CRPS {w}" for w in windows)
              + " | s / cycle |", "|---|---|---|" + "---|---|" * len(windows) + "---|"]
     for label, (result, scores, per_cycle) in rows.items():
@@ -297,6 +343,13 @@ def _report(rows: dict, ratios: dict, speedup: dict, windows: list[str], cfg: As
                             "each latent method's (latent ensemble; decoding for scoring not counted), measured in "
                             "this run:", ""]
         ratio_lines += [f"- {label}: {value:.1f}x" for label, value in speedup.items()]
+    ratio_lines += ["", "Wall time per cycle of the latent EnSF through the decoder over through the observation "
+                        "encoder:", ""]
+    ratio_lines += [f"- {label}: {value:.1f}x" for label, value in routes.items()]
+    ratio_lines += ["", f"Absolute error of the estimated conditioning at the last cycle (ensemble mean), mean "
+                        f"[{cfg.confidence:.0%} bootstrap interval] over trajectories:", ""]
+    ratio_lines += [f"- {label}: " + ", ".join(f"{name} {m:.3f} [{lo:.3f}, {hi:.3f}]" for name, (m, lo, hi) in by.items())
+                    for label, by in parameter_errors.items()]
     return head + "\n".join(lines + ratio_lines) + "\n"
 
 
@@ -347,7 +400,7 @@ def assimilate(cfg: AssimilateConfig, data: DataConfig, reference: str, path: st
     generator = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     latents = LatentAssimilator(forecaster, cfg.filter, members).run(states[:, 0], truth.cond[0], sensors,
-                                                                     values, generator)
+                                                                     values, generator).latents
     per_cycle = (time.perf_counter() - start) / steps
     analysis = forecaster.from_space(latents).movedim(2, 1)  # (M, T, C, H, W)
     free = forecaster.forecast(states[None, :, :1], truth.cond, steps, members,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.config import DataConfig
-from pipelines.data.observations import ObservationError, Observations, read_checked, sample, sensor_count
+from pipelines.data.observations import ObservationError, Observations, place, read_checked, sample, sensor_count
 from pipelines.data.windows import WellWindows, trajectories
 
 __all__ = ["run", "validate"]
@@ -31,7 +31,8 @@ def run(data: DataConfig, output: str | Path, split: str = "test", trajectory: i
     windows, states = _trajectory(data, split, trajectory)
     if sensors is None:
         sensors = sensor_count(fraction, states.shape[-2:])
-    observations = sample(states, windows.channels, fields or windows.channels, sensors, every, noise, seed,
+    index = place(sensors, states.shape[-2:], seed)
+    observations = sample(states, windows.channels, fields or windows.channels, index, every, noise, seed,
                           windows.dataset_name)
     observations.write(output)
     return observations

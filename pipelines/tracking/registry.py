@@ -1,12 +1,14 @@
 """Model Registry: registering trained models and loading them back, by name and version.
 
-Registered names are ``<dataset>-autoencoder`` and ``<dataset>-emulator``. A registered
+Registered names are ``<dataset>-autoencoder``, ``<dataset>-emulator`` and
+``<dataset>-obs-encoder``. A registered
 autoencoder carries its normalisation (channels, log transform, mean, std) in the model's
 metadata, so it maps physical states to latents anywhere, without the training code's
 context; the model's own code (``models/``) travels with it as a code path. A registered
 emulator is a forecaster pyfunc (``pipelines.serving.forecaster``) that bundles its autoencoder
 version, the emulator, the sampler settings and the normalisation; ``models/`` and
-``pipelines/`` travel with it.
+``pipelines/`` travel with it. A registered observation encoder is its network with its
+sensor layout and the conditioning entries it estimates in the model's metadata.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import importlib.metadata
 import json
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from mlflow.models import ModelSignature, infer_signature
 
 import models
 from models.autoencoder import Autoencoder
+from models.observation import ObservationEncoder
 import pipelines
 from pipelines.io import atomic_path, write_json
 from pipelines.serving.autoencoder import LoadedAutoencoder
@@ -47,6 +51,10 @@ def autoencoder_name(dataset: str) -> str:
 
 def emulator_name(dataset: str) -> str:
     return f"{dataset}-emulator"
+
+
+def obs_encoder_name(dataset: str) -> str:
+    return f"{dataset}-obs-encoder"
 
 
 def requirements() -> list[str]:
@@ -147,6 +155,33 @@ def load_autoencoder(dataset: str, version: str | int) -> LoadedAutoencoder:
     return _load(f"models:/{name}/{version}", name, int(version), model_version.run_id or "")
 
 
+def register_obs_encoder(model: ObservationEncoder, metadata: dict[str, Any], dataset: str,
+                         tags: dict[str, str]) -> ModelVersion:
+    """Log the observation encoder ``model`` to the active run and register it as a new
+    version of ``<dataset>-obs-encoder``, with ``metadata`` (its sensor layout and the names
+    of the conditioning entries it estimates, which loading needs) in the MLmodel file and
+    ``tags`` on the version."""
+    client = configure()
+    info = mlflow.pytorch.log_model(
+        model.cpu().eval(), name="obs_encoder", serialization_format="pickle",
+        registered_model_name=obs_encoder_name(dataset), code_paths=[str(MODELS_CODE)],
+        pip_requirements=requirements(), metadata=metadata)
+    return _tag_version(client, obs_encoder_name(dataset), info.registered_model_version, tags)
+
+
+@dataclass
+class LoadedObsEncoder:
+    """A registered observation encoder with the names of the conditioning entries it
+    estimates (``parameters``), its sensor layout and its autoencoder's version."""
+
+    model: ObservationEncoder
+    parameters: tuple[str, ...]
+    layout: dict[str, Any]
+    autoencoder_version: int
+    name: str
+    version: int
+
+
 REGISTERED = "registered.json"  # beside MLmodel in an exported version: which version it is
 
 
@@ -172,3 +207,16 @@ def load_exported_autoencoder(directory: str | Path) -> LoadedAutoencoder:
                          "`latentops train-autoencoder` for it or pass --version to use the registry")
     info = json.loads((directory / REGISTERED).read_text())
     return _load(str(directory), info["name"], info["version"], info["run_id"])
+
+
+def load_exported_obs_encoder(directory: str | Path) -> LoadedObsEncoder:
+    """Load an observation encoder exported by :func:`export_version`."""
+    directory = Path(directory)
+    if not (directory / REGISTERED).is_file():
+        raise ValueError(f"{directory}: not an exported observation encoder (no {REGISTERED}); run "
+                         "`latentops train-obs-encoder` (or `dvc repro train_obs_encoder`)")
+    info = json.loads((directory / REGISTERED).read_text())
+    metadata: dict[str, Any] = mlflow.models.Model.load(str(directory)).metadata or {}
+    model = mlflow.pytorch.load_model(str(directory), map_location="cpu").eval()
+    return LoadedObsEncoder(model, tuple(metadata["parameters"]), metadata["layout"],
+                            int(metadata["autoencoder_version"]), info["name"], int(info["version"]))

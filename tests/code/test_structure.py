@@ -128,7 +128,7 @@ def test_samplers_and_pruners_mirror_their_tables():
 
 STAGE_MODULES = {"simulate": "simulate", "train_autoencoder": "train_autoencoder", "cache_latents": "cache_latents",
                  "train_emulator": "train_emulator", "train_pixel_solver": "train_emulator", "evaluate": "evaluate",
-                 "promote": "promote", "assimilate": "assimilate"}
+                 "promote": "promote", "assimilate": "assimilate", "train_obs_encoder": "train_obs_encoder"}
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +146,11 @@ def _expected_outs() -> dict[str, set[str]]:
            "promote": {str(layout.PROMOTION)},
            "assimilate": {str(layout.OBSERVATIONS), str(layout.ASSIMILATION_REPORT), str(layout.ASSIMILATION_FIGURE),
                           str(layout.ASSIMILATION_PANEL), str(layout.ASSIMILATION), str(layout.ASSIMILATION_CURVES)}}
+    for name in params["sensors"]["layouts"]:
+        for c in widths:
+            model = layout.obs_encoder(name, c)
+            out[f"train_obs_encoder@{name}-{c}"] = {str(layout.model_dir(model)), str(layout.obs_encoder_summary(model)),
+                                                    str(layout.obs_encoder_curve(model))}
     for c in widths:
         out[f"train_autoencoder@{c}"] = {str(layout.model_dir(layout.autoencoder(c))),
                                          str(layout.autoencoder_summary(c)), str(layout.autoencoder_curve(c))}
