@@ -16,11 +16,14 @@ It is trained on the latent caches (the targets are the autoencoder's latents of
 states) with noisy, randomly dropped readings, so that it degrades gracefully when sensors
 fail (the paper's robustness argument). Its error on held-out data, calibrated after
 training (:meth:`ObservationEncoder.calibrate`), makes it a Gaussian likelihood in the
-latent space, :math:`p(\hat z_k \mid z_k) = \mathcal{N}(z_k, \mathrm{diag}\,\sigma_z^2)`,
+latent space, :math:`p(\hat z_k \mid z_k) = \mathcal{N}(z_k, \Sigma_z)` (its covariance shrunk
+toward the diagonal, :meth:`ObservationEncoder.calibrate`),
 which the ensemble score filter uses without decoding anything.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -55,7 +58,7 @@ class ObservationEncoder(nn.Module):
         for name, size in (("reading_mean", sensors), ("reading_std", sensors), ("parameter_mean", conditions),
                            ("parameter_std", conditions), ("parameter_error", conditions)):
             self.register_buffer(name, torch.zeros(size) if "mean" in name else torch.ones(size))
-        self.register_buffer("latent_error", torch.ones(latent_shape))
+        self.register_buffer("latent_whitening", torch.eye(int(torch.tensor(latent_shape).prod())))
         self.register_buffer("channel", torch.zeros(sensors, dtype=torch.long))
         self.register_buffer("index", torch.zeros(sensors, 2, dtype=torch.long))
 
@@ -80,11 +83,30 @@ class ObservationEncoder(nn.Module):
         latents = self.to_latent(h).unflatten(-1, self.latent_shape)
         return latents, self.parameter_mean + self.parameter_std * self.to_parameters(h), state
 
-    def calibrate(self, latent_error: Tensor, parameter_error: Tensor) -> None:
-        """Set the error standard deviations ``latent_error (c, h, w)`` and ``parameter_error
-        (K,)``, measured on held-out data."""
-        self.latent_error.copy_(latent_error.clamp_min(1e-6))
+    def calibrate(self, latent_errors: Tensor, parameter_error: Tensor, shrinkage: float = 0.1) -> None:
+        r"""Set the error model from held-out errors: ``latent_errors (M, c, h, w)`` give the
+        covariance :math:`\Sigma = (1 - \lambda) \hat\Sigma + \lambda\, \mathrm{diag}\,
+        \hat\Sigma` (``shrinkage`` :math:`\lambda`: the sample covariance shrunk toward its
+        diagonal), kept as the whitening :math:`W` with :math:`W^T W = \Sigma^{-1}`;
+        ``parameter_error (K,)`` are the parameters' error standard deviations."""
+        errors = latent_errors.flatten(1).double()
+        covariance = torch.cov(errors.T, correction=1).reshape(errors.shape[1], errors.shape[1])
+        if not 0 < shrinkage <= 1:
+            raise ValueError(f"shrinkage must be in (0, 1], got {shrinkage}")
+        covariance = (1 - shrinkage) * covariance + shrinkage * torch.diag(covariance.diagonal().clamp_min(1e-12))
+        precision = torch.linalg.inv(covariance)
+        self.latent_whitening.copy_(torch.linalg.cholesky(precision).T.to(self.latent_whitening.dtype))
         self.parameter_error.copy_(parameter_error.clamp_min(1e-6))
+
+    def latent_log_likelihood(self, estimate: Tensor) -> Callable[[Tensor], Tensor]:
+        r"""The estimate ``(c, h, w)`` as a likelihood of latents, ``z (N, c h w) ->
+        -\frac{1}{2} |W (z - \hat z)|^2`` per member (:meth:`calibrate`)."""
+        target = estimate.flatten()
+
+        def log_p(z: Tensor) -> Tensor:
+            return -0.5 * ((z - target) @ self.latent_whitening.T).square().sum(dim=-1)
+
+        return log_p
 
     def arguments(self) -> dict[str, object]:
         """Constructor arguments, to rebuild the module."""

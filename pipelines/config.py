@@ -421,17 +421,20 @@ class TrainObsEncoderConfig:
     """``train_obs_encoder:`` section, one encoder per sensor layout and autoencoder width:
     sequences of ``length`` readings of the layout to the latents of the autoencoder and the
     conditioning entries ``parameters``; each training sequence loses a share of its
-    readings drawn uniformly from ``[0, dropout]``, and gets the layout's noise."""
+    readings drawn uniformly from ``[0, dropout]``, and gets the layout's noise. Its latent
+    errors' covariance on the valid split is shrunk toward its diagonal by ``shrinkage``."""
 
     parameters: tuple[str, ...] = ("gamma",)
     length: int = 25
     dropout: float = 0.3
+    shrinkage: float = 0.1
     model: ObsEncoderModelConfig = ObsEncoderModelConfig()
     train: TrainConfig = TrainConfig()
 
     def validate(self, key: str) -> None:
         check(self.length >= 1, f"{key}.length", f"must be >= 1, got {self.length}")
         check(0 <= self.dropout < 1, f"{key}.dropout", f"must be in [0, 1), got {self.dropout}")
+        check(0 < self.shrinkage <= 1, f"{key}.shrinkage", f"must be in (0, 1], got {self.shrinkage}")
 
 
 @dataclasses.dataclass(frozen=True)

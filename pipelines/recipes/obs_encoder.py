@@ -135,11 +135,11 @@ class EncoderObjective:
 
 
 @torch.no_grad()
-def calibrate(model: ObservationEncoder, objective: EncoderObjective, held_out: SensorSequences, seed: int = 0,
-              batch_size: int = 64) -> dict[str, float]:
-    """Set the encoder's error standard deviations (:meth:`ObservationEncoder.calibrate`) to
-    the root mean squared errors of its estimates on every sequence of ``held_out``, noisy
-    with nothing dropped, per latent entry and per parameter; returns the summary
+def calibrate(model: ObservationEncoder, objective: EncoderObjective, held_out: SensorSequences, shrinkage: float,
+              seed: int = 0, batch_size: int = 64) -> dict[str, float]:
+    """Set the encoder's error model (:meth:`ObservationEncoder.calibrate`: the latent errors'
+    covariance, shrunk by ``shrinkage``, and the parameters' root mean squared errors) from
+    its estimates on every sequence of ``held_out``, noisy with nothing dropped; returns the summary
     ``{"latent_rmse": ..., "parameter_mae": ..., "parameter_mae_last": ...}`` (the last:
     at the end of the sequences)."""
     keep = objective.dropout
@@ -157,7 +157,7 @@ def calibrate(model: ObservationEncoder, objective: EncoderObjective, held_out: 
             parameter.append(errors[1])
     objective.dropout = keep
     latent_errors, parameter_errors = torch.cat(latent), torch.cat(parameter)  # (M, c, h, w), (B, L, K)
-    model.calibrate(latent_errors.square().mean(dim=0).sqrt(), parameter_errors.square().mean(dim=(0, 1)).sqrt())
+    model.calibrate(latent_errors, parameter_errors.square().mean(dim=(0, 1)).sqrt(), shrinkage)
     return {"latent_rmse": float(latent_errors.square().mean().sqrt()),
             "parameter_mae": float(parameter_errors.abs().mean()),
             "parameter_mae_last": float(parameter_errors[:, -1].abs().mean())}

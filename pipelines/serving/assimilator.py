@@ -106,11 +106,12 @@ class Analysis:
     cond: Tensor
 
 
-def _gaussian(target: Tensor, sigma: Tensor) -> LogLikelihood:
-    r"""``x (N, D) -> -1/2 sum_d ((x_d - target_d) / sigma_d)^2``, per member."""
+def _packed(latent: LogLikelihood, size: int, target: Tensor, sigma: Tensor) -> LogLikelihood:
+    r"""A likelihood of packed states ``x = [z, q] (N, size + K)``: ``latent`` on ``z``,
+    independent Gaussians of means ``target (K,)`` and standard deviations ``sigma (K,)`` on ``q``."""
 
     def log_p(x: Tensor) -> Tensor:
-        return -0.5 * ((x - target) / sigma).square().sum(dim=-1)
+        return latent(x[:, :size]) - 0.5 * ((x[:, size:] - target) / sigma).square().sum(dim=-1)
 
     return log_p
 
@@ -202,11 +203,11 @@ class LatentAssimilator:
             else:
                 latent, estimate, state = self.encoder(encoded[k][None, None], state)
                 if bool(torch.isfinite(values).any()):
-                    target = torch.cat([latent.flatten(), (estimate.flatten()[estimated] - mean) / spread])
-                    sigma = torch.cat([self.encoder.latent_error.flatten(),
-                                       self.encoder.parameter_error[estimated] / spread])
+                    log_p = _packed(self.encoder.latent_log_likelihood(latent[0, 0]), size,
+                                    (estimate.flatten()[estimated] - mean) / spread,
+                                    self.encoder.parameter_error[estimated] / spread)
                     x = torch.cat([z.flatten(1), (members[:, unknown] - mean) / spread], dim=1)
-                    x = self.filter.analysis(x, _gaussian(target, sigma), generator)
+                    x = self.filter.analysis(x, log_p, generator)
                     z = x[:, :size].unflatten(1, shape).clamp(-bound, bound)
                     members[:, unknown] = mean + spread * x[:, size:].clamp(-3, 3)
             analyses.append(z)

@@ -116,6 +116,9 @@ def tiny_project(dest: Path) -> Path:
     emulator["pixel"].update(width=12, depth=1, heads=2, patch=8)
     emulator["train"].update(steps=2, batch_size=8, val_every=2, val_batches=1, checkpoint_every=2, device="cpu")
     emulator["score"].update(trajectories=1, members=2)
+    encoder = params["train_obs_encoder"]
+    encoder["model"]["hidden"] = 8
+    encoder["train"].update(steps=2, batch_size=8, val_every=2, val_batches=1, checkpoint_every=2, device="cpu")
     params["evaluate"].update(trajectories=1, members=2)
     params["assimilate"].update(trajectories=1, members=3)
     params["assimilate"]["filter"]["steps"] = 2

@@ -38,7 +38,8 @@ def project(tmp_path) -> Path:
 
 STAGES = ("simulate", "train_autoencoder@4", "train_autoencoder@1", "cache_latents@4", "cache_latents@1",
           "train_emulator@diffusion-4", "train_emulator@diffusion-1", "train_emulator@solver-4",
-          "train_emulator@solver-1", "train_pixel_solver", "evaluate", "promote", "assimilate")
+          "train_emulator@solver-1", "train_pixel_solver", "train_obs_encoder@sparse-4", "train_obs_encoder@sparse-1",
+          "evaluate", "promote", "assimilate")
 
 
 def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
@@ -60,7 +61,7 @@ def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
     assert (project / "data/latents/c4/test.h5").is_file()
     assert (project / "mlflow.db").is_file()
     assimilation = json.loads((project / "metrics/assimilation.json").read_text())  # the twin experiment
-    assert {row["method"] for row in assimilation["rows"].values()} == {"free", "ensf", "mmps", "letkf"}
+    assert {row["method"] for row in assimilation["rows"].values()} == {"free", "ensf", "encoded", "mmps", "letkf"}
     assert (project / "data/observations/test_0.h5").is_file() and (project / "reports/assimilation.md").is_file()
     dataset = project / "data"
     before = tree_digest(dataset)

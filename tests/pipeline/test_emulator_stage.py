@@ -318,7 +318,7 @@ def test_latent_assimilation_of_a_fully_observed_state_reaches_the_reconstructio
     forecaster = trained["solver"].forecaster
     states, cond, sensors, readings, times = _fully_observed(workspace, forecaster.stride)
     latents = LatentAssimilator(forecaster, ScoreFilter(steps=20, eps_beta=1.0), members=4).run(
-        states[:, 0], cond, sensors, readings, torch.Generator().manual_seed(0))
+        states[:, 0], cond, sensors, readings, torch.Generator().manual_seed(0)).latents
     target = states[:, times].movedim(1, 0)  # (T, C, H, W)
     analysis = _vrmse(forecaster, latents, target)
     reconstruction = _vrmse(forecaster, forecaster.to_space(states[None, :, times]), target)
