@@ -87,11 +87,10 @@ def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
     assert tree_digest(dataset) == before
 
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["evaluate"]["members"] = 3
+    params["promote"]["margin"] = 0.01
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = run(["dvc", "repro"], project)  # only the stages that read the changed section run again
-    assert "Running stage 'evaluate'" in out
-    assert not any(f"Running stage '{stage}'" in out for stage in STAGES[:-3])  # evaluate, promote, assimilate
+    out = run(["dvc", "repro"], project)  # only the stage that reads the changed section runs again
+    assert {stage for stage in STAGES if f"Running stage '{stage}'" in out} == {"promote"}
 
     # A tuned sampler, applied to params.yaml, rebuilds exactly what it changes.
     run(["latentops", "tune", "--study", "sampler", "-q"], project)
