@@ -135,15 +135,14 @@ class EncoderObjective:
 
 
 @torch.no_grad()
-def calibrate(model: ObservationEncoder, objective: EncoderObjective, held_out: SensorSequences, shrinkage: float,
-              seed: int = 0, batch_size: int = 64) -> dict[str, float]:
+def calibrate(model: ObservationEncoder, held_out: SensorSequences, shrinkage: float, seed: int = 0,
+              batch_size: int = 64) -> dict[str, float]:
     """Set the encoder's error model (:meth:`ObservationEncoder.calibrate`: the latent errors'
     covariance, shrunk by ``shrinkage``, and the parameters' root mean squared errors) from
     its estimates on every sequence of ``held_out``, noisy with nothing dropped; returns the summary
     ``{"latent_rmse": ..., "parameter_mae": ..., "parameter_mae_last": ...}`` (the last:
     at the end of the sequences)."""
-    keep = objective.dropout
-    objective.dropout = 0.0
+    objective = EncoderObjective(dropout=0.0)
     device = next(model.parameters()).device
     latent, parameter = [], []
     model.eval()
@@ -155,7 +154,6 @@ def calibrate(model: ObservationEncoder, objective: EncoderObjective, held_out: 
             errors = objective.errors(model, batch)
             latent.append(errors[0].flatten(0, 1))
             parameter.append(errors[1])
-    objective.dropout = keep
     latent_errors, parameter_errors = torch.cat(latent), torch.cat(parameter)  # (M, c, h, w), (B, L, K)
     model.calibrate(latent_errors, parameter_errors.square().mean(dim=(0, 1)).sqrt(), shrinkage)
     return {"latent_rmse": float(latent_errors.square().mean().sqrt()),

@@ -61,7 +61,7 @@ def run(cfg: TrainObsEncoderConfig, sensors: SensorsConfig, data: DataConfig, ca
                       lineage)
 
     def finish(result: TrainResult, run_id: str, digest: str) -> Finished:
-        calibration = calibrate(model, objective, valid_set, cfg.shrinkage, cfg.train.seed)
+        calibration = calibrate(model, valid_set, cfg.shrinkage, cfg.train.seed)
         mlflow.log_metrics({f"calibration/{k}": v for k, v in calibration.items()})
         mlflow.log_dict(layout.to_dict(), "layout.json")
         metadata = {"layout": layout.to_dict(), "parameters": list(cfg.parameters),
