@@ -165,6 +165,18 @@ def _train_obs_encoder(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_assimilator(args: argparse.Namespace) -> int:
+    from pipelines.config import RegisterAssimilatorConfig, SensorsConfig
+    from pipelines.stages import register_assimilator
+
+    summary = register_assimilator.run(_section(args, RegisterAssimilatorConfig, "register_assimilator"), args.name,
+                                       _section(args, SensorsConfig, "sensors"), _section(args, DataConfig, "data"))
+    state = "registered as" if summary["registered"] else "unchanged: already"
+    print(f"register_assimilator: {args.name} ({summary['route']} route on {summary['emulator']}, layout "
+          f"{summary['layout']}) {state} {summary['registered_model']} version {summary['version']}")
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from pipelines import layout
     from pipelines.config import EvaluateConfig
@@ -204,10 +216,11 @@ def _promote(args: argparse.Namespace) -> int:
     cfg = _section(args, PromoteConfig, "promote")
     evaluation = _section(args, EvaluateConfig, "evaluate")
     data = _section(args, DataConfig, "data")
-    decision = promote.run(cfg, evaluation, data, dry_run=args.dry_run, set_stage=args.stage)
-    print(("dry run, nothing changed: " if args.dry_run else "promote: ") + decision.reason)
-    for version, why in decision.rejected.items():
-        print(f"  {version} rejected: {why}")
+    decisions = promote.run(cfg, evaluation, data, dry_run=args.dry_run, set_stage=args.stage)
+    for family, decision in decisions.items():
+        print(("dry run, nothing changed: " if args.dry_run else "promote: ") + f"{family}s: {decision.reason}")
+        for version, why in decision.rejected.items():
+            print(f"  {version} rejected: {why}")
     return 0
 
 
@@ -218,9 +231,10 @@ def _assimilate(args: argparse.Namespace) -> int:
     summary = assimilate.assimilate(_section(args, AssimilateConfig, "assimilate"), _section(args, DataConfig, "data"),
                                     args.model, args.observations, args.split, args.trajectory, args.members,
                                     args.seed, args.output, args.save_members)
+    estimated = "".join(f"; estimated {name} {value:.4f}" for name, value in summary["estimated"].items())
     print(f"assimilate: {summary['model']}: {summary['cycles']} cycles ({summary['readings_used']} with readings), "
           f"{summary['seconds_per_cycle']:.3f} s per cycle; VRMSE of the analysis {summary['vrmse_analysis']:.3f}, "
-          f"of the free forecast {summary['vrmse_free']:.3f} -> {summary['output']}, {summary['figure']}")
+          f"of the free forecast {summary['vrmse_free']:.3f}{estimated} -> {summary['output']}, {summary['figure']}")
     return 0
 
 
@@ -330,6 +344,8 @@ def _command(sub: argparse._SubParsersAction, name: str, handler: Callable[[argp
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipelines import layout
+
     parser = argparse.ArgumentParser(
         prog="latentops",
         description="MLOps for latent-space physics emulators: data, training, evaluation, registry. "
@@ -395,15 +411,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latent-channels", type=int, required=True, help="latent channels c of the autoencoder and cache")
     p.add_argument("--steps", type=int, help="override train_obs_encoder.train.steps")
 
+    p = _command(sub, "register-assimilator", _register_assimilator,
+                 "register an assimilator of register_assimilator.assimilators (params: register_assimilator)",
+                 "Bundle the assimilator NAME (the exported emulator of its kind and latent width, its score filter "
+                 "and members, its sensor layout of sensors.layouts and, with encoder: true, that layout's exported "
+                 "observation encoder) as one pyfunc and register it as a version of <dataset>-assimilator, tagged "
+                 "with its lineage (emulator, autoencoder, data hash, encoder, layout); exported to "
+                 f"{layout.model_dir(layout.assimilator('NAME'))}. When an existing version has the same parts and "
+                 "settings, that one is exported instead.")
+    p.add_argument("--name", required=True, help="an assimilator of register_assimilator.assimilators")
+
     p = _command(sub, "evaluate", _evaluate, "score every registered version the same way (params: evaluate)",
-                 "Query the Model Registry for every version of <dataset>-autoencoder and <dataset>-emulator and "
-                 "evaluate each one that has no result for the current test data, evaluate settings and scoring "
-                 "code: VRMSE of the ensemble mean, member VRMSE, fair CRPS, spread-skill and power-spectrum RMSE "
-                 "per trajectory and lead time, against the truth and the auto-encoded truth, with bootstrap "
-                 "intervals; the same for the baselines (persistence, conserved mean, climatology); one nested "
-                 "MLflow run per version with plots; its scorecard as eval.* tags on the version; "
-                 "metrics/evaluation.json, metrics/evaluation/*.csv and reports/comparison.{md,png} with the "
-                 "paper's findings checked.")
+                 "Query the Model Registry for every version of <dataset>-autoencoder, <dataset>-emulator and "
+                 "<dataset>-assimilator and evaluate each one that has no result for the current test data, "
+                 "evaluate settings and scoring code: VRMSE of the ensemble mean, member VRMSE, fair CRPS, "
+                 "spread-skill and power-spectrum RMSE per trajectory and lead time, against the truth and the "
+                 "auto-encoded truth, with bootstrap intervals; the same for the baselines (persistence, conserved "
+                 "mean, climatology). Assimilators: the twin experiment on the first "
+                 "evaluate.assimilation_trajectories trajectories, observed by each one's sensor layout, with the "
+                 "wall time per cycle and the error of the conditioning it estimates. One nested MLflow run per "
+                 "version with plots; its scorecard as eval.* tags on the version; metrics/evaluation.json, "
+                 "metrics/evaluation/*.csv and reports/comparison.{md,png} with the paper's findings checked.")
     p.add_argument("--force", action="store_true", help="re-evaluate versions that already have a result")
 
     _command(sub, "compare", _compare, "print the comparison table of the evaluated versions",
@@ -411,26 +439,32 @@ def build_parser() -> argparse.ArgumentParser:
              "paper's four findings checked) of every version evaluated under the current evaluate settings, "
              "read from the Model Registry.", quiet=False)
 
-    p = _command(sub, "promote", _promote, "move the production alias to the best evaluated emulator (params: promote)",
+    p = _command(sub, "promote", _promote,
+                 "move the production aliases to the best evaluated emulator and assimilator (params: promote)",
                  "Select the best evaluated <dataset>-emulator version by promote.metric among those passing the gate "
                  "(kinds, latency ceiling, spread-skill window for ensembles) and move the 'production' alias to "
                  "it if it beats the current production by promote.margin and a paired bootstrap over the same test "
                  "trajectories gives at least promote.probability that it is better; the previous one becomes "
                  "'challenger'. The decision (with that probability and the interval of the difference) is recorded "
-                 "as an MLflow run and as promotion.* tags; a refusal says which rule failed.", quiet=False)
+                 "as an MLflow run and as promotion.* tags; a refusal says which rule failed. The same for "
+                 "<dataset>-assimilator versions, with the gate promote.assimilators.", quiet=False)
     p.add_argument("--dry-run", action="store_true",
                    help="show the decision, its probability and the interval of the difference; change nothing")
     p.add_argument("--stage", action="store_true", help="also set the deprecated 'Production' stage (older UIs)")
 
-    p = _command(sub, "assimilate", _assimilate, "assimilate an observation file with a registered emulator",
+    p = _command(sub, "assimilate", _assimilate, "assimilate an observation file with a registered emulator or assimilator",
                  "Run the latent ensemble score filter (LD-EnSF; settings: assimilate.filter) with a registered latent "
-                 "<dataset>-emulator version (by default the 'production' alias) on an observation file (HDF5 or CSV, "
+                 "<dataset>-emulator version (by default the 'production' alias), or a registered <dataset>-assimilator "
+                 "version with its own filter, members and observation encoder (estimating the conditioning entries "
+                 "it was trained to), on an observation file (HDF5 or CSV, "
                  "see `latentops observe`) of one trajectory of data.root, starting from its first state. Readings "
                  "at forecast times (multiples of the emulator's stride) are assimilated; the others are ignored and "
                  "counted. Writes OUTPUT.h5 (analysis mean and spread, free-forecast mean and truth, (T, H, W, C); "
                  "the members with --save-members) and OUTPUT.png (truth and sensors, free forecast, analysis, "
                  "spread at the last time); one MLflow run with the model URI and the file's SHA-256.", quiet=False)
-    p.add_argument("--model", default="production", help="alias, version number or models:/ URI (default: %(default)s)")
+    p.add_argument("--model", default="production",
+                   help="alias or version number of <dataset>-emulator, or a models:/ URI of an emulator or of an "
+                        "assimilator, e.g. models:/euler_mini-assimilator@production (default: %(default)s)")
     p.add_argument("--observations", required=True, help="observation file (.h5, .hdf5 or .csv)")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--trajectory", type=int, default=0, help="index in the split (default: %(default)s)")
@@ -443,13 +477,15 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "twin-experiment", _twin_experiment,
              "latent data assimilation on synthetic observations of test trajectories (params: assimilate)",
              "The twin experiment of the assimilate stage: observe the first assimilate.trajectories trajectories "
-             "of assimilate.split with synthetic sensors (a fraction assimilate.sensors of the grid points, every "
-             "assimilate.every stored steps, noise assimilate.noise times each field's std; written under "
+             "of assimilate.split with the sensor layout assimilate.layout of sensors.layouts (written under "
              "data/observations/), forecast them with the best evaluated version of each of assimilate.kinds "
-             "freely and with the latent ensemble score filter (LD-EnSF; assimilate.filter), and score both: VRMSE "
-             "and CRPS by lead window with bootstrap intervals, the filter's VRMSE over the free forecast's with a "
-             "paired interval, wall time per cycle. Writes metrics/assimilation.json, metrics/assimilation/*.csv, "
-             "reports/assimilation.{md,png} and reports/assimilation_panel.png; one MLflow run.")
+             "freely, with the latent ensemble score filter (LD-EnSF; assimilate.filter) through the decoder and "
+             "through the layout's observation encoder (assimilate.encoder_filter; estimating assimilate.estimate), "
+             "diffusion also guided by MMPS, and Clawpack with the LETKF (assimilate.enkf); score them all: VRMSE "
+             "and CRPS by lead window with bootstrap intervals, VRMSE over the free forecast's with a paired "
+             "interval, wall time per cycle, the error of the estimated conditioning. Writes "
+             "metrics/assimilation.json, metrics/assimilation/*.csv, reports/assimilation.{md,png} and "
+             "reports/assimilation_panel.png; one MLflow run.")
 
     p = _command(sub, "tune", _tune, "run or resume an Optuna study (params: tune)",
                  "Optuna studies, tracked in MLflow (a parent run per study, a child run per trial). "

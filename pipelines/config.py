@@ -333,23 +333,25 @@ class EvaluateConfig(ScoreConfig):
     trajectories: int = 32
     members: int = 8
     confidence: float = 0.95  # level of the bootstrap intervals, and of the findings' verdicts
+    assimilation_trajectories: int = 4  # the first N of them observed in the twin experiment of each assimilator
 
     def validate(self, key: str) -> None:
         super().validate(key)
+        check(self.assimilation_trajectories >= 1, f"{key}.assimilation_trajectories",
+              f"must be >= 1, got {self.assimilation_trajectories}")
         check(0.5 <= self.confidence < 1, f"{key}.confidence", f"must be in [0.5, 1), got {self.confidence}")
 
 
 @dataclasses.dataclass(frozen=True)
-class PromoteConfig:
-    """``promote:`` section: the gate a candidate emulator version must pass to become
-    ``production``. Lower ``metric`` is better."""
+class GateConfig:
+    """The gate a candidate version must pass to become ``production`` of its registered
+    model (``pipelines.stages.promote``). Lower ``metric`` is better."""
 
     metric: str = "vrmse_mean"  # a headline evaluation number against the truth, e.g. vrmse_61-100 or crps_61-100
     margin: float = 0.0  # relative improvement over the current production required (0.05 = 5 %)
     probability: float = 0.95  # paired-bootstrap probability that the candidate beats production, at least
-    spread_skill: tuple[float, float] = (0.5, 2.0)  # allowed spread-skill ratio of stochastic emulators
-    max_seconds: float = 120.0  # latency ceiling: seconds per forecast trajectory (all members, decoded)
-    kinds: tuple[str, ...] = emulator_kinds()
+    spread_skill: tuple[float, float] = (0.5, 2.0)  # allowed spread-skill ratio of ensembles
+    max_seconds: float = 120.0  # latency ceiling: seconds per trajectory (all members, decoded)
 
     def validate(self, key: str) -> None:
         check(bool(self.metric), f"{key}.metric", "must name an evaluation metric, e.g. vrmse_mean")
@@ -361,6 +363,18 @@ class PromoteConfig:
         lo, hi = self.spread_skill
         check(0 <= lo <= hi, f"{key}.spread_skill", f"must be [low, high] with 0 <= low <= high, got {[lo, hi]}")
         check(self.max_seconds > 0, f"{key}.max_seconds", f"must be > 0, got {self.max_seconds}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PromoteConfig(GateConfig):
+    """``promote:`` section: the gate of ``<dataset>-emulator`` versions of ``kinds`` (its own
+    fields), and that of ``<dataset>-assimilator`` versions (``assimilators``)."""
+
+    kinds: tuple[str, ...] = emulator_kinds()
+    assimilators: GateConfig = GateConfig(metric="vrmse_61-100", spread_skill=(0.3, 3.0))
+
+    def validate(self, key: str) -> None:
+        super().validate(key)
         check(len(self.kinds) >= 1, f"{key}.kinds", "needs at least one emulator kind")
         check_names(self.kinds, emulator_kinds(), f"{key}.kinds")
 
@@ -519,6 +533,48 @@ class AssimilateConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AssimilatorConfig:
+    """One assimilator of ``register_assimilator.assimilators``: the latent EnSF with
+    ``members`` members and the score filter ``filter`` on the exported emulator of ``kind``
+    with ``latent_channels``, for the sensor layout ``layout``; its likelihood through the
+    decoder, or with ``encoder`` through the layout's observation encoder (which estimates
+    ``train_obs_encoder.parameters`` with the state)."""
+
+    kind: str = "solver"
+    latent_channels: int = 16
+    layout: str = "sparse"
+    encoder: bool = False
+    members: int = 8
+    filter: FilterConfig = FilterConfig()
+
+    def validate(self, key: str) -> None:
+        check_names((self.kind,), emulator_kinds(latent=True), f"{key}.kind")
+        check(self.latent_channels >= 1, f"{key}.latent_channels", f"must be >= 1, got {self.latent_channels}")
+        check(self.members >= 2, f"{key}.members", f"must be >= 2, got {self.members}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RegisterAssimilatorConfig:
+    """``register_assimilator:`` section: the assimilators registered as versions of
+    ``<dataset>-assimilator``, by name (``pipelines.stages.register_assimilator``)."""
+
+    assimilators: dict[str, AssimilatorConfig] = dataclasses.field(
+        default_factory=lambda: {"ensf_solver": AssimilatorConfig()})
+
+    def validate(self, key: str) -> None:
+        check(len(self.assimilators) >= 1, f"{key}.assimilators", "needs at least one assimilator")
+        for name in self.assimilators:
+            check(name.replace("_", "").isalnum(), f"{key}.assimilators.{name}",
+                  "an assimilator's name must be letters, digits and underscores")
+
+    def assimilator(self, name: str, key: str) -> AssimilatorConfig:
+        """The assimilator ``name``; a :class:`ConfigError` naming ``key`` and the valid names otherwise."""
+        check(name in self.assimilators, key,
+              f"no assimilator {name!r}; register_assimilator.assimilators has {sorted(self.assimilators)}")
+        return self.assimilators[name]
+
+
+@dataclasses.dataclass(frozen=True)
 class SamplerStudyConfig:
     """``tune.sampler:`` the sampler study (``latentops tune --study sampler``): azula
     samplers and their settings for one registered diffusion emulator, two objectives
@@ -595,7 +651,7 @@ SECTIONS: dict[str, type] = {
     "simulate": SimulateConfig, "data": DataConfig, "train_autoencoder": TrainAutoencoderConfig,
     "cache_latents": CacheLatentsConfig, "train_emulator": TrainEmulatorConfig, "evaluate": EvaluateConfig,
     "promote": PromoteConfig, "sensors": SensorsConfig, "train_obs_encoder": TrainObsEncoderConfig,
-    "assimilate": AssimilateConfig, "tune": TuneConfig,
+    "assimilate": AssimilateConfig, "register_assimilator": RegisterAssimilatorConfig, "tune": TuneConfig,
 }
 
 

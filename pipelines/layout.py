@@ -7,7 +7,7 @@
 - ``reports/``: the comparison report;
 - ``data/observations/<split>_<trajectory>.h5``: synthetic observations (``latentops observe``).
 
-``<model>`` is :func:`autoencoder`, :func:`emulator` or :func:`obs_encoder`. The dataset's name comes from its HDF5
+``<model>`` is :func:`autoencoder`, :func:`emulator`, :func:`obs_encoder` or :func:`assimilator`. The dataset's name comes from its HDF5
 files alone (``dataset_name``): paths under ``data/`` do not contain it, so pointing
 ``data.root`` at another dataset keeps DVC's outputs and the files the code writes the same.
 ``dvc.yaml`` spells these paths with its ``${...}`` parameters; ``tests/code/test_layout.py``
@@ -20,7 +20,7 @@ from pathlib import Path
 
 __all__ = ["ASSIMILATION", "ASSIMILATION_CURVES", "ASSIMILATION_FIGURE", "ASSIMILATION_PANEL", "ASSIMILATION_REPORT",
            "CHECKPOINTS", "COMPARISON_FIGURE", "COMPARISON_REPORT", "EVALUATION", "EVALUATION_CURVES", "METRICS", "MODELS", "OBSERVATIONS", "PROMOTION", "REPORTS",
-           "SIMULATE_SUMMARY", "autoencoder", "autoencoder_curve", "autoencoder_summary", "checkpoint_dir",
+           "SIMULATE_SUMMARY", "assimilator", "autoencoder", "autoencoder_curve", "autoencoder_summary", "checkpoint_dir",
            "emulator", "emulator_rollout", "emulator_summary", "latent_cache", "model_dir", "obs_encoder",
            "obs_encoder_curve", "obs_encoder_summary", "observations"]
 
@@ -102,3 +102,8 @@ def obs_encoder_summary(model: str) -> Path:
 
 def obs_encoder_curve(model: str) -> Path:
     return METRICS / "obs_encoder" / f"{model.removeprefix('obs_encoder_')}_curve.csv"
+
+
+def assimilator(name: str) -> str:
+    """``assimilator_<name>``: the registered assimilator ``name`` of ``register_assimilator.assimilators``."""
+    return f"assimilator_{name}"

@@ -100,6 +100,18 @@ class Observations:
         """``(S,)``: each sensor's channel position in ``channels``."""
         return np.array([list(channels).index(f) for f in self.fields])
 
+    def request(self, channels: Sequence[str], stride: int, steps: int) -> dict[str, np.ndarray]:
+        """The sensors and readings as a registered model's assimilation inputs
+        (``pipelines.serving.assimilator.OBSERVATION_INPUTS``): ``readings (steps, S)`` at the
+        stored steps ``stride, 2 stride, ..., steps stride`` (NaN where nothing was read)."""
+        values = np.full((steps, len(self.fields)), np.nan, dtype=np.float32)
+        for row, t in enumerate(self.times.tolist()):
+            if t > 0 and t % stride == 0 and t // stride <= steps:
+                values[t // stride - 1] = self.values[row]
+        return {"sensor_channel": self.channel_index(channels).astype(np.int64),
+                "sensor_index": self.index.astype(np.int64), "noise_std": self.noise_std.astype(np.float32),
+                "readings": values}
+
     def write(self, path: str | Path) -> Path:
         """Write the HDF5 format, atomically."""
         path = Path(path)
@@ -253,6 +265,22 @@ class Layout:
     def to_dict(self) -> dict[str, object]:
         return {"name": self.name, "points": self.points.tolist(), "fields": list(self.fields), "every": self.every,
                 "noise": self.noise}
+
+    @classmethod
+    def from_dict(cls, data: dict, channels: Sequence[str]) -> Layout:
+        """The layout of :meth:`to_dict` on a dataset with ``channels``."""
+        fields = tuple(data["fields"])
+        unknown = sorted(set(fields) - set(channels))
+        if unknown:
+            raise ObservationError(f"sensor layout {data['name']}: unknown field(s) {unknown}; the dataset's fields "
+                                   f"are {list(channels)}")
+        return cls(data["name"], np.asarray(data["points"], dtype=np.int64).reshape(-1, 2), fields,
+                   tuple(list(channels).index(f) for f in fields), int(data["every"]), float(data["noise"]))
+
+    def observe(self, states: np.ndarray, channels: Sequence[str], seed: int, dataset: str = "") -> Observations:
+        """Synthetic observations of the trajectory ``states (T, C, H, W)`` by this layout
+        (:func:`sample`), its noise drawn from ``seed``."""
+        return sample(states, channels, self.fields, self.points, self.every, self.noise, seed, dataset)
 
 
 def layout_of(name: str, cfg: SensorLayoutConfig, channels: list[str], resolution: tuple[int, ...]) -> Layout:

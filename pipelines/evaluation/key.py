@@ -11,15 +11,17 @@ from pathlib import Path
 
 import models
 from pipelines.config import DataConfig, EvaluateConfig
+from pipelines.data import observations
 from pipelines.data.welldata import split_files
-from pipelines.evaluation import bootstrap, metrics, scorecard, scoring
+from pipelines.evaluation import bootstrap, metrics, scorecard, scoring, twin
 
 __all__ = ["evaluation_key", "scoring_code"]
 
 
 def scoring_code() -> list[Path]:
-    """The code a score depends on: the scoring modules and every module of ``models/``."""
-    modules = (scoring, metrics, bootstrap, scorecard)
+    """The code a score depends on: the scoring modules (the twin experiment's observations
+    too) and every module of ``models/``."""
+    modules = (scoring, metrics, bootstrap, scorecard, twin, observations)
     return [Path(m.__file__) for m in modules] + sorted(Path(models.__file__).parent.glob("*.py"))
 
 

@@ -83,8 +83,11 @@ class Truth:
         if truth.states.shape[0] <= trajectory:
             raise ValueError(f"--trajectory {trajectory}: the {split} split of {data.root} has "
                              f"{truth.states.shape[0]} trajectories")
-        pick = slice(trajectory, trajectory + 1)
-        return cls(truth.states[pick], truth.cond[pick], truth.channels, truth.context, truth.dataset)
+        return truth.pick(slice(trajectory, trajectory + 1))
+
+    def pick(self, which: slice) -> Truth:
+        """The trajectories ``which`` of these."""
+        return Truth(self.states[which], self.cond[which], self.channels, self.context, self.dataset)
 
     @classmethod
     def from_windows(cls, windows: WellWindows, count: int, context: int) -> Truth:

@@ -38,7 +38,8 @@ from models.rollout import rollout
 if TYPE_CHECKING:  # the forecaster's pyfunc imports this module
     from pipelines.serving.forecaster import Forecaster
 
-__all__ = ["OBSERVATION_INPUTS", "Analysis", "GuidedForecast", "LatentAssimilator", "Sensors", "answer", "decoder"]
+__all__ = ["OBSERVATION_INPUTS", "Analysis", "GuidedForecast", "LatentAssimilator", "Sensors", "answer", "decoder",
+           "physical", "request"]
 
 #: The inputs that make a request to a registered forecaster an assimilation (all four):
 #: ``sensor_channel (S,)`` (channel indices), ``sensor_index (S, 2)`` (grid indices ``i, j``),
@@ -186,15 +187,15 @@ class LatentAssimilator:
         n, bound = self.members, f.autoencoder.encoder.bound
         z = _initial(f, initial).expand(n, -1, -1, -1).contiguous()
         shape, size = z.shape[1:], z[0].numel()
-        cond = cond.to(device, torch.float32)
+        cond, readings = cond.to(device, torch.float32), readings.to(device, torch.float32)
         unknown, estimated = self._unknown(cond)
         members = cond.expand(n, -1).clone()
         if self.encoder is not None:
             mean, spread = self.encoder.parameter_mean[estimated], self.encoder.parameter_std[estimated]
             members[:, unknown] = mean + spread * torch.randn(n, len(unknown), generator=generator, device=device)
-            encoded = self._aligned(sensors, readings.to(device, torch.float32))
+            encoded = self._aligned(sensors, readings)
         state, analyses, conds = None, [], []
-        for k, values in enumerate(readings.to(device, torch.float32)):
+        for k, values in enumerate(readings):
             z = self.step(z, members, generator)
             if self.encoder is None:
                 log_p = sensors.log_likelihood(values, self.decode)
@@ -272,14 +273,12 @@ class GuidedForecast:
         return window[0, :, :, 1:]
 
 
-def answer(forecaster: Forecaster, inputs: dict[str, Any], params: dict[str, Any]) -> np.ndarray:
-    """An assimilation request to a registered forecaster: ``inputs`` has ``states (1, 1, H,
-    W, C)`` (the initial state), ``cond (1, P)`` and all of :data:`OBSERVATION_INPUTS` (the
-    readings ``stride`` stored steps apart after the initial state); ``params`` has
-    ``method`` (``ensf``: the latent score filter with :class:`ScoreFilter`'s defaults;
-    ``mmps``: guided diffusion), ``members`` (at least 2) and ``seed``. Returns the initial
-    state and the ``M`` analysis members, ``(1, M, 1 + T, H, W, C)`` in physical units.
-    Malformed requests raise a ``ValueError`` that names the input."""
+def request(forecaster: Forecaster, inputs: dict[str, Any]) -> tuple[Tensor, Tensor, Sensors, Tensor]:
+    """An assimilation request to a registered model, checked: ``inputs`` has ``states (1, 1,
+    H, W, C)`` (the initial state), ``cond (1, P)`` (NaN: unknown) and all of
+    :data:`OBSERVATION_INPUTS` (the readings ``stride`` stored steps apart after the initial
+    state). Returns the initial state ``(C, H, W)``, ``cond (P,)``, the sensors and the
+    readings ``(T, S)``; a ``ValueError`` that names the input otherwise."""
     missing = sorted(OBSERVATION_INPUTS - set(inputs))
     if missing:
         raise ValueError(f"an assimilation request needs all of {sorted(OBSERVATION_INPUTS)}; missing {missing}")
@@ -316,6 +315,23 @@ def answer(forecaster: Forecaster, inputs: dict[str, Any], params: dict[str, Any
         first = int(outside.nonzero()[0])
         raise ValueError(f"sensor_index: sensor {first} at {index[first].tolist()} is outside the "
                          f"{states.shape[2]}x{states.shape[3]} grid")
+    return states[0, 0].permute(2, 0, 1), cond[0], Sensors(channel.long(), index.long(), std), readings
+
+
+def physical(forecaster: Forecaster, initial: Tensor, latents: Tensor) -> np.ndarray:
+    """The initial state ``(C, H, W)`` and the decoded analysis ensembles ``latents (M, c, T,
+    h, w)``, ``(1, M, 1 + T, H, W, C)`` in physical units (The Well's channels-last layout)."""
+    analysis = forecaster.from_space(latents)  # (M, C, T, H, W)
+    first = initial.to(analysis)[None, :, None].expand(analysis.shape[0], -1, -1, -1, -1)
+    return torch.cat([first, analysis], dim=2).permute(0, 2, 3, 4, 1)[None].cpu().numpy()
+
+
+def answer(forecaster: Forecaster, inputs: dict[str, Any], params: dict[str, Any]) -> np.ndarray:
+    """An assimilation request (:func:`request`) to a registered forecaster; ``params`` has
+    ``method`` (``ensf``: the latent score filter with :class:`ScoreFilter`'s defaults;
+    ``mmps``: guided diffusion), ``members`` (at least 2) and ``seed``. Returns the initial
+    state and the ``M`` analysis members, ``(1, M, 1 + T, H, W, C)`` in physical units."""
+    initial, cond, sensors, readings = request(forecaster, inputs)
     method, members = str(params["method"]), int(params["members"])
     methods = {"ensf": lambda *a: LatentAssimilator(forecaster, ScoreFilter(), members).run(*a).latents,
                "mmps": lambda *a: GuidedForecast(forecaster, members=members).run(*a)}
@@ -323,9 +339,5 @@ def answer(forecaster: Forecaster, inputs: dict[str, Any], params: dict[str, Any
         raise ValueError(f"param method: {method!r} is not a method; valid methods are {sorted(methods)}")
     if members < 2:
         raise ValueError(f"param members: an assimilation needs at least 2 members, got {members}")
-    initial = states[0, 0].permute(2, 0, 1)  # (C, H, W)
-    latents = methods[method](initial, cond[0], Sensors(channel.long(), index.long(), std), readings,
-                              torch.Generator().manual_seed(int(params["seed"])))  # (M, c, T, h, w)
-    analysis = forecaster.from_space(latents)  # (M, C, T, H, W)
-    first = initial.to(analysis)[None, :, None].expand(members, -1, -1, -1, -1)
-    return torch.cat([first, analysis], dim=2).permute(0, 2, 3, 4, 1)[None].cpu().numpy()
+    latents = methods[method](initial, cond, sensors, readings, torch.Generator().manual_seed(int(params["seed"])))
+    return physical(forecaster, initial, latents)

@@ -25,6 +25,7 @@ with the model version and the file's hash.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -41,21 +42,22 @@ from tqdm import tqdm
 from models.kinds import kind
 from pipelines import layout, plots
 from pipelines.config import AssimilateConfig, DataConfig, SensorLayoutConfig, SensorsConfig, SimulateConfig
-from pipelines.data.observations import ObservationError, Observations, layout_of, read_checked, sample
+from pipelines.data.observations import ObservationError, Observations, layout_of, read_checked
 from pipelines.evaluation.bootstrap import intervals, paired_statistic
 from pipelines.evaluation.letkf import LETKF, ClawpackLETKF
 from pipelines.evaluation.metrics import vrmse
 from pipelines.evaluation.scorecard import Estimate, Result
-from pipelines.evaluation.scoring import EnsembleMeanVRMSE, FairCRPS, Scorer, SpreadSkill, Truth, curve_table, window_label
+from pipelines.evaluation.scoring import Scorer, Truth, curve_table, window_label
+from pipelines.evaluation.twin import METRICS, readings
 from pipelines.io import atomic_path, write_json, write_text
 from pipelines.serving.assimilator import Analysis, GuidedForecast, LatentAssimilator, Sensors
+from pipelines.serving.assimilator_model import AssimilatorModel
 from pipelines.serving.forecaster import Forecaster
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
 from pipelines.tracking.references import load_emulator
 
 STAGE = "assimilate"
-METRICS = (EnsembleMeanVRMSE(), FairCRPS(), SpreadSkill())
 CURVES = tuple(m.name for m in METRICS)
 METHODS = {"free": "free forecast", "ensf": "latent EnSF", "encoded": "latent EnSF, encoder route",
            "mmps": "MMPS-guided diffusion", "letkf": "full-space LETKF"}
@@ -97,28 +99,12 @@ def _load(label: str, row: dict, layout_name: str) -> Version:
     """The version of ``row`` and the exported observation encoder of ``layout_name`` into
     its autoencoder's latents (checked to be of the same autoencoder version)."""
     uri = f"models:/{row['name']}/{row['version']}"
-    forecaster = registry.load_forecaster_model(uri).unwrap_python_model().forecaster
+    forecaster = registry.load_pyfunc(uri).unwrap_python_model().forecaster
     c = forecaster.autoencoder.latent_channels
     encoder = registry.load_exported_obs_encoder(layout.model_dir(layout.obs_encoder(layout_name, c)))
     used = registry.configure().get_model_version(row["name"], str(row["version"])).tags.get("autoencoder_version")
-    if str(encoder.autoencoder_version) != used:
-        raise ValueError(f"{encoder.name} version {encoder.version} encodes into autoencoder version "
-                         f"{encoder.autoencoder_version}'s latents, but {uri} uses version {used}: re-run "
-                         f"`dvc repro train_obs_encoder`")
+    registry.check_same_autoencoder(encoder, used, uri)
     return Version(label, row["kind"], row["name"], int(row["version"]), forecaster, encoder)
-
-
-def readings(observations: Observations, channels: list[str], stride: int, steps: int) -> tuple[Sensors, torch.Tensor]:
-    """The sensors and the readings ``(steps, S)`` at stored steps ``stride, 2 stride, ...``
-    (NaN where nothing was read at a forecast time)."""
-    sensors = Sensors(torch.as_tensor(observations.channel_index(channels), dtype=torch.long),
-                      torch.as_tensor(observations.index, dtype=torch.long),
-                      torch.as_tensor(observations.noise_std, dtype=torch.float32))
-    values = torch.full((steps, len(observations.fields)), float("nan"))
-    for row, t in enumerate(observations.times.tolist()):
-        if t > 0 and t % stride == 0 and t // stride <= steps:
-            values[t // stride - 1] = torch.as_tensor(observations.values[row], dtype=torch.float32)
-    return sensors, values
 
 
 def euler_parameters(cond: torch.Tensor, names: list[str]) -> tuple[float, str]:
@@ -197,8 +183,8 @@ def run(cfg: AssimilateConfig, sensors_cfg: SensorsConfig, data: DataConfig,
     bar = tqdm(total=len(truth.states) * len(versions), desc="assimilate", unit="run", disable=not progress)
     observed = []
     for i in range(len(truth.states)):
-        observations = sample(truth.states[i].movedim(1, 0).numpy(), truth.channels, observing.fields,
-                              observing.points, observing.every, observing.noise, cfg.seed + i, truth.dataset)
+        observations = observing.observe(truth.states[i].movedim(1, 0).numpy(), truth.channels, cfg.seed + i,
+                                         truth.dataset)
         observations.write(layout.observations(cfg.split, i))
         observed.append(observations)
         sensors, values = readings(observations, truth.channels, stride, len(leads))
@@ -377,18 +363,26 @@ def assimilate(cfg: AssimilateConfig, data: DataConfig, reference: str, path: st
                output: str | Path = "assimilations/analysis", save_members: bool = False) -> dict[str, object]:
     """Assimilate the observation file ``path`` of trajectory ``trajectory`` of ``split``
     (its first state is the initial condition, the rest of it the truth the plots show) with
-    the registered emulator ``reference`` and the filter of ``cfg``; write ``<output>.h5``:
+    the registered emulator ``reference`` and the filter of ``cfg``, or the registered
+    assimilator ``reference`` (its filter, members and encoder; the conditioning entries it
+    estimates are hidden from it, and their estimates reported); write ``<output>.h5``:
     ``analysis_mean``, ``analysis_spread``, ``free_mean`` and ``truth`` ``(T, H, W, C)`` at the
     forecast times ``times`` (stored steps), ``members (M, T, H, W, C)`` on request, and
     ``<output>.png``; track the run. Returns a summary."""
-    members = cfg.members if members is None else members
-    if members < 2:
+    if members is not None and members < 2:
         raise ValueError(f"need --members >= 2; got {members}")
     truth = Truth.load_one(data, split, trajectory)
     states = truth.states[0]  # (C, T, H, W)
     observations = read_checked(path, truth.dataset, truth.channels, states.shape[-2:], states.shape[1])
     uri, model = load_emulator(reference, truth.dataset)
-    forecaster = model.unwrap_python_model().forecaster
+    registered = model.unwrap_python_model()
+    forecaster = registered.forecaster
+    if isinstance(registered, AssimilatorModel):  # a registered assimilator: its own filter, members, encoder
+        assimilator = registered.assimilator
+        assimilator = assimilator if members is None else dataclasses.replace(assimilator, members=members)
+    else:
+        assimilator = LatentAssimilator(forecaster, cfg.filter, cfg.members if members is None else members)
+    members = assimilator.members
     stride = forecaster.stride
     steps = (states.shape[1] - 1) // stride
     sensors, values = readings(observations, truth.channels, stride, steps)
@@ -398,10 +392,14 @@ def assimilate(cfg: AssimilateConfig, data: DataConfig, reference: str, path: st
                                f"{stride} stored steps, from {stride} to {steps * stride}); times are "
                                f"{observations.times.tolist()[:8]}")
     generator = torch.Generator().manual_seed(seed)
+    hidden = [forecaster.condition_names.index(name) for name in assimilator.parameters]
+    cond = truth.cond[0].clone()
+    cond[hidden] = float("nan")  # estimated by the assimilator's observation encoder
     start = time.perf_counter()
-    latents = LatentAssimilator(forecaster, cfg.filter, members).run(states[:, 0], truth.cond[0], sensors,
-                                                                     values, generator).latents
+    result = assimilator.run(states[:, 0], cond, sensors, values, generator)
     per_cycle = (time.perf_counter() - start) / steps
+    latents = result.latents
+    estimates = {name: float(result.cond[:, -1, k].mean()) for name, k in zip(assimilator.parameters, hidden)}
     analysis = forecaster.from_space(latents).movedim(2, 1)  # (M, T, C, H, W)
     free = forecaster.forecast(states[None, :, :1], truth.cond, steps, members,
                                seed)[0, :, :, 1:].movedim(2, 1)
@@ -419,7 +417,7 @@ def assimilate(cfg: AssimilateConfig, data: DataConfig, reference: str, path: st
             f["members"] = well(analysis)
         f.attrs.update({"model": uri, "observations": str(path), "observations_sha256": digest, "split": split,
                         "trajectory": trajectory, "channels": list(truth.channels), "dataset": truth.dataset,
-                        "members": members})
+                        "members": members, **{f"estimated_{name}": value for name, value in estimates.items()}})
     c = truth.channels.index("density") if "density" in truth.channels else 0
     figure = output.with_suffix(".png")
     fig = plots.assimilation_panel(target[-1, c].numpy(), free.mean(dim=0)[-1, c].numpy(),
@@ -434,8 +432,8 @@ def assimilate(cfg: AssimilateConfig, data: DataConfig, reference: str, path: st
         for k, t in enumerate(times):
             mlflow.log_metrics({"vrmse_analysis": float(scores["analysis"][k]),
                                 "vrmse_free": float(scores["free"][k])}, step=t)
-        mlflow.log_metric("seconds_per_cycle", per_cycle)
+        mlflow.log_metrics({"seconds_per_cycle": per_cycle, **{f"estimated_{k}": v for k, v in estimates.items()}})
         mlflow.log_artifact(str(figure))
     return {"model": uri, "output": str(output.with_suffix(".h5")), "figure": str(figure), "cycles": steps,
-            "readings_used": used, "seconds_per_cycle": per_cycle,
+            "readings_used": used, "seconds_per_cycle": per_cycle, "estimated": estimates,
             "vrmse_analysis": float(scores["analysis"].mean()), "vrmse_free": float(scores["free"].mean())}

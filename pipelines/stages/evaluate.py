@@ -1,12 +1,15 @@
 """Stage ``evaluate``: score every registered version the same way, from the Model Registry.
 
-For every version of ``<dataset>-autoencoder`` and ``<dataset>-emulator`` that has no result
-for the current evaluation key (a digest of the test data, of the ``evaluate:`` settings and
-of the scoring code and ``models/``), this stage
+For every version of ``<dataset>-autoencoder``, ``<dataset>-emulator`` and
+``<dataset>-assimilator`` that has no result for the current evaluation key (a digest of the
+test data, of the ``evaluate:`` settings and of the scoring code and ``models/``), this stage
 
 - reconstructs (autoencoders) or forecasts (emulators: ``members`` members each) the first
   ``trajectories`` trajectories of ``evaluate.split`` from their first state, at the
   emulators' lead times (every ``data.stride`` stored steps, up to the last lead window);
+  an assimilator assimilates the first ``assimilation_trajectories`` of them, observed by
+  its own sensor layout, its estimated conditioning hidden from it (the twin experiment,
+  ``pipelines.evaluation.twin``: also the wall time per cycle and the estimates' errors);
 - scores them per trajectory and lead time with one metric suite (``pipelines.evaluation.scoring``):
   VRMSE of the ensemble mean (the headline) and member-averaged, the fair CRPS, the
   spread-skill ratio (ensembles), power-spectrum RMSE per band, each against the ground
@@ -20,8 +23,8 @@ of the scoring code and ``models/``), this stage
 The baselines (persistence, the conserved mean, climatology) are scored by the same code on
 the same trajectories. Then it writes ``metrics/evaluation.json`` (every version evaluated
 under the current key, and the baselines), one lead-time CSV per row under
-``metrics/evaluation/`` (``dvc plots``), and the comparison report with the paper's findings
-(``pipelines.evaluation.report``). ``--force`` re-evaluates every version.
+``metrics/evaluation/`` (``dvc plots``), and the comparison report of the forecasts with the
+paper's findings (``pipelines.evaluation.report``). ``--force`` re-evaluates every version.
 """
 
 from __future__ import annotations
@@ -36,9 +39,10 @@ from tqdm import tqdm
 from models.kinds import AUTOENCODER
 from pipelines import layout, plots
 from pipelines.config import DataConfig, EvaluateConfig
+from pipelines.data.observations import Layout
 from pipelines.data.validate import ensure_valid
 from pipelines.data.windows import trajectories
-from pipelines.evaluation import metrics, report, scoring
+from pipelines.evaluation import metrics, report, scoring, twin
 from pipelines.evaluation.key import evaluation_key
 from pipelines.evaluation.scorecard import Result, Scorecard
 from pipelines.evaluation.scoring import (AE_TRUTH, Baseline, Climatology, ConservedMean, Persistence, Scores, Truth,
@@ -48,8 +52,8 @@ from pipelines.io import atomic_path, write_json, write_text
 from pipelines.serving.forecaster import Forecaster
 from pipelines.tracking import evaluations
 from pipelines.tracking import runs as tracking
-from pipelines.tracking.evaluations import TAG, Entry, evaluated, registered
-from pipelines.tracking.registry import load_autoencoder
+from pipelines.tracking.evaluations import ASSIMILATOR, TAG, Entry, evaluated, registered
+from pipelines.tracking.registry import load_autoencoder, load_pyfunc
 
 STAGE = "evaluate"
 CURVE_METRICS = ("vrmse", "crps", "spread_skill")  # per-lead columns of the CSV curves, where defined
@@ -84,13 +88,13 @@ def run(cfg: EvaluateConfig, data: DataConfig, force: bool = False, progress: bo
     ``{"evaluated": [labels], "skipped": [labels], "results": [Result, ...]}``."""
     ensure_valid(data.root)
     key = evaluation_key(cfg, data)
-    truth = Truth.load(data, cfg.split, cfg.trajectories)
+    truth = Truth.load(data, cfg.split, max(cfg.trajectories, cfg.assimilation_trajectories))
     dataset = truth.dataset
     client = tracking.configure()
     entries = registered(client, dataset)
     todo = [e for e in entries if force or evaluations.card(e, key) is None]
     done = []
-    base = score_baselines(truth, cfg, data)
+    base = score_baselines(truth.pick(slice(0, cfg.trajectories)), cfg, data)
     if todo:
         with tracking.start_run(STAGE, dataset, {STAGE: cfg, "data": data}, data.root, run_name="evaluate",
                                 tags={"evaluation_key": key}, system_metrics=False):
@@ -112,17 +116,12 @@ def _evaluate_one(client: mlflow.MlflowClient, entry: Entry, dataset: str, truth
             "kind": entry.kind, "latent_channels": entry.latent_channels, "evaluation_key": key}
     windows = list(cfg.lead_windows)
     with mlflow.start_run(run_name=entry.label, nested=True, tags=tags) as child:
+        truth = truth.pick(slice(0, cfg.assimilation_trajectories if entry.kind == ASSIMILATOR else cfg.trajectories))
         mlflow.log_params({"model_uri": entry.uri, "trajectories": truth.states.shape[0],
                            "members": cfg.members, "split": cfg.split, "confidence": cfg.confidence})
-        if entry.kind == AUTOENCODER:
-            autoencoder = load_autoencoder(dataset, entry.version.version)
-            scores, sample = score_autoencoder(autoencoder, truth, cfg, stride)
-        else:
-            forecaster: Forecaster = mlflow.pyfunc.load_model(entry.uri).unwrap_python_model().forecaster
-            scores, sample = score_forecaster(forecaster, truth, cfg)
+        scores, sample, card = _score(entry, dataset, truth, cfg, stride)
         _log_scores(scores)
         _log_figures(scores, truth, stride, sample, entry.label)
-        card = scores.scorecard(windows, cfg.confidence, cfg.seed)
         mlflow.log_metrics(_flat(card))
         mlflow.log_dict(card.to_dict(), "scorecard.json")
     new = card.to_tags(TAG, window_label(*windows[-1])) | {f"{TAG}run_id": child.info.run_id, f"{TAG}key": key}
@@ -131,6 +130,24 @@ def _evaluate_one(client: mlflow.MlflowClient, entry: Entry, dataset: str, truth
             client.delete_model_version_tag(entry.version.name, entry.version.version, stale)
     for name, value in new.items():
         client.set_model_version_tag(entry.version.name, entry.version.version, name, value)
+
+
+def _score(entry: Entry, dataset: str, truth: Truth, cfg: EvaluateConfig, stride: int
+           ) -> tuple[Scores, torch.Tensor, Scorecard]:
+    """The version's per-lead scores, trajectory 0's (first member's) prediction ``(T, C, H,
+    W)`` and its scorecard."""
+    windows = list(cfg.lead_windows)
+    if entry.kind == AUTOENCODER:
+        scores, sample = score_autoencoder(load_autoencoder(dataset, entry.version.version), truth, cfg, stride)
+    elif entry.kind == ASSIMILATOR:
+        model = load_pyfunc(entry.uri).unwrap_python_model()
+        result = twin.score_assimilator(model.assimilator, Layout.from_dict(model.layout, truth.channels), truth,
+                                        cfg.last_lead, cfg.seed)
+        return result.scores, result.sample, result.scorecard(windows, cfg.confidence, cfg.seed)
+    else:
+        forecaster: Forecaster = load_pyfunc(entry.uri).unwrap_python_model().forecaster
+        scores, sample = score_forecaster(forecaster, truth, cfg)
+    return scores, sample, scores.scorecard(windows, cfg.confidence, cfg.seed)
 
 
 def _flat(card: Scorecard) -> dict[str, float]:
@@ -205,4 +222,5 @@ def _write_outputs(results: list[Result], base: list[tuple[Result, Scores]], cfg
             columns = {n: dict(zip(scores.leads, scores.by_lead(n).tolist())) for n in CURVE_METRICS
                        if n in scores.values}
             write_text(tmp / f"{r.label}.csv", curve_table(columns, CURVE_METRICS))
-    return report.write(results, [window_label(a, b) for a, b in cfg.lead_windows], cfg.confidence)
+    forecasts = [r for r in results if r.kind != ASSIMILATOR]
+    return report.write(forecasts, [window_label(a, b) for a, b in cfg.lead_windows], cfg.confidence)

@@ -1,10 +1,11 @@
-"""Stage ``promote``: a recorded, gated decision to move the ``production`` alias of
-``<dataset>-emulator`` to the best evaluated version.
+"""Stage ``promote``: recorded, gated decisions to move the ``production`` aliases of
+``<dataset>-emulator`` and ``<dataset>-assimilator`` to their best evaluated version.
 
-The gate (``promote:`` in params.yaml), on the versions evaluated under the current
-evaluation key (``pipelines.stages.evaluate``):
+Each registered model has its gate (``promote:`` in params.yaml for emulators,
+``promote.assimilators`` for assimilators), applied to its versions evaluated under the
+current evaluation key (``pipelines.stages.evaluate``):
 
-1. kind in ``promote.kinds``;
+1. kind in ``promote.kinds`` (emulators);
 2. latency: ``seconds_per_trajectory <= max_seconds``;
 3. calibration (ensembles): mean spread-skill ratio over the lead windows within
    ``spread_skill = [low, high]``;
@@ -18,7 +19,7 @@ evaluation key (``pipelines.stages.evaluate``):
 A promotion keeps the previous production version as ``challenger``. Every decision (made
 or refused) is an MLflow run in ``<dataset>/promote`` and tags on the candidate version
 (``promotion.*``: decision, reason, metric values, probability, time, user); ``--dry-run``
-only shows it.
+only shows it. ``metrics/promotion.json`` has both decisions.
 """
 
 from __future__ import annotations
@@ -26,32 +27,49 @@ from __future__ import annotations
 import getpass
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from models.kinds import emulator_kinds
 from pipelines import layout
-from pipelines.config import DataConfig, EvaluateConfig, PromoteConfig
+from pipelines.config import DataConfig, EvaluateConfig, GateConfig, PromoteConfig
 from pipelines.data.windows import trajectories
 from pipelines.evaluation.bootstrap import Difference, paired
 from pipelines.evaluation.key import evaluation_key
 from pipelines.evaluation.scorecard import Result
 from pipelines.io import write_json
 from pipelines.tracking import runs as tracking
-from pipelines.tracking.evaluations import evaluated
-from pipelines.tracking.registry import emulator_name
+from pipelines.tracking.evaluations import ASSIMILATOR, evaluated
+from pipelines.tracking.registry import assimilator_name, emulator_name
 
 STAGE = "promote"
 PRODUCTION, CHALLENGER = "production", "challenger"
+
+
+@dataclass(frozen=True)
+class Family:
+    """A registered model whose ``production`` alias promote moves: its versions of
+    ``kinds``, gated by ``gate`` (configured at ``key``)."""
+
+    name: str
+    kinds: tuple[str, ...]
+    gate: GateConfig
+    key: str
+
+
+def families(cfg: PromoteConfig, dataset: str) -> dict[str, Family]:
+    """The emulators and the assimilators of ``dataset``, each with its gate."""
+    return {"emulator": Family(emulator_name(dataset), cfg.kinds, cfg, "promote"),
+            "assimilator": Family(assimilator_name(dataset), (ASSIMILATOR,), cfg.assimilators,
+                                  "promote.assimilators")}
 
 
 @dataclass
 class Decision:
     """What the gate decided: ``promoted``; the ``candidate`` and current ``production``
     results (``None`` if none); ``reason``; the paired ``comparison`` of the candidate
-    against production (``None`` without one); and why each rejected version failed."""
+    against production (``None`` without one); and why each other version was passed over
+    (a rule it fails, or a worse ``metric`` than the candidate's)."""
 
     promoted: bool
     reason: str
@@ -61,35 +79,39 @@ class Decision:
     comparison: Difference | None = None
 
 
-def gate(result: Result, cfg: PromoteConfig) -> str | None:
+def gate(result: Result, family: Family) -> str | None:
     """The first rule (1-3) ``result`` fails, or ``None``."""
-    card = result.card
-    if result.kind not in cfg.kinds:
-        return f"kind {result.kind} is not in promote.kinds {list(cfg.kinds)}"
+    card, cfg, key = result.card, family.gate, family.key
+    if result.kind not in family.kinds:
+        return f"kind {result.kind} is not in {key}.kinds {list(family.kinds)}"
     if cfg.metric not in card.trajectories:
         return f"has no per-trajectory {cfg.metric!r} (has: {sorted(card.trajectories)})"
     if card.seconds > cfg.max_seconds:
-        return f"latency {card.seconds:.2f} s per trajectory exceeds promote.max_seconds = {cfg.max_seconds:g}"
+        return f"latency {card.seconds:.2f} s per trajectory exceeds {key}.max_seconds = {cfg.max_seconds:g}"
     ratio = card.mean_of("spread_skill")
     lo, hi = cfg.spread_skill
     if ratio is not None and not lo <= ratio <= hi:  # an ensemble (only ensembles have spread-skill ratios)
-        return f"spread-skill ratio {ratio:.3f} is outside promote.spread_skill [{lo:g}, {hi:g}]"
+        return f"spread-skill ratio {ratio:.3f} is outside {key}.spread_skill [{lo:g}, {hi:g}]"
     return None
 
 
 def decide(results: list[Result], production: Result | None, production_version: int | None,
-           cfg: PromoteConfig, seed: int = 0) -> Decision:
-    """Apply the gate to the evaluated emulator versions (``results``) against the current
+           family: Family, seed: int = 0) -> Decision:
+    """Apply ``family``'s gate to its evaluated versions among ``results`` against its current
     production version (``production``: its result under the current key, if any)."""
-    emulators = [r for r in results if r.kind in emulator_kinds() and r.version]
-    rejected = {f"v{r.version}": reason for r in emulators if (reason := gate(r, cfg)) is not None}
-    passing = [r for r in emulators if f"v{r.version}" not in rejected]
+    candidates = [r for r in results if r.name == family.name and r.version]
+    rejected = {f"v{r.version}": reason for r in candidates if (reason := gate(r, family)) is not None}
+    passing = [r for r in candidates if f"v{r.version}" not in rejected]
+    cfg, key = family.gate, family.key
     metric = cfg.metric
     if not passing:
-        detail = "; ".join(f"{v}: {why}" for v, why in rejected.items()) or "no evaluated emulator version"
+        detail = "; ".join(f"{v}: {why}" for v, why in rejected.items()) or f"no evaluated version of {family.name}"
         return Decision(False, f"refused: no candidate passes the gate ({detail})", None, production, rejected)
     best = min(passing, key=lambda r: r.card.value(metric))
     value = best.card.value(metric)
+    rejected |= {f"v{r.version}": f"{metric} {r.card.value(metric):.4f} is not the lowest of the versions that pass "
+                                  f"the gate (v{best.version}: {value:.4f})"
+                 for r in passing if r is not best and r.version != production_version}
     if production_version is None:
         return Decision(True, f"promoted v{best.version} ({metric} = {best.card.get(metric)}): there is no production "
                               "version yet", best, None, rejected)
@@ -110,10 +132,10 @@ def decide(results: list[Result], production: Result | None, production_version:
     if comparison.probability < cfg.probability:
         return Decision(False, f"refused: candidate v{best.version} {metric} {value:.4f} against production "
                                f"v{production_version} ({current:.4f}) is inside the noise: {evidence} < "
-                               f"promote.probability = {cfg.probability:g}", best, production, rejected, comparison)
+                               f"{key}.probability = {cfg.probability:g}", best, production, rejected, comparison)
     return Decision(True, f"promoted v{best.version}: {metric} {value:.4f} beats production v{production_version} "
                           f"({current:.4f}) by more than the margin {cfg.margin:g}; {evidence} >= "
-                          f"promote.probability = {cfg.probability:g}", best, production, rejected, comparison)
+                          f"{key}.probability = {cfg.probability:g}", best, production, rejected, comparison)
 
 
 def current_production(client: mlflow.MlflowClient, name: str) -> int | None:
@@ -124,31 +146,42 @@ def current_production(client: mlflow.MlflowClient, name: str) -> int | None:
 
 
 def run(cfg: PromoteConfig, evaluation: EvaluateConfig, data: DataConfig, dry_run: bool = False,
-        set_stage: bool = False) -> Decision:
-    """Decide, and unless ``dry_run`` record the decision and move the aliases (and, with
-    ``set_stage``, the deprecated ``Production`` stage)."""
+        set_stage: bool = False) -> dict[str, Decision]:
+    """Decide for the emulators and the assimilators, and unless ``dry_run`` record each
+    decision and move the aliases (and, with ``set_stage``, the deprecated ``Production``
+    stage). Returns the decisions, by family (``emulator``, ``assimilator``)."""
     key = evaluation_key(evaluation, data)
     dataset = trajectories(data, evaluation.split).dataset_name
     client = tracking.configure()
-    name = emulator_name(dataset)
     results = evaluated(client, dataset, key)
-    production_version = current_production(client, name)
-    production = next((r for r in results if r.kind in emulator_kinds() and r.version == production_version), None)
-    decision = decide(results, production, production_version, cfg, evaluation.seed)
-    if dry_run:
-        return decision
+    decisions, record = {}, {}
+    for label, family in families(cfg, dataset).items():
+        production_version = current_production(client, family.name)
+        production = next((r for r in results if r.name == family.name and r.version == production_version), None)
+        decisions[label] = decision = decide(results, production, production_version, family, evaluation.seed)
+        if not dry_run:
+            record[label] = _record(client, decision, family, production_version, dataset, key, data, set_stage)
+    if not dry_run:
+        write_json(layout.PROMOTION, record)
+    return decisions
+
+
+def _record(client: mlflow.MlflowClient, decision: Decision, family: Family, production_version: int | None,
+            dataset: str, key: str, data: DataConfig, set_stage: bool) -> dict:
+    """Track ``decision`` as a run, tag its candidate, move the aliases; what
+    ``metrics/promotion.json`` says of it."""
     when, user = time.strftime("%Y-%m-%dT%H:%M:%S%z"), getpass.getuser()
-    candidate, comparison = decision.candidate, decision.comparison
-    with tracking.start_run(STAGE, dataset, {STAGE: cfg}, data.root, run_name="promote",
-                            tags={"decision": "promoted" if decision.promoted else "refused"},
+    candidate, comparison, cfg = decision.candidate, decision.comparison, family.gate
+    with tracking.start_run(STAGE, dataset, {family.key: cfg}, data.root, run_name=f"promote {family.name}",
+                            tags={"decision": "promoted" if decision.promoted else "refused", "model": family.name},
                             system_metrics=False) as active:
         mlflow.log_params({"candidate_version": candidate.version if candidate else None,
                            "production_version": production_version, "evaluation_key": key, "user": user})
         mlflow.set_tag("reason", decision.reason[:5000])
         if candidate is not None:
             mlflow.log_metric(f"candidate/{cfg.metric}", candidate.card.value(cfg.metric))
-        if production is not None and cfg.metric in production.card:
-            mlflow.log_metric(f"production/{cfg.metric}", production.card.value(cfg.metric))
+        if decision.production is not None and cfg.metric in decision.production.card:
+            mlflow.log_metric(f"production/{cfg.metric}", decision.production.card.value(cfg.metric))
         if comparison is not None:
             mlflow.log_metrics({"probability_better": comparison.probability, "difference": comparison.mean,
                                 "difference_low": comparison.low, "difference_high": comparison.high})
@@ -161,19 +194,19 @@ def run(cfg: PromoteConfig, evaluation: EvaluateConfig, data: DataConfig, dry_ru
         if comparison is not None:
             tags["probability"] = f"{comparison.probability:.4f}"
         for key_, value in tags.items():
-            client.set_model_version_tag(name, version, f"promotion.{key_}", value)
+            client.set_model_version_tag(family.name, version, f"promotion.{key_}", value)
         if decision.promoted:
             if production_version is not None:
-                client.set_registered_model_alias(name, CHALLENGER, str(production_version))
-            client.set_registered_model_alias(name, PRODUCTION, version)
+                client.set_registered_model_alias(family.name, CHALLENGER, str(production_version))
+            client.set_registered_model_alias(family.name, PRODUCTION, version)
             if set_stage:
-                client.transition_model_version_stage(name, version, "Production", archive_existing_versions=True)
-    write_json(layout.PROMOTION, {"promoted": decision.promoted, "reason": decision.reason, "time": when, "user": user,
-                          "metric": cfg.metric, "candidate": _summary(candidate, cfg.metric),
-                          "production_before": production_version,
-                          "comparison": asdict(comparison) if comparison is not None else None,
-                          "rejected": decision.rejected, "run_id": run_id, "gate": asdict(cfg)})
-    return decision
+                client.transition_model_version_stage(family.name, version, "Production",
+                                                      archive_existing_versions=True)
+    return {"model": family.name, "promoted": decision.promoted, "reason": decision.reason, "time": when,
+            "user": user, "metric": cfg.metric, "candidate": _summary(candidate, cfg.metric),
+            "production_before": production_version,
+            "comparison": asdict(comparison) if comparison is not None else None,
+            "rejected": decision.rejected, "run_id": run_id, "gate": asdict(cfg)}
 
 
 def _summary(result: Result | None, metric: str) -> dict | None:

@@ -295,7 +295,7 @@ class Job:
 def _base_forecaster(dataset: str, version: str) -> tuple[Forecaster, str | None]:
     """Registered emulator ``version`` as a forecaster and its autoencoder's model directory."""
     name = registry.emulator_name(dataset)
-    model = registry.load_forecaster_model(f"models:/{name}/{version}").unwrap_python_model()
+    model = registry.load_pyfunc(f"models:/{name}/{version}").unwrap_python_model()
     assert isinstance(model, ForecasterModel)
     return model.forecaster, model.autoencoder_dir
 

@@ -1,6 +1,7 @@
 """Evaluation results kept in the Model Registry: every registered version of
-``<dataset>-autoencoder`` and ``<dataset>-emulator``, and the scorecard ``evaluate`` wrote
-onto it as ``eval.*`` tags under an evaluation key (``pipelines.evaluation.key``)."""
+``<dataset>-autoencoder``, ``<dataset>-emulator`` and ``<dataset>-assimilator``, and the
+scorecard ``evaluate`` wrote onto it as ``eval.*`` tags under an evaluation key
+(``pipelines.evaluation.key``)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,19 @@ from mlflow.entities.model_registry import ModelVersion
 
 from models.kinds import AUTOENCODER
 from pipelines.evaluation.scorecard import Result, Scorecard
-from pipelines.tracking.registry import autoencoder_name, emulator_name
+from pipelines.tracking.registry import assimilator_name, autoencoder_name, emulator_name
 
-__all__ = ["TAG", "Entry", "card", "evaluated", "registered"]
+__all__ = ["ASSIMILATOR", "TAG", "Entry", "card", "evaluated", "registered"]
 
 TAG = "eval."  # prefix of the evaluation tags on a model version
+ASSIMILATOR = "assimilator"  # the kind of every <dataset>-assimilator version
 
 
 
 @dataclass
 class Entry:
-    """One registered version and what it is: ``kind`` is ``autoencoder`` or an emulator
-    kind."""
+    """One registered version and what it is: ``kind`` is ``autoencoder``, an emulator kind
+    or ``assimilator``."""
 
     version: ModelVersion
     kind: str
@@ -44,9 +46,11 @@ class Entry:
 
 
 def registered(client: mlflow.MlflowClient, dataset: str) -> list[Entry]:
-    """Every version of ``<dataset>-autoencoder`` and ``<dataset>-emulator``."""
+    """Every version of ``<dataset>-autoencoder``, ``<dataset>-emulator`` and
+    ``<dataset>-assimilator``."""
     entries = []
-    for name, default_kind in ((autoencoder_name(dataset), AUTOENCODER), (emulator_name(dataset), None)):
+    for name, default_kind in ((autoencoder_name(dataset), AUTOENCODER), (emulator_name(dataset), None),
+                               (assimilator_name(dataset), ASSIMILATOR)):
         for version in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)):
             tags = version.tags
             entries.append(Entry(version, default_kind or tags.get("kind", "unknown"), tags.get("latent_channels", ""),

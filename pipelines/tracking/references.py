@@ -28,7 +28,7 @@ def load_emulator(reference: str, dataset: str) -> tuple[str, mlflow.pyfunc.PyFu
     ``ValueError`` naming ``--model``, the URI and the store otherwise."""
     uri = model_uri(reference, dataset)
     try:
-        return uri, registry.load_forecaster_model(uri)
+        return uri, registry.load_pyfunc(uri)
     except MlflowException as error:
         raise ValueError(f"--model {reference}: cannot load {uri} from the Model Registry at {tracking_uri()} "
                          f"({error.message.splitlines()[0]}); give a registered version, an alias such as "

@@ -1,14 +1,17 @@
 """Model Registry: registering trained models and loading them back, by name and version.
 
-Registered names are ``<dataset>-autoencoder``, ``<dataset>-emulator`` and
-``<dataset>-obs-encoder``. A registered
+Registered names are ``<dataset>-autoencoder``, ``<dataset>-emulator``,
+``<dataset>-obs-encoder`` and ``<dataset>-assimilator``. A registered
 autoencoder carries its normalisation (channels, log transform, mean, std) in the model's
 metadata, so it maps physical states to latents anywhere, without the training code's
 context; the model's own code (``models/``) travels with it as a code path. A registered
 emulator is a forecaster pyfunc (``pipelines.serving.forecaster``) that bundles its autoencoder
 version, the emulator, the sampler settings and the normalisation; ``models/`` and
 ``pipelines/`` travel with it. A registered observation encoder is its network with its
-sensor layout and the conditioning entries it estimates in the model's metadata.
+sensor layout and the conditioning entries it estimates in the model's metadata. A
+registered assimilator is an assimilator pyfunc (``pipelines.serving.assimilator_model``)
+that bundles an emulator version's files, the filter's settings, its sensor layout and,
+optionally, an observation encoder version.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from pipelines.tracking.runs import configure, tracking_uri
 MODELS_CODE = Path(models.__file__).parent
 PIPELINES_CODE = Path(pipelines.__file__).parent
 FORECASTER_ENTRY = PIPELINES_CODE / "serving" / "entry.py"
+ASSIMILATOR_ENTRY = PIPELINES_CODE / "serving" / "assimilator_entry.py"
 #: What the shipped code imports, pinned to the versions that registered it.
 REQUIREMENTS = ("torch", "mlflow", "numpy", "azula")
 
@@ -55,6 +59,10 @@ def emulator_name(dataset: str) -> str:
 
 def obs_encoder_name(dataset: str) -> str:
     return f"{dataset}-obs-encoder"
+
+
+def assimilator_name(dataset: str) -> str:
+    return f"{dataset}-assimilator"
 
 
 def requirements() -> list[str]:
@@ -130,8 +138,9 @@ def register_forecaster(forecaster: Forecaster, autoencoder_dir: str | Path | No
     return _tag_version(client, emulator_name(dataset), info.registered_model_version, tags)
 
 
-def load_forecaster_model(uri: str) -> mlflow.pyfunc.PyFuncModel:
-    """A registered (``models:/<dataset>-emulator/<version>``) or exported forecaster."""
+def load_pyfunc(uri: str) -> mlflow.pyfunc.PyFuncModel:
+    """A registered (``models:/<name>/<version>``, ``models:/<name>@<alias>``) or exported
+    forecaster or assimilator."""
     configure()
     return mlflow.pyfunc.load_model(uri)
 
@@ -169,6 +178,35 @@ def register_obs_encoder(model: ObservationEncoder, metadata: dict[str, Any], da
     return _tag_version(client, obs_encoder_name(dataset), info.registered_model_version, tags)
 
 
+def register_assimilator(forecaster_dir: str | Path, encoder_dir: str | Path | None, config: dict[str, Any],
+                         dataset: str, tags: dict[str, str]) -> ModelVersion:
+    """Log an assimilator pyfunc (:class:`~pipelines.serving.assimilator_model.AssimilatorModel`)
+    to the active run and register it as a new version of ``<dataset>-assimilator``: the
+    exported emulator version ``forecaster_dir`` (its emulator and autoencoder), the
+    exported observation encoder ``encoder_dir`` (``None``: the decoder route) and
+    ``config`` (:func:`~pipelines.serving.assimilator_model.settings`), ``tags`` on the version."""
+    from pipelines.serving.assimilator_model import ASSIMILATE_PARAMS
+
+    client = configure()
+    forecaster_dir = Path(forecaster_dir)
+    artifacts = {"emulator": str(forecaster_dir / "artifacts" / EMULATOR_FILE)}
+    autoencoders = [p for p in (forecaster_dir / "artifacts").iterdir() if p.is_dir()]
+    if len(autoencoders) != 1:
+        raise ValueError(f"{forecaster_dir}: not an exported latent emulator (its artifacts hold "
+                         f"{sorted(p.name for p in autoencoders)}, not one autoencoder)")
+    artifacts["autoencoder"] = str(autoencoders[0])
+    if encoder_dir is not None:
+        artifacts["obs_encoder"] = str(encoder_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        info = mlflow.pyfunc.log_model(
+            name="assimilator", python_model=str(ASSIMILATOR_ENTRY), artifacts=artifacts, model_config=config,
+            code_paths=[str(MODELS_CODE), str(_serving_code(Path(tmp)))], pip_requirements=requirements(),
+            signature=ModelSignature(params=infer_signature(None, params=ASSIMILATE_PARAMS).params),
+            registered_model_name=assimilator_name(dataset), metadata={"layout": config["layout"]},
+        )
+    return _tag_version(client, assimilator_name(dataset), info.registered_model_version, tags)
+
+
 @dataclass
 class LoadedObsEncoder:
     """A registered observation encoder with the names of the conditioning entries it
@@ -180,6 +218,15 @@ class LoadedObsEncoder:
     autoencoder_version: int
     name: str
     version: int
+
+
+def check_same_autoencoder(encoder: LoadedObsEncoder, autoencoder_version: str | None, uri: str) -> None:
+    """Fail unless ``encoder`` encodes into the latents of ``autoencoder_version``, the
+    autoencoder of the emulator ``uri``."""
+    if str(encoder.autoencoder_version) != str(autoencoder_version):
+        raise ValueError(f"{encoder.name} version {encoder.version} encodes into autoencoder version "
+                         f"{encoder.autoencoder_version}'s latents, but {uri} uses version {autoencoder_version}: "
+                         "re-run `dvc repro train_obs_encoder`")
 
 
 REGISTERED = "registered.json"  # beside MLmodel in an exported version: which version it is

@@ -128,7 +128,8 @@ def test_samplers_and_pruners_mirror_their_tables():
 
 STAGE_MODULES = {"simulate": "simulate", "train_autoencoder": "train_autoencoder", "cache_latents": "cache_latents",
                  "train_emulator": "train_emulator", "train_pixel_solver": "train_emulator", "evaluate": "evaluate",
-                 "promote": "promote", "assimilate": "assimilate", "train_obs_encoder": "train_obs_encoder"}
+                 "promote": "promote", "assimilate": "assimilate", "train_obs_encoder": "train_obs_encoder",
+                 "register_assimilator": "register_assimilator"}
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +152,8 @@ def _expected_outs() -> dict[str, set[str]]:
             model = layout.obs_encoder(name, c)
             out[f"train_obs_encoder@{name}-{c}"] = {str(layout.model_dir(model)), str(layout.obs_encoder_summary(model)),
                                                     str(layout.obs_encoder_curve(model))}
+    for name in params["register_assimilator"]["assimilators"]:
+        out[f"register_assimilator@{name}"] = {str(layout.model_dir(layout.assimilator(name)))}
     for c in widths:
         out[f"train_autoencoder@{c}"] = {str(layout.model_dir(layout.autoencoder(c))),
                                          str(layout.autoencoder_summary(c)), str(layout.autoencoder_curve(c))}
@@ -173,6 +176,8 @@ def test_dvc_code_deps_cover_every_module_the_stage_imports(stages, stage):
     needed = closure(module)
     if stage.startswith("train_"):  # a registered forecaster runs the serving entry point
         needed |= closure("pipelines.serving.entry")
+    if stage.startswith("register_assimilator"):  # and a registered assimilator its own
+        needed |= closure("pipelines.serving.assimilator_entry")
     deps = [d.def_path for d in stages[stage].deps]
     uncovered = sorted(p for p in files(needed) if not any(p == d or p.startswith(d.rstrip("/") + "/") for d in deps))
     assert not uncovered, f"dvc.yaml stage {stage} misses deps {uncovered}"

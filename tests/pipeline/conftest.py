@@ -119,7 +119,10 @@ def tiny_project(dest: Path) -> Path:
     encoder = params["train_obs_encoder"]
     encoder["model"]["hidden"] = 8
     encoder["train"].update(steps=2, batch_size=8, val_every=2, val_batches=1, checkpoint_every=2, device="cpu")
-    params["evaluate"].update(trajectories=1, members=2)
+    params["evaluate"].update(trajectories=1, members=2, assimilation_trajectories=1)
+    for assimilator in params["register_assimilator"]["assimilators"].values():
+        assimilator.update(latent_channels=4, members=3)
+        assimilator["filter"]["steps"] = 2
     params["assimilate"].update(trajectories=1, members=3)
     params["assimilate"]["filter"]["steps"] = 2
     params["assimilate"]["enkf"].update(trajectories=1, members=3)

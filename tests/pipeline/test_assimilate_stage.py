@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from pipelines.data.observations import Observations
-from pipelines.stages.assimilate import chosen, readings
+from pipelines.evaluation.twin import readings
+from pipelines.stages.assimilate import chosen
 
 
 def _row(kind: str, version: int, vrmse: float) -> dict:

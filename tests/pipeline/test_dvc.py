@@ -39,7 +39,7 @@ def project(tmp_path) -> Path:
 STAGES = ("simulate", "train_autoencoder@4", "train_autoencoder@1", "cache_latents@4", "cache_latents@1",
           "train_emulator@diffusion-4", "train_emulator@diffusion-1", "train_emulator@solver-4",
           "train_emulator@solver-1", "train_pixel_solver", "train_obs_encoder@sparse-4", "train_obs_encoder@sparse-1",
-          "evaluate", "promote", "assimilate")
+          "register_assimilator@ensf_solver", "register_assimilator@encoded_solver", "evaluate", "promote", "assimilate")
 
 
 def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
@@ -55,8 +55,9 @@ def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
                 "| persistence (baseline) |", "| climatology (baseline) |", "The LoLA paper's findings, checked"):
         assert row in report
     evaluation = json.loads((project / "metrics/evaluation.json").read_text())
-    assert len(evaluation) == 2 + 5 + 3  # autoencoders, emulators, baselines
-    assert json.loads((project / "metrics/promotion.json").read_text())["promoted"] is True  # no production before
+    assert len(evaluation) == 2 + 5 + 2 + 3  # autoencoders, emulators, assimilators, baselines
+    promotion = json.loads((project / "metrics/promotion.json").read_text())
+    assert promotion["emulator"]["promoted"] and promotion["assimilator"]["promoted"]  # no production before
     assert json.loads((project / "metrics/autoencoder/c1.json").read_text())["compression_rate"] == 5 * 16 / 1
     assert (project / "data/latents/c4/test.h5").is_file()
     assert (project / "mlflow.db").is_file()
@@ -100,7 +101,7 @@ def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
     rerun = {stage for stage in STAGES if f"Running stage '{stage}'" in out}
     # (one matrix stage trains both latent kinds, so the solvers re-run too: DVC lists params per stage)
     assert rerun == {f"train_emulator@{kind}-{c}" for kind in ("diffusion", "solver") for c in (4, 1)} | {
-        "evaluate", "promote", "assimilate"}
+        "register_assimilator@ensf_solver", "register_assimilator@encoded_solver", "evaluate", "promote", "assimilate"}
     for c in (4, 1):
         model = yaml.safe_load((project / f"data/models/emulator_diffusion_c{c}/MLmodel").read_text())
         assert model["metadata"]["sampler"] == {**params["train_emulator"]["sampler"], **tuned}

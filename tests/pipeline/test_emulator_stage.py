@@ -21,7 +21,7 @@ import pytest
 from pipelines import layout
 from pipelines.config import DataConfig
 from pipelines.stages import train_emulator
-from pipelines.tracking.registry import emulator_name, load_forecaster_model
+from pipelines.tracking.registry import emulator_name, load_pyfunc
 from tests.conftest import tool_env
 from tests.pipeline.conftest import CACHE, free_port, served, tiny_emulator_cfg
 
@@ -79,8 +79,8 @@ def test_a_fresh_process_forecasts_the_same_trajectory(trained, workspace, tmp_p
     np.savez(tmp_path / "inputs.npz", **inputs)
     script = (
         "import sys, numpy as np\n"
-        "from pipelines.tracking.registry import load_forecaster_model\n"
-        "model = load_forecaster_model(sys.argv[1])\n"
+        "from pipelines.tracking.registry import load_pyfunc\n"
+        "model = load_pyfunc(sys.argv[1])\n"
         "inputs = dict(np.load(sys.argv[2]))\n"
         "np.save(sys.argv[3], model.predict(inputs, params={'horizon': 6, 'members': 2, 'seed': 3}))\n"
     )
@@ -95,9 +95,9 @@ def test_a_fresh_process_forecasts_the_same_trajectory(trained, workspace, tmp_p
 def test_the_exported_version_loads_without_the_store(trained, workspace, monkeypatch, tmp_path):
     exported = layout.model_dir("emulator_solver_c4")
     version = json.loads((exported / "registered.json").read_text())["version"]  # the latest solver_c4 trained here
-    expected = load_forecaster_model(f"models:/euler_mini-emulator/{version}").predict(_inputs(workspace), {"horizon": 2})
+    expected = load_pyfunc(f"models:/euler_mini-emulator/{version}").predict(_inputs(workspace), {"horizon": 2})
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
-    out = load_forecaster_model(str(exported)).predict(_inputs(workspace), params={"horizon": 2})
+    out = load_pyfunc(str(exported)).predict(_inputs(workspace), params={"horizon": 2})
     np.testing.assert_allclose(out, expected, rtol=1e-5)
 
 

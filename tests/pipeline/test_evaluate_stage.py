@@ -119,28 +119,28 @@ def test_results_runs_tags_and_report(evaluated_once, workspace):
 def test_promotion_is_gated_recorded_and_loads_in_a_fresh_process(evaluated_once, workspace, tmp_path):
     client = mlflow.MlflowClient()
     gate = PromoteConfig()
-    dry = promote.run(gate, EVAL, workspace, dry_run=True)
+    dry = promote.run(gate, EVAL, workspace, dry_run=True)["emulator"]
     assert dry.promoted and "no production version yet" in dry.reason
     with pytest.raises(mlflow.exceptions.MlflowException):
         client.get_model_version_by_alias(NAME, "production")  # a dry run changes nothing
 
-    first = promote.run(gate, EVAL, workspace)
+    first = promote.run(gate, EVAL, workspace)["emulator"]
     assert first.promoted
     best = first.candidate.version
     assert str(client.get_model_version_by_alias(NAME, "production").version) == str(best)
     tags = client.get_model_version(NAME, str(best)).tags
     assert tags["promotion.decision"] == "promoted" and tags["promotion.user"] and tags["promotion.run_id"]
-    assert json.loads(Path("metrics/promotion.json").read_text())["promoted"] is True
-    assert json.loads(Path("metrics/promotion.json").read_text())["candidate"]["version"] == best
+    assert json.loads(Path("metrics/promotion.json").read_text())["emulator"]["promoted"] is True
+    assert json.loads(Path("metrics/promotion.json").read_text())["emulator"]["candidate"]["version"] == best
 
-    again = promote.run(gate, EVAL, workspace)
+    again = promote.run(gate, EVAL, workspace)["emulator"]
     assert not again.promoted and "already production" in again.reason
 
     other_kinds = tuple(k for k in ("diffusion", "solver", "pixel_solver") if k != first.candidate.kind)
-    worse = promote.run(dataclasses.replace(gate, kinds=other_kinds), EVAL, workspace)
+    worse = promote.run(dataclasses.replace(gate, kinds=other_kinds), EVAL, workspace)["emulator"]
     assert not worse.promoted and "does not beat production" in worse.reason
     assert worse.comparison is not None and "P(better) = " in worse.reason
-    decision = json.loads(Path("metrics/promotion.json").read_text())
+    decision = json.loads(Path("metrics/promotion.json").read_text())["emulator"]
     assert decision["comparison"]["probability"] == pytest.approx(worse.comparison.probability)
     refused = client.get_run(decision["run_id"]).data.metrics
     assert refused["probability_better"] == pytest.approx(worse.comparison.probability)
@@ -149,8 +149,8 @@ def test_promotion_is_gated_recorded_and_loads_in_a_fresh_process(evaluated_once
     # The production alias loads in a fresh process and forecasts.
     script = (
         "import numpy as np, mlflow\n"
-        "from pipelines.tracking.registry import load_forecaster_model\n"
-        "model = load_forecaster_model('models:/euler_mini-emulator@production')\n"
+        "from pipelines.tracking.registry import load_pyfunc\n"
+        "model = load_pyfunc('models:/euler_mini-emulator@production')\n"
         "states = np.ones((1, 1, 16, 16, 5), dtype=np.float32)\n"
         "cond = np.zeros((1, 13), dtype=np.float32); cond[0, 0] = 1.4\n"
         "out = model.predict({'states': states, 'cond': cond}, params={'horizon': 3})\n"
@@ -175,11 +175,15 @@ def _result(version: int, kind: str, vrmse: float | list[float], seconds: float 
     return Result(f"{kind}_v{version}", kind, card, NAME, version)
 
 
+def _emulators(gate: PromoteConfig) -> promote.Family:
+    return promote.families(gate, "euler_mini")["emulator"]
+
+
 def test_each_gate_rule_states_why_it_refuses():
     gate = PromoteConfig(margin=0.1, max_seconds=5.0, spread_skill=(0.5, 2.0))
     slow = _result(2, "solver", 0.1, seconds=9.0)
     overconfident = _result(3, "diffusion", 0.1, spread=0.2)
-    decision = promote.decide([slow, overconfident], None, None, gate)
+    decision = promote.decide([slow, overconfident], None, None, _emulators(gate))
     assert not decision.promoted
     assert "latency 9.00 s per trajectory exceeds promote.max_seconds = 5" in decision.rejected["v2"]
     assert "spread-skill ratio 0.200 is outside promote.spread_skill [0.5, 2]" in decision.rejected["v3"]
@@ -187,10 +191,12 @@ def test_each_gate_rule_states_why_it_refuses():
 
     production = _result(1, "solver", 1.0)
     close = _result(4, "solver", 0.95)  # better, but not by the 10 % margin
-    decision = promote.decide([production, close], production, 1, gate)
+    decision = promote.decide([production, close], production, 1, _emulators(gate))
     assert not decision.promoted and "does not beat production v1 (1.0000) by the margin 0.1" in decision.reason
     clear = _result(5, "diffusion", 0.5, spread=1.0)
-    assert promote.decide([production, close, clear], production, 1, gate).candidate.version == 5
+    best = promote.decide([production, close, clear], production, 1, _emulators(gate))
+    assert best.candidate.version == 5 and "v1" not in best.rejected
+    assert "vrmse_mean 0.9500 is not the lowest of the versions that pass the gate (v5: 0.5000)" in best.rejected["v4"]
 
 
 def test_promotion_needs_evidence_beyond_the_noise():
@@ -203,13 +209,13 @@ def test_promotion_needs_evidence_beyond_the_noise():
     steady = _result(3, "solver", list(hardness * 0.9 + rng.normal(0, 0.01, 16)))  # 10 % better on every trajectory
     gate = PromoteConfig(probability=0.95)
 
-    refused = promote.decide([production, noisy], production, 1, gate)
+    refused = promote.decide([production, noisy], production, 1, _emulators(gate))
     assert noisy.card.value("vrmse_mean") < production.card.value("vrmse_mean")  # the point estimate is better
     assert not refused.promoted and "inside the noise" in refused.reason
     assert refused.comparison.probability < 0.95 and refused.comparison.low < 0 < refused.comparison.high
     assert f"P(better) = {refused.comparison.probability:.3f} < promote.probability = 0.95" in refused.reason
 
-    accepted = promote.decide([production, steady], production, 1, gate)
+    accepted = promote.decide([production, steady], production, 1, _emulators(gate))
     assert accepted.promoted and accepted.candidate.version == 3
     assert accepted.comparison.probability >= 0.95 and accepted.comparison.high < 0
     assert "P(better) = 1.000 >= promote.probability = 0.95" in accepted.reason

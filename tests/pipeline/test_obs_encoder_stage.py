@@ -65,18 +65,17 @@ def test_an_unknown_layout_is_named(workspace):
 def test_the_encoder_route_estimates_gamma_without_decoding(encoder, trained, workspace):
     """The encoder route on a registered solver: gamma unknown (NaN), estimated with the
     state; the decoder is never called; without an encoder an unknown gamma is refused."""
-    from pipelines.data.observations import layout_of, sample
+    from pipelines.data.observations import layout_of
     from pipelines.evaluation.scoring import Truth
     from pipelines.serving.assimilator import LatentAssimilator
-    from pipelines.stages.assimilate import readings
+    from pipelines.evaluation.twin import readings
     from models.assimilation import ScoreFilter
 
     forecaster = trained["solver"].forecaster
     loaded = registry.load_exported_obs_encoder(layout.model_dir(layout.obs_encoder("few", 4)))
     truth = Truth.load(workspace, "test", 1)
     sensors_layout = layout_of("few", SENSORS.layouts["few"], truth.channels, tuple(truth.states.shape[-2:]))
-    observations = sample(truth.states[0].movedim(1, 0).numpy(), truth.channels, sensors_layout.fields,
-                          sensors_layout.points, 4, 0.1, 0)
+    observations = sensors_layout.observe(truth.states[0].movedim(1, 0).numpy(), truth.channels, 0)
     sensors, values = readings(observations, truth.channels, forecaster.stride, 6)
     cond = truth.cond[0].clone()
     gamma = forecaster.condition_names.index("gamma")

@@ -124,7 +124,7 @@ def test_sampler_study_front_params_file_and_registered_trial_forecasts(sampler_
         version = max(client.search_model_versions("name='euler_mini-emulator'"), key=lambda v: int(v.version))
         assert version.tags["optuna.trial"] == str(chosen.number)
         assert version.tags["kind"] == "diffusion" and version.tags["tuned_from"] == study.user_attrs["version"]
-        model = registry.load_forecaster_model(f"models:/euler_mini-emulator/{version.version}")
+        model = registry.load_pyfunc(f"models:/euler_mini-emulator/{version.version}")
     forecaster = model.unwrap_python_model().forecaster
     assert (forecaster.sampler.name, forecaster.sampler.steps) == (chosen.params["sampler"], chosen.params["steps"])
     truth = Truth.load(data, "valid", 1)

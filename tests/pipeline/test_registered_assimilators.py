@@ -1,0 +1,121 @@
+"""Assimilators as registered models on the tiny latent workspace: register_assimilator
+bundles an exported emulator, a filter, a sensor layout and (encoder route) an observation
+encoder, with their lineage; evaluate scores each new version once with the twin experiment;
+promote gates them with their own production alias and refuses a worse one, saying why; the
+alias loads in a fresh process and assimilates a file written by `latentops observe`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from pipelines import layout
+from pipelines.config import (AssimilatorConfig, EvaluateConfig, FilterConfig, GateConfig, OptimConfig, PromoteConfig,
+                              RegisterAssimilatorConfig, SensorLayoutConfig, SensorsConfig, TrainConfig,
+                              TrainObsEncoderConfig)
+from pipelines.stages import evaluate, promote, register_assimilator, train_obs_encoder
+from pipelines.tracking import registry
+from tests.conftest import VENV_BIN, tool_env
+from tests.pipeline.conftest import CACHE, inside
+
+NAME = "euler_mini-assimilator"
+SENSORS = SensorsConfig({"few": SensorLayoutConfig(fraction=0.05, fields=("density", "pressure"), every=4)})
+FILTER = FilterConfig(steps=2)
+ASSIMILATORS = RegisterAssimilatorConfig({
+    "ensf": AssimilatorConfig(kind="solver", latent_channels=4, layout="few", members=3, filter=FILTER),
+    "encoded": AssimilatorConfig(kind="solver", latent_channels=4, layout="few", encoder=True, members=3,
+                                 filter=FilterConfig(steps=2, min_spread=0.6)),
+    # members scattered over the whole latent range at every analysis: a far worse ensemble mean
+    "wild": AssimilatorConfig(kind="solver", latent_channels=4, layout="few", members=3,
+                              filter=FilterConfig(steps=2, min_spread=50.0))})
+EVAL = EvaluateConfig(trajectories=2, members=3, lead_windows=((1, 20), (21, 100)), batch=2,
+                      assimilation_trajectories=2)
+GATE = PromoteConfig(assimilators=GateConfig(metric="vrmse_21-100", spread_skill=(0, 100)))
+
+
+@pytest.fixture(scope="module")
+def registered(latent_workspace, trained):
+    """The encoder of layout ``few`` trained, then ``ensf`` and ``encoded`` registered."""
+    root, data = latent_workspace
+    encoder_cfg = TrainObsEncoderConfig(length=5, train=TrainConfig(
+        steps=4, batch_size=4, device="cpu", val_every=2, val_batches=1, checkpoint_every=2, log_every=1,
+        optim=OptimConfig(optimizer="adamw", warmup=1)))
+    with inside(root):
+        train_obs_encoder.run(encoder_cfg, SENSORS, data, CACHE, "few", 4, progress=False)
+        return {name: register_assimilator.run(ASSIMILATORS, name, SENSORS, data) for name in ("ensf", "encoded")}
+
+
+def test_a_version_bundles_its_parts_with_their_lineage(registered, workspace):
+    ensf, encoded = registered["ensf"], registered["encoded"]
+    assert ensf["registered"] and encoded["registered"] and ensf["version"] != encoded["version"]
+    emulator = json.loads((layout.model_dir(layout.emulator("solver", 4)) / registry.REGISTERED).read_text())
+    client = registry.configure()
+    tags = client.get_model_version(NAME, str(encoded["version"])).tags
+    emulator_tags = client.get_model_version(emulator["name"], str(emulator["version"])).tags
+    assert tags["emulator"] == f"models:/euler_mini-emulator/{emulator['version']}" and tags["route"] == "encoder"
+    assert tags["autoencoder_version"] == emulator_tags["autoencoder_version"]
+    assert tags["data_hash"] == emulator_tags["data_hash"] != ""
+    assert json.loads(tags["layout_settings"])["fields"] == ["density", "pressure"] and tags["layout"] == "few"
+    encoder = registry.load_exported_obs_encoder(layout.model_dir(layout.obs_encoder("few", 4)))
+    assert tags["obs_encoder_version"] == str(encoder.version) and tags["parameters"] == "gamma"
+    assert "obs_encoder_version" not in client.get_model_version(NAME, str(ensf["version"])).tags
+    assert (layout.model_dir(layout.assimilator("encoded")) / registry.REGISTERED).is_file()
+
+    again = register_assimilator.run(ASSIMILATORS, "ensf", SENSORS, workspace)  # nothing changed: not registered again
+    assert not again["registered"] and again["version"] == ensf["version"]
+    with pytest.raises(ValueError, match=r"--name: no assimilator 'dense'; .* has \['encoded', 'ensf', 'wild'\]"):
+        register_assimilator.run(ASSIMILATORS, "dense", SENSORS, workspace)
+
+
+def test_evaluated_once_promoted_and_a_worse_one_refused(registered, workspace, tmp_path):
+    first = evaluate.run(EVAL, workspace, progress=False)
+    labels = {f"assimilator_c4_v{registered[n]['version']}" for n in ("ensf", "encoded")}
+    assert labels <= set(first["evaluated"]) | set(first["skipped"]) and labels <= {r.label for r in first["results"]}
+    again = evaluate.run(EVAL, workspace, progress=False)
+    assert again["evaluated"] == []  # a second run scores nothing
+    results = {r.label: r for r in again["results"]}
+    encoded = results[f"assimilator_c4_v{registered['encoded']['version']}"].card
+    ensf = results[f"assimilator_c4_v{registered['ensf']['version']}"].card
+    for card in (encoded, ensf):
+        assert {"vrmse_1-20", "vrmse_21-100", "crps_21-100", "spread_skill_21-100", "seconds_per_cycle"} <= set(card.estimates)
+        assert len(card.trajectories["vrmse_21-100"]) == EVAL.assimilation_trajectories
+    assert "gamma_error" in encoded.estimates and "gamma_error" not in ensf.estimates
+    assert encoded.get("gamma_error").low <= encoded.value("gamma_error") <= encoded.get("gamma_error").high
+
+    decision = promote.run(GATE, EVAL, workspace)["assimilator"]
+    assert decision.promoted and "there is no production version yet" in decision.reason
+    client = registry.configure()
+    production = int(client.get_model_version_by_alias(NAME, "production").version)
+    assert production == decision.candidate.version
+    assert json.loads(Path(layout.PROMOTION).read_text())["assimilator"]["candidate"]["version"] == production
+
+    wild = register_assimilator.run(ASSIMILATORS, "wild", SENSORS, workspace)
+    assert evaluate.run(EVAL, workspace, progress=False)["evaluated"] == [f"assimilator_c4_v{wild['version']}"]
+    refused = promote.run(GATE, EVAL, workspace)["assimilator"]
+    assert not refused.promoted and "already production" in refused.reason
+    assert "is not the lowest of the versions that pass the gate" in refused.rejected[f"v{wild['version']}"]
+    assert int(client.get_model_version_by_alias(NAME, "production").version) == production
+
+    # The alias loads in a fresh process and assimilates a file written by `latentops observe`.
+    params = tmp_path / "params.yaml"
+    params.write_text(json.dumps({"data": {"root": workspace.root}, "assimilate": {"members": 3}}))
+    env = {**tool_env(), "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
+    latentops = str(Path(VENV_BIN) / "latentops")
+    observations = tmp_path / "observations.h5"
+    for command in (["observe", "--fraction", "0.05", "--fields", "density", "pressure", "--output",
+                     str(observations)],
+                    ["assimilate", "--model", f"models:/{NAME}@production", "--observations", str(observations),
+                     "--output", str(tmp_path / "analysis")]):
+        result = subprocess.run([latentops, "--params", str(params), *command], cwd=tmp_path, env=env,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert f"assimilate: models:/{NAME}@production" in result.stdout
+    with h5py.File(tmp_path / "analysis.h5") as f:
+        assert np.isfinite(f["analysis_mean"][()]).all() and f.attrs["model"] == f"models:/{NAME}@production"
+        assert f.attrs["members"] == 3
