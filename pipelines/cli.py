@@ -256,6 +256,21 @@ def _twin_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep_observations(args: argparse.Namespace) -> int:
+    from pipelines import layout
+    from pipelines.config import SweepObservationsConfig
+    from pipelines.stages import sweep_observations
+
+    cfg = _section(args, SweepObservationsConfig, "sweep_observations")
+    outcome = sweep_observations.run(cfg, _section(args, DataConfig, "data"), args.model, progress=not args.quiet)
+    window, values = list(outcome["vrmse"].items())[-1]
+    for noise, column in zip(outcome["noises"], zip(*values)):
+        print(f"sweep-observations: {outcome['model']}: VRMSE {window} at noise {noise:g}, by sensor fraction "
+              + ", ".join(f"{f:g}: {v:.3f}" for f, v in zip(outcome["fractions"], column)))
+    print(f"wrote {layout.SWEEP}, {layout.SWEEP_CURVES}/ and {layout.SWEEP_FIGURE}")
+    return 0
+
+
 def _tune(args: argparse.Namespace) -> int:
     from pipelines.stages import tune
     from pipelines.config import CacheLatentsConfig, TrainAutoencoderConfig, TrainEmulatorConfig, TuneConfig
@@ -486,6 +501,18 @@ def build_parser() -> argparse.ArgumentParser:
              "interval, wall time per cycle, the error of the estimated conditioning. Writes "
              "metrics/assimilation.json, metrics/assimilation/*.csv, reports/assimilation.{md,png} and "
              "reports/assimilation_panel.png; one MLflow run.")
+
+    p = _command(sub, "sweep-observations", _sweep_observations,
+                 "an assimilator's skill against sensor density and noise (params: sweep_observations)",
+                 "Run the twin experiment of a decoder-route <dataset>-assimilator version on the first "
+                 "sweep_observations.trajectories trajectories of sweep_observations.split over a grid of sensor "
+                 "fractions (sweep_observations.fractions, nested layouts: denser ones hold every sensor of sparser "
+                 "ones) and noise levels (sweep_observations.noises, times each field's std), keeping its fields and "
+                 "cadence; score each cell like evaluate (VRMSE and CRPS of the analysis by lead window, bootstrap "
+                 f"intervals). Writes {layout.SWEEP}, {layout.SWEEP_CURVES}/noise_<n>.csv (dvc plots) and "
+                 f"{layout.SWEEP_FIGURE} (a heat map per lead window and the curves); one MLflow run.")
+    p.add_argument("--model", help="version, alias or models:/ URI of <dataset>-assimilator (default: the exported "
+                                   "version of sweep_observations.assimilator)")
 
     p = _command(sub, "tune", _tune, "run or resume an Optuna study (params: tune)",
                  "Optuna studies, tracked in MLflow (a parent run per study, a child run per trial). "

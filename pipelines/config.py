@@ -50,6 +50,12 @@ def check_names(names: tuple[str, ...], valid: tuple[str, ...], key: str) -> Non
         check(name in valid, f"{key}[{i}]", f"must be one of {list(valid)}, got {name!r}")
 
 
+def check_windows(windows: tuple[tuple[int, int], ...], key: str) -> None:
+    """Lead windows ``[[first, last], ...]``, at least one, each with ``1 <= first <= last``."""
+    check(len(windows) >= 1 and all(1 <= a <= b for a, b in windows), key,
+          f"must be [[first, last], ...] with 1 <= first <= last, got {[list(w) for w in windows]}")
+
+
 # --------------------------------------------------------------------------- stages
 
 
@@ -527,8 +533,7 @@ class AssimilateConfig:
         check_names(self.kinds, emulator_kinds(latent=True), f"{key}.kinds")
         check(self.trajectories >= 1, f"{key}.trajectories", f"must be >= 1, got {self.trajectories}")
         check(self.members >= 2, f"{key}.members", f"must be >= 2, got {self.members}")
-        check(len(self.lead_windows) >= 1 and all(1 <= a <= b for a, b in self.lead_windows), f"{key}.lead_windows",
-              f"must be [[first, last], ...] with 1 <= first <= last, got {[list(w) for w in self.lead_windows]}")
+        check_windows(self.lead_windows, f"{key}.lead_windows")
         check(0.5 <= self.confidence < 1, f"{key}.confidence", f"must be in [0.5, 1), got {self.confidence}")
 
 
@@ -572,6 +577,36 @@ class RegisterAssimilatorConfig:
         check(name in self.assimilators, key,
               f"no assimilator {name!r}; register_assimilator.assimilators has {sorted(self.assimilators)}")
         return self.assimilators[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepObservationsConfig:
+    """``sweep_observations:`` section: the twin experiment of one decoder-route assimilator
+    (``assimilator``: a name of ``register_assimilator.assimilators``, its exported version)
+    over a grid of sensor ``fractions`` x ``noises`` (its layout's fields, cadence and seed
+    otherwise), on the first ``trajectories`` trajectories of ``split``
+    (``pipelines.stages.sweep_observations``)."""
+
+    assimilator: str = "ensf_solver"
+    fractions: tuple[float, ...] = (0.0025, 0.01, 0.04)
+    noises: tuple[float, ...] = (0.05, 0.2)
+    split: Literal["train", "valid", "test"] = "test"
+    trajectories: int = 2
+    lead_windows: tuple[tuple[int, int], ...] = ((1, 20), (21, 60), (61, 100))
+    confidence: float = 0.95
+    seed: int = 0
+
+    def validate(self, key: str) -> None:
+        check(len(self.fractions) >= 2 and all(0 < f <= 1 for f in self.fractions), f"{key}.fractions",
+              f"must be at least two fractions in (0, 1], got {list(self.fractions)}")
+        check(list(self.fractions) == sorted(set(self.fractions)), f"{key}.fractions",
+              f"must increase, got {list(self.fractions)}")
+        check(len(self.noises) >= 1 and all(n > 0 for n in self.noises), f"{key}.noises",
+              f"must be at least one noise level > 0, got {list(self.noises)}")
+        check(list(self.noises) == sorted(set(self.noises)), f"{key}.noises", f"must increase, got {list(self.noises)}")
+        check(self.trajectories >= 1, f"{key}.trajectories", f"must be >= 1, got {self.trajectories}")
+        check_windows(self.lead_windows, f"{key}.lead_windows")
+        check(0.5 <= self.confidence < 1, f"{key}.confidence", f"must be in [0.5, 1), got {self.confidence}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -651,7 +686,8 @@ SECTIONS: dict[str, type] = {
     "simulate": SimulateConfig, "data": DataConfig, "train_autoencoder": TrainAutoencoderConfig,
     "cache_latents": CacheLatentsConfig, "train_emulator": TrainEmulatorConfig, "evaluate": EvaluateConfig,
     "promote": PromoteConfig, "sensors": SensorsConfig, "train_obs_encoder": TrainObsEncoderConfig,
-    "assimilate": AssimilateConfig, "register_assimilator": RegisterAssimilatorConfig, "tune": TuneConfig,
+    "assimilate": AssimilateConfig, "register_assimilator": RegisterAssimilatorConfig,
+    "sweep_observations": SweepObservationsConfig, "tune": TuneConfig,
 }
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 __all__ = ["ASSIMILATION", "ASSIMILATION_CURVES", "ASSIMILATION_FIGURE", "ASSIMILATION_PANEL", "ASSIMILATION_REPORT",
            "CHECKPOINTS", "COMPARISON_FIGURE", "COMPARISON_REPORT", "EVALUATION", "EVALUATION_CURVES", "METRICS", "MODELS", "OBSERVATIONS", "PROMOTION", "REPORTS",
-           "SIMULATE_SUMMARY", "assimilator", "autoencoder", "autoencoder_curve", "autoencoder_summary", "checkpoint_dir",
+           "SIMULATE_SUMMARY", "SWEEP", "SWEEP_CURVES", "SWEEP_FIGURE", "assimilator", "autoencoder", "autoencoder_curve", "autoencoder_summary", "checkpoint_dir",
            "emulator", "emulator_rollout", "emulator_summary", "latent_cache", "model_dir", "obs_encoder",
            "obs_encoder_curve", "obs_encoder_summary", "observations"]
 
@@ -40,6 +40,9 @@ ASSIMILATION_CURVES = METRICS / "assimilation"
 ASSIMILATION_REPORT = REPORTS / "assimilation.md"
 ASSIMILATION_FIGURE = REPORTS / "assimilation.png"
 ASSIMILATION_PANEL = REPORTS / "assimilation_panel.png"
+SWEEP = METRICS / "sweep_observations.json"
+SWEEP_CURVES = METRICS / "sweep_observations"
+SWEEP_FIGURE = REPORTS / "sweep_observations.png"
 
 
 def autoencoder(latent_channels: int) -> str:

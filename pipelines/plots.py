@@ -22,6 +22,7 @@ def curves(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], title:
         ax.plot(x, y, label=name)
     if log:
         ax.set_yscale("log")
+        ax.minorticks_off()
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -79,10 +80,28 @@ def assimilation_panel(truth: np.ndarray, free: np.ndarray, analysis: np.ndarray
 
 def rollout_panel(truth: np.ndarray, prediction: np.ndarray, leads: Sequence[int], title: str) -> Figure:
     """One field along a rollout. Rows: truth, prediction, absolute error; columns: lead
-    times. ``truth`` and ``prediction`` are ``(T, H, W)``, one frame per entry of ``leads``."""
-    columns = [_triple(truth[t], prediction[t]) for t in range(len(leads))]
-    cells = [[column[r] for column in columns] for r in range(3)]
-    return _image_grid(cells, ["truth", "prediction", "|error|"], [f"lead {lead}" for lead in leads], title)
+    times. ``truth`` and ``prediction`` are ``(T, H, W)``, one frame per entry of ``leads``.
+    Truth and prediction share the truth's colour scale over all the leads, the errors one
+    scale of their own, so colours compare across leads (one colour bar per row)."""
+    error = np.abs(prediction - truth)
+    scale = {"vmin": float(truth.min()), "vmax": float(truth.max()), "cmap": "viridis"}
+    rows = [(truth, scale), (prediction, scale), (error, {"vmin": 0.0, "vmax": float(error.max()), "cmap": "magma"})]
+    cols = len(leads)
+    fig, axes = plt.subplots(3, cols, figsize=(2.2 * cols + 1.0, 6.6), squeeze=False)
+    fig.subplots_adjust(left=0.06, right=0.88, bottom=0.02, top=0.88, wspace=0.05, hspace=0.12)
+    for i, (images, kwargs) in enumerate(rows):
+        for j in range(cols):
+            ax = axes[i, j]
+            im = ax.imshow(images[j].T, origin="lower", **kwargs)  # (x, y) arrays: x to the right
+            ax.set_axis_off()
+            if i == 0:
+                ax.set_title(f"lead {leads[j]}")
+        axes[i, 0].text(-0.08, 0.5, ["truth", "prediction", "|error|"][i], rotation=90, ha="right", va="center",
+                        transform=axes[i, 0].transAxes)
+        box = axes[i, -1].get_position()
+        fig.colorbar(im, cax=fig.add_axes((0.9, box.y0, 0.015, box.height)))
+    fig.suptitle(title)
+    return fig
 
 
 def spectra(wavenumbers: np.ndarray, truth: np.ndarray, prediction: np.ndarray, leads: Sequence[int],
@@ -97,7 +116,8 @@ def spectra(wavenumbers: np.ndarray, truth: np.ndarray, prediction: np.ndarray, 
             line, = ax.loglog(wavenumbers, truth[t, c], label=f"lead {lead}")
             ax.loglog(wavenumbers, prediction[t, c], "--", color=line.get_color())
         ax.set(title=name, xlabel="wavenumber k")
-        ax.grid(alpha=0.3, which="both")
+        ax.minorticks_off()  # log axes' minor ticks took two thirds of the figure's time
+        ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("power (solid: truth, dashed: prediction)")
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(title)
@@ -192,4 +212,33 @@ def rank_histogram(counts: Sequence[int] | np.ndarray, title: str) -> Figure:
     ax.set(xlabel=f"rank of the truth among {members} members", ylabel="frequency", title=title)
     ax.grid(alpha=0.3, axis="y")
     ax.legend()
+    return fig
+
+
+def sweep_panel(values: np.ndarray, fractions: Sequence[float], noises: Sequence[float], windows: Sequence[str],
+                title: str) -> Figure:
+    """Skill against sensor density and noise: ``values (W, F, N)`` (VRMSE per lead window,
+    sensor fraction and noise level) as one annotated heat map per window (fractions across,
+    noise levels down), and below, VRMSE against the fraction, one line per window and noise."""
+    count = len(windows)
+    fig, axes = plt.subplots(2, count, figsize=(3.2 * count + 0.5, 6.4), squeeze=False)
+    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.09, top=0.86, wspace=0.45, hspace=0.5)
+    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    for w, window in enumerate(windows):
+        ax = axes[0, w]
+        ax.imshow(values[w].T, origin="upper", cmap="viridis_r", vmin=low, vmax=high, aspect="auto")
+        for f in range(len(fractions)):
+            for n in range(len(noises)):
+                ax.text(f, n, f"{values[w, f, n]:.2f}", ha="center", va="center", fontsize=8, color="w")
+        ax.set_xticks(range(len(fractions)), [f"{100 * f:g}%" for f in fractions], fontsize=8)
+        ax.set_yticks(range(len(noises)), [f"{n:g}" for n in noises], fontsize=8)
+        ax.set(title=f"VRMSE {window}", xlabel="sensor fraction", ylabel="noise / field std" if w == 0 else None)
+        line = axes[1, w]
+        for n, noise in enumerate(noises):
+            line.plot(fractions, values[w, :, n], marker="o", label=f"noise {noise:g}")
+        line.set_xscale("log")
+        line.set(xlabel="sensor fraction", ylabel="VRMSE" if w == 0 else None)
+        line.grid(alpha=0.3)
+    axes[1, 0].legend(fontsize=8)
+    fig.suptitle(title)
     return fig

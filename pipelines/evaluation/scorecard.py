@@ -59,6 +59,12 @@ class Scorecard:
         """``vrmse_mean`` and ``<metric>_<window>`` of the :data:`HEADLINE` metrics."""
         return name == "vrmse_mean" or ("/" not in name and name.rsplit("_", 1)[0] in HEADLINE)
 
+    @staticmethod
+    def is_reported(name: str) -> bool:
+        """A headline number, or one an assimilator's card adds (``pipelines.evaluation.twin``):
+        ``seconds_per_cycle`` and ``<entry>_error`` of each conditioning entry it estimates."""
+        return Scorecard.is_headline(name) or name == "seconds_per_cycle" or name.endswith("_error")
+
     def __contains__(self, name: str) -> bool:
         return name in self.estimates or name == "seconds_per_trajectory"
 
@@ -98,7 +104,9 @@ class Scorecard:
         """Readable tags of the headline numbers (``vrmse_mean`` and the last lead window's)
         and the whole card as the JSON tag ``<prefix>scorecard``."""
         tags = {f"{prefix}{CARD_TAG}": json.dumps(self.to_dict(), separators=(",", ":"))}
-        for name in ["vrmse_mean", *(f"{m}_{last_window}" for m in HEADLINE)]:
+        names = ["vrmse_mean", *(f"{m}_{last_window}" for m in HEADLINE)]
+        names += [n for n in self.estimates if self.is_reported(n) and not self.is_headline(n)]
+        for name in names:
             if name in self.estimates:
                 tags[f"{prefix}{name}"] = str(self.estimates[name])
         tags[f"{prefix}seconds_per_trajectory"] = f"{self.seconds:.4g}"
@@ -147,7 +155,7 @@ class Result:
         """What ``metrics/evaluation.json`` (a DVC metrics file) says of the row: what it is,
         its headline numbers (``metrics``) and their intervals (``intervals``); the whole
         card is in the registry's tags and the evaluation run's ``scorecard.json``."""
-        headline = {n: e for n, e in self.card.estimates.items() if Scorecard.is_headline(n)}
+        headline = {n: e for n, e in self.card.estimates.items() if Scorecard.is_reported(n)}
         return {"kind": self.kind, "name": self.name, "version": self.version, "latent_channels": self.latent_channels,
                 "compression_rate": self.compression_rate, "run_id": self.run_id,
                 "metrics": {n: _round(e.value) for n, e in headline.items()}

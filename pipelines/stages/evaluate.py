@@ -117,8 +117,9 @@ def _evaluate_one(client: mlflow.MlflowClient, entry: Entry, dataset: str, truth
     windows = list(cfg.lead_windows)
     with mlflow.start_run(run_name=entry.label, nested=True, tags=tags) as child:
         truth = truth.pick(slice(0, cfg.assimilation_trajectories if entry.kind == ASSIMILATOR else cfg.trajectories))
+        members = entry.version.tags.get("members", cfg.members) if entry.kind == ASSIMILATOR else cfg.members
         mlflow.log_params({"model_uri": entry.uri, "trajectories": truth.states.shape[0],
-                           "members": cfg.members, "split": cfg.split, "confidence": cfg.confidence})
+                           "members": members, "split": cfg.split, "confidence": cfg.confidence})
         scores, sample, card = _score(entry, dataset, truth, cfg, stride)
         _log_scores(scores)
         _log_figures(scores, truth, stride, sample, entry.label)

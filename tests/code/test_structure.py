@@ -129,7 +129,7 @@ def test_samplers_and_pruners_mirror_their_tables():
 STAGE_MODULES = {"simulate": "simulate", "train_autoencoder": "train_autoencoder", "cache_latents": "cache_latents",
                  "train_emulator": "train_emulator", "train_pixel_solver": "train_emulator", "evaluate": "evaluate",
                  "promote": "promote", "assimilate": "assimilate", "train_obs_encoder": "train_obs_encoder",
-                 "register_assimilator": "register_assimilator"}
+                 "register_assimilator": "register_assimilator", "sweep_observations": "sweep_observations"}
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +152,7 @@ def _expected_outs() -> dict[str, set[str]]:
             model = layout.obs_encoder(name, c)
             out[f"train_obs_encoder@{name}-{c}"] = {str(layout.model_dir(model)), str(layout.obs_encoder_summary(model)),
                                                     str(layout.obs_encoder_curve(model))}
+    out["sweep_observations"] = {str(layout.SWEEP), str(layout.SWEEP_CURVES), str(layout.SWEEP_FIGURE)}
     for name in params["register_assimilator"]["assimilators"]:
         out[f"register_assimilator@{name}"] = {str(layout.model_dir(layout.assimilator(name)))}
     for c in widths:
