@@ -19,6 +19,9 @@ one MLflow run in ``<dataset>/sweep_observations`` with all of them.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import mlflow
 import numpy as np
 from tqdm import tqdm
@@ -63,6 +66,9 @@ def run(cfg: SweepObservationsConfig, data: DataConfig, reference: str | None = 
     if assimilator.assimilator.encoder is not None:
         raise ValueError(f"--model {reference}: {uri} assimilates through its observation encoder, which reads only "
                          "the sensors it was trained on; sweep a decoder-route assimilator (encoder: false)")
+    exported = Path(uri) / registry.REGISTERED  # an exported version says which registered one it is
+    version = json.loads(exported.read_text()) if exported.is_file() else None
+    label = f"{version['name']} v{version['version']}" if version else uri
     base = Layout.from_dict(assimilator.layout, truth.channels)
     resolution = tuple(truth.states.shape[-2:])
     windows = [window_label(a, b) for a, b in cfg.lead_windows]
@@ -79,15 +85,15 @@ def run(cfg: SweepObservationsConfig, data: DataConfig, reference: str | None = 
     by_cell = {(cell["fraction"], cell["noise"]): cell for cell in cells}
     vrmse = np.array([[[by_cell[f, n][f"vrmse_{w}"][0] for n in cfg.noises] for f in cfg.fractions]
                       for w in windows])  # (W, F, N)
-    summary = {"model": uri, "fractions": list(cfg.fractions), "noises": list(cfg.noises),
+    summary = {"model": uri, "registered": version, "fractions": list(cfg.fractions), "noises": list(cfg.noises),
                "layout": {"fields": list(base.fields), "every": base.every}, "trajectories": len(truth.states),
                "split": cfg.split, "cells": cells}
-    _write(summary, vrmse, windows, cfg, uri, data, truth.dataset)
+    _write(summary, vrmse, windows, cfg, label, data, truth.dataset)
     return {"model": uri, "fractions": list(cfg.fractions), "noises": list(cfg.noises),
             "vrmse": {w: vrmse[k].tolist() for k, w in enumerate(windows)}}
 
 
-def _write(summary: dict, vrmse: np.ndarray, windows: list[str], cfg: SweepObservationsConfig, uri: str,
+def _write(summary: dict, vrmse: np.ndarray, windows: list[str], cfg: SweepObservationsConfig, label: str,
            data: DataConfig, dataset: str) -> None:
     write_json(paths.SWEEP, summary)
     with atomic_path(paths.SWEEP_CURVES) as tmp:
@@ -98,13 +104,13 @@ def _write(summary: dict, vrmse: np.ndarray, windows: list[str], cfg: SweepObser
             write_text(tmp / f"noise_{noise:g}.csv", "\n".join([",".join(["fraction", *(f"vrmse_{w}" for w in windows)]),
                                                                *rows]) + "\n")
     fig = plots.sweep_panel(vrmse, cfg.fractions, cfg.noises, windows,
-                            f"{uri}: analysis VRMSE against sensor density and noise ({summary['trajectories']} "
+                            f"{label}: analysis VRMSE against sensor density and noise ({summary['trajectories']} "
                             f"{cfg.split} trajectories)")
     with atomic_path(paths.SWEEP_FIGURE) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plots.plt.close(fig)
     with tracking.start_run(STAGE, dataset, {STAGE: cfg, "data": data}, data.root, run_name="sweep-observations",
-                            tags={"model": uri}, system_metrics=False):
+                            tags={"model": summary["model"], "model.label": label}, system_metrics=False):
         for cell in summary["cells"]:
             at = f"f{cell['fraction']:g}_n{cell['noise']:g}"
             mlflow.log_metrics({f"{name}/{at}": value[0] for name, value in cell.items() if isinstance(value, list)})

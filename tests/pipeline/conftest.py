@@ -123,6 +123,7 @@ def tiny_project(dest: Path) -> Path:
     for assimilator in params["register_assimilator"]["assimilators"].values():
         assimilator.update(latent_channels=4, members=3)
         assimilator["filter"]["steps"] = 2
+    params["sweep_observations"].update(fractions=[0.05, 0.2], noises=[0.1], trajectories=1)
     params["assimilate"].update(trajectories=1, members=3)
     params["assimilate"]["filter"]["steps"] = 2
     params["assimilate"]["enkf"].update(trajectories=1, members=3)

@@ -39,7 +39,8 @@ def project(tmp_path) -> Path:
 STAGES = ("simulate", "train_autoencoder@4", "train_autoencoder@1", "cache_latents@4", "cache_latents@1",
           "train_emulator@diffusion-4", "train_emulator@diffusion-1", "train_emulator@solver-4",
           "train_emulator@solver-1", "train_pixel_solver", "train_obs_encoder@sparse-4", "train_obs_encoder@sparse-1",
-          "register_assimilator@ensf_solver", "register_assimilator@encoded_solver", "evaluate", "promote", "assimilate")
+          "register_assimilator@ensf_solver", "register_assimilator@encoded_solver", "evaluate", "promote", "assimilate",
+          "sweep_observations")
 
 
 def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
@@ -64,6 +65,9 @@ def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
     assimilation = json.loads((project / "metrics/assimilation.json").read_text())  # the twin experiment
     assert {row["method"] for row in assimilation["rows"].values()} == {"free", "ensf", "encoded", "mmps", "letkf"}
     assert (project / "data/observations/test_0.h5").is_file() and (project / "reports/assimilation.md").is_file()
+    sweep = json.loads((project / "metrics/sweep_observations.json").read_text())  # skill against the sensors
+    assert len(sweep["cells"]) == 2 and sweep["registered"]["name"] == "euler_mini-assimilator"
+    assert (project / "metrics/sweep_observations/noise_0.1.csv").is_file()
     dataset = project / "data"
     before = tree_digest(dataset)
     assert "raw/euler_mini/stats.yaml" in before and any(k.startswith("raw/euler_mini/data/train/") for k in before)
@@ -101,7 +105,8 @@ def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
     rerun = {stage for stage in STAGES if f"Running stage '{stage}'" in out}
     # (one matrix stage trains both latent kinds, so the solvers re-run too: DVC lists params per stage)
     assert rerun == {f"train_emulator@{kind}-{c}" for kind in ("diffusion", "solver") for c in (4, 1)} | {
-        "register_assimilator@ensf_solver", "register_assimilator@encoded_solver", "evaluate", "promote", "assimilate"}
+        "register_assimilator@ensf_solver", "register_assimilator@encoded_solver", "evaluate", "promote", "assimilate",
+        "sweep_observations"}
     for c in (4, 1):
         model = yaml.safe_load((project / f"data/models/emulator_diffusion_c{c}/MLmodel").read_text())
         assert model["metadata"]["sampler"] == {**params["train_emulator"]["sampler"], **tuned}
