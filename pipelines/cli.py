@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -585,7 +586,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-HandledErrors = (ConfigError, FileNotFoundError, ValueError)
+HandledErrors = (ConfigError, FileNotFoundError, ValueError, ConnectionError)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (``kill``, a scheduler's pre-emption, ``docker stop``) as ``SystemExit(143)``:
+    open MLflow runs end ``FAILED`` and atomic outputs are cleaned up on the way out."""
+    raise SystemExit(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -596,11 +603,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "quiet", False):  # no progress bars, MLflow's artifact transfers included
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     handler: Callable[[argparse.Namespace], int] = args.handler
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return handler(args)
     except HandledErrors as error:
         print(f"latentops {args.command}: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ from pipelines.serving.forecaster import Forecaster
 from pipelines.tracking import evaluations
 from pipelines.tracking import runs as tracking
 from pipelines.tracking.evaluations import ASSIMILATOR, TAG, Entry, evaluated, registered
+from pipelines.tracking.locks import store_lock
 from pipelines.tracking.registry import load_autoencoder, load_pyfunc
 
 STAGE = "evaluate"
@@ -91,22 +92,23 @@ def run(cfg: EvaluateConfig, data: DataConfig, force: bool = False, progress: bo
     truth = Truth.load(data, cfg.split, max(cfg.trajectories, cfg.assimilation_trajectories))
     dataset = truth.dataset
     client = tracking.configure()
-    entries = registered(client, dataset)
-    todo = [e for e in entries if force or evaluations.card(e, key) is None]
-    done = []
     base = score_baselines(truth.pick(slice(0, cfg.trajectories)), cfg, data)
-    if todo:
-        with tracking.start_run(STAGE, dataset, {STAGE: cfg, "data": data}, data.root, run_name="evaluate",
-                                tags={"evaluation_key": key}, system_metrics=False):
-            for entry in tqdm(todo, desc="evaluate", unit="version", disable=not progress):
-                _evaluate_one(client, entry, dataset, truth, cfg, data.stride, key)
-                done.append(entry.label)
+    done = []
+    with store_lock(STAGE):  # a second evaluate waits, then finds these versions scored
+        entries = registered(client, dataset)
+        todo = [e for e in entries if force or evaluations.card(e, key) is None]
+        if todo:
+            with tracking.start_run(STAGE, dataset, {STAGE: cfg, "data": data}, data.root, run_name="evaluate",
+                                    tags={"evaluation_key": key}, system_metrics=False):
+                for entry in tqdm(todo, desc="evaluate", unit="version", disable=not progress):
+                    _evaluate_one(client, entry, dataset, truth, cfg, data.stride, key)
+                    done.append(entry.label)
+                results = evaluated(client, dataset, key) + [result for result, _ in base]
+                for path in _write_outputs(results, base, cfg):
+                    mlflow.log_artifact(str(path), "report")
+        else:
             results = evaluated(client, dataset, key) + [result for result, _ in base]
-            for path in _write_outputs(results, base, cfg):
-                mlflow.log_artifact(str(path), "report")
-    else:
-        results = evaluated(client, dataset, key) + [result for result, _ in base]
-        _write_outputs(results, base, cfg)
+            _write_outputs(results, base, cfg)
     return {"evaluated": done, "skipped": [e.label for e in entries if e.label not in done], "results": results}
 
 
@@ -115,7 +117,7 @@ def _evaluate_one(client: mlflow.MlflowClient, entry: Entry, dataset: str, truth
     tags = {"stage": STAGE, "model": entry.version.name, "model_version": str(entry.version.version),
             "kind": entry.kind, "latent_channels": entry.latent_channels, "evaluation_key": key}
     windows = list(cfg.lead_windows)
-    with mlflow.start_run(run_name=entry.label, nested=True, tags=tags) as child:
+    with tracking.start_child_run(mlflow.active_run().info.run_id, entry.label, tags) as child:
         truth = truth.pick(slice(0, cfg.assimilation_trajectories if entry.kind == ASSIMILATOR else cfg.trajectories))
         members = entry.version.tags.get("members", cfg.members) if entry.kind == ASSIMILATOR else cfg.members
         mlflow.log_params({"model_uri": entry.uri, "trajectories": truth.states.shape[0],

@@ -40,6 +40,7 @@ from pipelines.evaluation.scorecard import Result
 from pipelines.io import write_json
 from pipelines.tracking import runs as tracking
 from pipelines.tracking.evaluations import ASSIMILATOR, evaluated
+from pipelines.tracking.locks import store_lock
 from pipelines.tracking.registry import assimilator_name, emulator_name
 
 STAGE = "promote"
@@ -153,22 +154,25 @@ def run(cfg: PromoteConfig, evaluation: EvaluateConfig, data: DataConfig, dry_ru
     key = evaluation_key(evaluation, data)
     dataset = trajectories(data, evaluation.split).dataset_name
     client = tracking.configure()
-    results = evaluated(client, dataset, key)
     decisions, record = {}, {}
-    for label, family in families(cfg, dataset).items():
-        production_version = current_production(client, family.name)
-        production = next((r for r in results if r.name == family.name and r.version == production_version), None)
-        decisions[label] = decision = decide(results, production, production_version, family, evaluation.seed)
+    with store_lock(STAGE):  # read the aliases, decide and move them with no other promote in between
+        results = evaluated(client, dataset, key)
+        for label, family in families(cfg, dataset).items():
+            production_version = current_production(client, family.name)
+            production = next((r for r in results if r.name == family.name and r.version == production_version),
+                              None)
+            decisions[label] = decision = decide(results, production, production_version, family, evaluation.seed)
+            if not dry_run:
+                record[label] = _record(client, decision, family, production_version, dataset, key, data, set_stage)
         if not dry_run:
-            record[label] = _record(client, decision, family, production_version, dataset, key, data, set_stage)
-    if not dry_run:
-        write_json(layout.PROMOTION, record)
+            write_json(layout.PROMOTION, record)
     return decisions
 
 
 def _record(client: mlflow.MlflowClient, decision: Decision, family: Family, production_version: int | None,
             dataset: str, key: str, data: DataConfig, set_stage: bool) -> dict:
-    """Track ``decision`` as a run, tag its candidate, move the aliases; what
+    """Track ``decision`` as a run, tag its candidate (unless it is production already: its
+    tags keep the decision that promoted it), move the aliases; what
     ``metrics/promotion.json`` says of it."""
     when, user = time.strftime("%Y-%m-%dT%H:%M:%S%z"), getpass.getuser()
     candidate, comparison, cfg = decision.candidate, decision.comparison, family.gate
@@ -186,7 +190,7 @@ def _record(client: mlflow.MlflowClient, decision: Decision, family: Family, pro
             mlflow.log_metrics({"probability_better": comparison.probability, "difference": comparison.mean,
                                 "difference_low": comparison.low, "difference_high": comparison.high})
         run_id = active.info.run_id
-    if candidate is not None:
+    if candidate is not None and candidate.version != production_version:  # else the run alone records it
         version = str(candidate.version)
         tags = {"decision": "promoted" if decision.promoted else "refused", "reason": decision.reason,
                 "metric": cfg.metric, "value": str(candidate.card.get(cfg.metric)),

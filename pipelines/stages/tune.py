@@ -90,7 +90,7 @@ def open_storage(url: str, heartbeat: int = 60) -> BaseStorage:
         return JournalStorage(JournalFileBackend(str(path)))
     if "://" not in url:
         raise ValueError(f"tune.storage: {url!r} is neither a SQLAlchemy URL (sqlite:///optuna.db, "
-                         "postgresql://user:password@host/db) nor journal:<file>")
+                         "postgresql://user:password@host/db) nor journal:<file>")  # pragma: allowlist secret
     with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,

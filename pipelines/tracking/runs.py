@@ -8,6 +8,13 @@
   the stage and the dataset; records every config value as a param, its dataset lineage
   (``mlflow.log_input``), system metrics, and step metrics logged asynchronously.
 - A restarted stage passes the run id stored in its checkpoint and continues that run.
+- A run is tagged with the host and process that hold it open. Opening a run first marks
+  ``KILLED`` every ``RUNNING`` run of the same experiment whose process on this host is
+  gone (killed by a signal that cannot be caught, a power cut): no run stays ``RUNNING``
+  forever. Runs opened on other hosts are left alone; their process cannot be checked here.
+- A tracking server (``http(s)://``) that does not answer fails the first
+  :func:`configure` of a process within seconds, naming the URI, instead of after
+  MLflow's minutes of retries.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import subprocess
+import time
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, is_dataclass
@@ -24,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import psutil
+import requests
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -34,9 +45,35 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+class TrackingUnavailable(ConnectionError):
+    """The tracking server named by ``MLFLOW_TRACKING_URI`` does not answer."""
+
+
+_REACHABLE: set[str] = set()  # server URIs that answered once in this process
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Raise :class:`TrackingUnavailable` naming ``uri`` unless the server answers its
+    ``/health`` endpoint within ``timeout`` seconds (any HTTP answer counts: an
+    authenticating server may refuse it). Local stores (``sqlite:``, paths) are not checked,
+    and a server is checked once per process."""
+    if not uri.startswith(("http://", "https://")) or uri in _REACHABLE:
+        return
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout)
+    except requests.RequestException as error:
+        raise TrackingUnavailable(
+            f"the MLflow tracking server {uri} (MLFLOW_TRACKING_URI) did not answer within {timeout:g} s "
+            f"({type(error).__name__}); start it (platform/README.md), fix the URI, or unset "
+            "MLFLOW_TRACKING_URI to track to the local store mlflow.db") from None
+    _REACHABLE.add(uri)
+
+
 def configure() -> MlflowClient:
-    """Point MLflow at :func:`tracking_uri` (registry included) and return a client."""
+    """Point MLflow at :func:`tracking_uri` (registry included), after
+    :func:`check_reachable`, and return a client."""
     uri = tracking_uri()
+    check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(uri, uri)
@@ -109,6 +146,42 @@ def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+# --------------------------------------------------------------------------- processes
+
+HOST, PID, PID_STARTED = "latentops.host", "latentops.pid", "latentops.pid_started"
+
+
+def process_tags() -> dict[str, str]:
+    """Which process holds a run open: host name, pid and the pid's start time (so that a
+    reused pid is not taken for the original process)."""
+    pid = os.getpid()
+    return {HOST: socket.gethostname(), PID: str(pid), PID_STARTED: f"{psutil.Process(pid).create_time():.2f}"}
+
+
+def _holder_alive(tags: Mapping[str, str]) -> bool:
+    try:
+        started = psutil.Process(int(tags[PID])).create_time()
+    except (KeyError, ValueError, psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return f"{started:.2f}" == tags.get(PID_STARTED)
+
+
+def reap_stale_runs(client: MlflowClient, experiment_id: str, keep: str | None = None) -> list[str]:
+    """Mark ``KILLED`` each ``RUNNING`` run of ``experiment_id`` that a process on this host
+    opened and that process is gone, except ``keep`` (the run being resumed); tag why.
+    Returns their run ids."""
+    host = socket.gethostname()
+    stale = [run for run in client.search_runs([experiment_id], f"attributes.status = 'RUNNING' and "
+                                               f"tags.`{HOST}` = '{host}'", max_results=1000)
+             if run.info.run_id != keep and not _holder_alive(run.data.tags)]
+    for run in stale:
+        client.set_tag(run.info.run_id, "latentops.ended",
+                       f"process {run.data.tags.get(PID)} on {host} ended without closing the run; marked KILLED "
+                       f"by process {os.getpid()} at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}")
+        client.set_terminated(run.info.run_id, "KILLED")
+    return [run.info.run_id for run in stale]
+
+
 # --------------------------------------------------------------------------- runs
 
 
@@ -123,14 +196,17 @@ def start_run(stage: str, dataset: str, config: Mapping[str, Any], data_root: st
     """
     client = configure()
     experiment_id = _experiment_id(client, experiment_name(dataset, stage))
+    project_run = run_id is None and bool(os.environ.get("MLFLOW_RUN_ID"))  # opened by `mlflow run`: log into it
+    reap_stale_runs(client, experiment_id, keep=run_id or os.environ.get("MLFLOW_RUN_ID"))
     digest, source = data_hash(data_root)
     all_tags = {"stage": stage, "dataset": dataset, "data.hash": digest, "data.hash_source": source,
-                **git_state(), **(tags or {})}
-    project_run = run_id is None and bool(os.environ.get("MLFLOW_RUN_ID"))  # opened by `mlflow run`: log into it
+                **git_state(), **(tags or {}), **process_tags()}
     with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id, run_name=run_name,
                           tags=None if run_id else all_tags, log_system_metrics=system_metrics) as run:
         if project_run:
             mlflow.set_tags(all_tags)
+        elif run_id is not None:  # resumed: this process holds it now
+            mlflow.set_tags(process_tags())
         if run_id is None:
             params: dict[str, Any] = {}
             for section, value in config.items():
@@ -147,10 +223,12 @@ def start_run(stage: str, dataset: str, config: Mapping[str, Any], data_root: st
 @contextlib.contextmanager
 def start_child_run(parent_run_id: str, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
     """A run nested under ``parent_run_id`` in the parent's experiment, from any process
-    (the parent need not be active here): e.g. an Optuna trial under its study's run."""
+    (the parent need not be active here): e.g. an Optuna trial under its study's run, a
+    version scored under its evaluation's run."""
     client = configure()
     parent = client.get_run(parent_run_id)
-    all_tags = {"mlflow.parentRunId": parent_run_id, **git_state(), **(tags or {})}
+    reap_stale_runs(client, parent.info.experiment_id, keep=parent_run_id)
+    all_tags = {"mlflow.parentRunId": parent_run_id, **git_state(), **(tags or {}), **process_tags()}
     with mlflow.start_run(experiment_id=parent.info.experiment_id, run_name=run_name, nested=True,
                           tags=all_tags) as run:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import shutil
 import socket
@@ -23,7 +24,7 @@ from pipelines.config import (AutoencoderModelConfig, CacheLatentsConfig, DataCo
 from pipelines.stages import cache_latents
 from pipelines.stages import train_autoencoder
 from pipelines.stages import train_emulator
-from tests.conftest import REPO, VENV_BIN
+from tests.conftest import REPO, VENV_BIN, tool_env
 
 TINY_MODEL = AutoencoderModelConfig(patch=2, widths=(8, 16), blocks=(1, 1), attention_heads=2)
 
@@ -93,6 +94,26 @@ def trained(latent_workspace):
                 for kind in ("solver", "diffusion", "pixel_solver")}
 
 
+
+
+def write_params(path: Path, sections: dict[str, object]) -> Path:
+    """A params file at ``path`` holding ``sections`` (section name -> config dataclass)."""
+    plain = json.loads(json.dumps({k: dataclasses.asdict(v) for k, v in sections.items()}))
+    path.write_text(yaml.safe_dump(plain, sort_keys=False))
+    return path
+
+
+def latentops(cwd: Path, params: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``latentops --params params ARGS`` in ``cwd`` (output and errors together on stdout)."""
+    return subprocess.Popen([str(Path(VENV_BIN) / "latentops"), "--params", str(params), *args], cwd=cwd,
+                            env=env or tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process: subprocess.Popen) -> str:
+    """Wait for ``process`` (at most 10 minutes); its output, asserting that it succeeded."""
+    out, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, out
+    return out
 
 
 def tiny_project(dest: Path) -> Path:

@@ -26,7 +26,7 @@ from pipelines.stages import promote
 from pipelines.stages import train_emulator
 from pipelines.tracking.evaluations import registered
 from tests.conftest import tool_env
-from tests.pipeline.conftest import CACHE, tiny_emulator_cfg
+from tests.pipeline.conftest import CACHE, finish, latentops, tiny_emulator_cfg, write_params
 
 EVAL = EvaluateConfig(trajectories=2, members=3, lead_windows=((1, 20), (21, 100)), batch=2)
 NAME = "euler_mini-emulator"
@@ -48,9 +48,20 @@ def test_every_version_is_evaluated_once_then_a_new_one_alone(evaluated_once, tr
     again = evaluate.run(EVAL, workspace, progress=False)
     assert again["evaluated"] == [] and set(again["skipped"]) == labels
 
+    # Two evaluations at once (two people, or `dvc repro` and a hand-run command): the new
+    # version is scored once, by one of them; the other waits and finds it scored.
     extra = train_emulator.run(tiny_emulator_cfg(steps=2), workspace, CACHE, "solver", 4, progress=False)
-    third = evaluate.run(EVAL, workspace, progress=False)
-    assert third["evaluated"] == [f"solver_c4_v{extra.summary['version']}"]
+    label = f"solver_c4_v{extra.summary['version']}"
+    params = write_params(Path.cwd() / "params-evaluate.yaml", {"evaluate": EVAL, "data": workspace})
+    both = [latentops(Path.cwd(), params, "evaluate", "-q", env=_store_env()) for _ in range(2)]
+    outputs = [finish(process) for process in both]
+    assert sorted(f"evaluated 1 version(s) ['{label}']" in out for out in outputs) == [False, True], outputs
+    assert sorted("evaluated 0 version(s) []" in out for out in outputs) == [False, True], outputs
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("euler_mini/evaluate").experiment_id
+    scored = client.search_runs([experiment], f"tags.model_version = '{extra.summary['version']}' and "
+                                              f"tags.model = '{NAME}' and tags.evaluation_key = '{_key(workspace)}'")
+    assert len(scored) == 1
 
 
 def test_results_runs_tags_and_report(evaluated_once, workspace):
@@ -124,19 +135,31 @@ def test_promotion_is_gated_recorded_and_loads_in_a_fresh_process(evaluated_once
     with pytest.raises(mlflow.exceptions.MlflowException):
         client.get_model_version_by_alias(NAME, "production")  # a dry run changes nothing
 
-    first = promote.run(gate, EVAL, workspace)["emulator"]
-    assert first.promoted
-    best = first.candidate.version
+    # Two promotions at once: one promotes, the other waits for it and finds the alias moved;
+    # both are on record, and the alias is the one the first decided.
+    params = write_params(Path.cwd() / "params-promote.yaml", {"promote": gate, "evaluate": EVAL, "data": workspace})
+    before = _promote_runs(client)
+    both = [latentops(Path.cwd(), params, "promote", env=_store_env()) for _ in range(2)]
+    outputs = [finish(process) for process in both]
+    promoted = [out for out in outputs if "promote: emulators: promoted v" in out]
+    refused = [out for out in outputs if "promote: emulators: refused: the best candidate" in out]
+    assert len(promoted) == len(refused) == 1 and "no production version yet" in promoted[0], outputs
+    audit = [run for run in _promote_runs(client) if run.info.run_id not in before]
+    assert sorted(run.data.tags["decision"] for run in audit) == ["promoted", "refused"]
+    best = int(client.get_model_version_by_alias(NAME, "production").version)
+    assert f"promoted v{best} " in promoted[0] and f"v{best} " in refused[0] and "already production" in refused[0]
+    first = next(r for r in evaluated_once["results"] if r.name == NAME and r.version == best)
     assert str(client.get_model_version_by_alias(NAME, "production").version) == str(best)
     tags = client.get_model_version(NAME, str(best)).tags
     assert tags["promotion.decision"] == "promoted" and tags["promotion.user"] and tags["promotion.run_id"]
-    assert json.loads(Path("metrics/promotion.json").read_text())["emulator"]["promoted"] is True
-    assert json.loads(Path("metrics/promotion.json").read_text())["emulator"]["candidate"]["version"] == best
+    record = json.loads(Path("metrics/promotion.json").read_text())["emulator"]  # the later of the two
+    assert record["candidate"]["version"] == best and record["run_id"] in {run.info.run_id for run in audit}
+    assert client.get_run(record["run_id"]).info.status == "FINISHED"
 
     again = promote.run(gate, EVAL, workspace)["emulator"]
     assert not again.promoted and "already production" in again.reason
 
-    other_kinds = tuple(k for k in ("diffusion", "solver", "pixel_solver") if k != first.candidate.kind)
+    other_kinds = tuple(k for k in ("diffusion", "solver", "pixel_solver") if k != first.kind)
     worse = promote.run(dataclasses.replace(gate, kinds=other_kinds), EVAL, workspace)["emulator"]
     assert not worse.promoted and "does not beat production" in worse.reason
     assert worse.comparison is not None and "P(better) = " in worse.reason
@@ -161,6 +184,23 @@ def test_promotion_is_gated_recorded_and_loads_in_a_fresh_process(evaluated_once
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "forecast (1, 1, 4, 16, 16, 5)" in result.stdout
+
+
+def _store_env() -> dict[str, str]:
+    """A subprocess's environment, on this test's MLflow store."""
+    return {**tool_env(), "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
+
+
+def _key(data) -> str:
+    return evaluation_key(EVAL, data)
+
+
+def _promote_runs(client: mlflow.MlflowClient) -> list[mlflow.entities.Run]:
+    """The emulator promotions on record (each a run of the promote experiment)."""
+    experiment = client.get_experiment_by_name("euler_mini/promote")
+    if experiment is None:
+        return []
+    return client.search_runs([experiment.experiment_id], f"tags.model = '{NAME}'")
 
 
 def _result(version: int, kind: str, vrmse: float | list[float], seconds: float = 1.0,

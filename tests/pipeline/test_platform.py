@@ -10,15 +10,18 @@ import os
 import shutil
 import subprocess
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import REPO, tool_env
 from tests.pipeline.conftest import free_port, mlflow_server as server
 
-ADMIN_PASSWORD = "test-only-password"
+ADMIN_PASSWORD = "test-only-password"  # pragma: allowlist secret
 
 
 def postgres_bin(name: str) -> str:
@@ -88,7 +91,7 @@ def mlflow_server(postgres, s3, tmp_path_factory) -> Iterator[str]:
     auth.write_text((REPO / "platform/mlflow/auth.ini").read_text().replace(
         "sqlite:////var/lib/mlflow/basic_auth.db", f"sqlite:///{root / 'basic_auth.db'}"))
     env = {**tool_env(), **S3_ENV, "MLFLOW_S3_ENDPOINT_URL": s3, "MLFLOW_AUTH_CONFIG_PATH": str(auth),
-           "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD, "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-secret"}
+           "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD, "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-secret"}  # pragma: allowlist secret
     with server(root, env, "--app-name", "basic-auth", "--backend-store-uri", f"{postgres}/mlflow",
                 "--artifacts-destination", "s3://mlflow/artifacts", "--serve-artifacts") as url:
         yield url
@@ -97,7 +100,6 @@ def mlflow_server(postgres, s3, tmp_path_factory) -> Iterator[str]:
 def test_a_stage_tracks_to_the_platform_server_on_postgres_and_s3(mlflow_server, postgres, s3, tiny_dataset, tmp_path):
     import boto3
     import psycopg2
-    import yaml
     from mlflow import MlflowClient
 
     from tests.pipeline.conftest import tiny_cfg
@@ -112,10 +114,14 @@ def test_a_stage_tracks_to_the_platform_server_on_postgres_and_s3(mlflow_server,
     }))
     credentials = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD}
     env = {**tool_env(), "MLFLOW_TRACKING_URI": mlflow_server, **credentials}
-    anonymous = subprocess.run(["latentops", "--params", str(params), "train-autoencoder", "--latent-channels", "4",
-                                "--quiet"], cwd=tmp_path, env={**env, "MLFLOW_TRACKING_PASSWORD": "wrong"},
+    wrong = subprocess.run(["latentops", "--params", str(params), "train-autoencoder", "--latent-channels", "4",
+                                "--quiet"], cwd=tmp_path, env={**env, "MLFLOW_TRACKING_PASSWORD": "wrong"},  # pragma: allowlist secret
                                capture_output=True, text=True)
-    assert anonymous.returncode != 0 and "401" in anonymous.stdout + anonymous.stderr  # authentication is on
+    assert wrong.returncode != 0 and "401" in wrong.stdout + wrong.stderr  # authentication is on
+    for path in ("/api/2.0/mlflow/experiments/search?max_results=1", "/", "/ajax-api/2.0/mlflow/runs/search"):
+        with pytest.raises(urllib.error.HTTPError) as refused:  # no credentials at all: nothing is served
+            urllib.request.urlopen(f"{mlflow_server}{path}", timeout=30)
+        assert refused.value.code == 401, path
     result = subprocess.run(["latentops", "--params", str(params), "train-autoencoder", "--latent-channels", "4",
                              "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -145,7 +151,7 @@ def test_a_stage_tracks_to_the_platform_server_on_postgres_and_s3(mlflow_server,
         assert cursor.fetchone()[0] == 1
     connection.close()
     objects = boto3.client("s3", endpoint_url=s3, region_name="us-east-1", aws_access_key_id="test",
-                           aws_secret_access_key="test").list_objects_v2(Bucket="mlflow")["Contents"]
+                           aws_secret_access_key="test").list_objects_v2(Bucket="mlflow")["Contents"]  # pragma: allowlist secret
     keys = [o["Key"] for o in objects]
     assert any(k.endswith("plots/reconstruction_0.png") for k in keys) and any(k.endswith("MLmodel") for k in keys)
     assert (tmp_path / "data/models/autoencoder_c4/MLmodel").is_file()
@@ -169,9 +175,43 @@ def test_the_compose_file_validates():
     result = subprocess.run([compose, "-f", "compose.yaml", "--env-file", ".env.example", "config", "--services"],
                             cwd=REPO / "platform", capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert set(result.stdout.split()) == {"postgres", "s3", "s3-init", "mlflow", "optuna-dashboard"}
+    assert set(result.stdout.split()) == {"secrets-check", "postgres", "s3", "s3-init", "mlflow", "optuna-dashboard"}
+    resolved = yaml.safe_load(subprocess.run([compose, "-f", "compose.yaml", "--env-file", ".env.example", "config"],
+                                             cwd=REPO / "platform", capture_output=True, text=True, check=True).stdout)
+    for service in ("postgres", "s3"):  # the stores (and so everything after them) wait for the check
+        assert resolved["services"][service]["depends_on"]["secrets-check"]["condition"] == \
+            "service_completed_successfully"
+    for service, spec in resolved["services"].items():  # containers we build run as a user, not root
+        if "build" in spec:
+            dockerfile = (REPO / "platform" / spec["build"]["dockerfile"]).read_text()
+            users = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("USER ")]
+            assert users and users[-1] not in ("root", "0"), service
     missing = subprocess.run([compose, "-f", "compose.yaml", "config"], cwd=REPO / "platform",
                              env={k: v for k, v in os.environ.items()
                                   if not k.startswith(("POSTGRES_", "S3_", "MLFLOW_"))},
                              capture_output=True, text=True)
-    assert missing.returncode != 0 and "set POSTGRES_USER in .env" in missing.stderr  # no secret has a default
+    assert missing.returncode != 0 and "set POSTGRES_PASSWORD in .env" in missing.stderr  # no secret has a default
+
+
+def _example_secrets() -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in (REPO / "platform" / ".env.example").read_text().splitlines()
+             if "=" in line and not line.startswith("#"))
+    return {key: value for key, value in pairs}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({}, "POSTGRES_PASSWORD is still the placeholder of .env.example"),
+    ({"MLFLOW_ADMIN_PASSWORD": ""}, "MLFLOW_ADMIN_PASSWORD is empty"),
+    ({"S3_SECRET_KEY": "short-pw"}, "S3_SECRET_KEY has 8 characters; use at least 12"),  # pragma: allowlist secret
+])
+def test_the_platform_refuses_default_empty_or_short_secrets(change, message):
+    """``secrets-check`` (what compose runs before the stores start), run by the same shell
+    script: the example's placeholders, an empty and a short secret are refused by name."""
+    strong = {name: f"{name.lower()}-a-long-random-value" for name in
+              ("POSTGRES_PASSWORD", "S3_SECRET_KEY", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_SECRET_KEY")}
+    env = {"PATH": os.environ["PATH"], **(_example_secrets() if not change else {**strong, **change})}
+    refused = subprocess.run(["sh", "check-secrets.sh"], cwd=REPO / "platform", env=env, capture_output=True, text=True)
+    assert refused.returncode == 1 and message in refused.stderr, refused.stderr
+    accepted = subprocess.run(["sh", "check-secrets.sh"], cwd=REPO / "platform", env={"PATH": os.environ["PATH"], **strong},
+                              capture_output=True, text=True)
+    assert accepted.returncode == 0 and "every secret is set" in accepted.stdout

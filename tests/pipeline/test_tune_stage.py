@@ -4,8 +4,6 @@ diffusion emulator."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import signal
 import subprocess
 import sys
@@ -24,8 +22,7 @@ from pipelines.evaluation.scoring import Truth
 from pipelines.stages import tune
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
-from tests.conftest import VENV_BIN, tool_env
-from tests.pipeline.conftest import CACHE, inside, tiny_cfg, tiny_emulator_cfg
+from tests.pipeline.conftest import CACHE, finish, inside, latentops, tiny_cfg, tiny_emulator_cfg, write_params
 
 SCORE = ScoreConfig(trajectories=1, members=2, lead_windows=((1, 8),))
 
@@ -39,25 +36,11 @@ def tiny_tune(storage: str, **sampler) -> TuneConfig:
     )
 
 
-def write_params(root: Path, data, tune_cfg: TuneConfig) -> Path:
+def write_tune_params(root: Path, data, tune_cfg: TuneConfig) -> Path:
     """A params file with the tiny sections the tune command reads."""
     sections = {"data": data, "train_autoencoder": tiny_cfg(), "train_emulator": tiny_emulator_cfg(),
                 "cache_latents": CACHE, "tune": tune_cfg}
-    plain = json.loads(json.dumps({k: dataclasses.asdict(v) for k, v in sections.items()}))
-    path = root / f"params-{tune_cfg.storage.rsplit('/', 1)[-1].replace(':', '_')}.yaml"
-    path.write_text(yaml.safe_dump(plain, sort_keys=False))
-    return path
-
-
-def latentops(root: Path, params: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([str(Path(VENV_BIN) / "latentops"), "--params", str(params), *args], cwd=root,
-                            env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def finish(process: subprocess.Popen) -> str:
-    out, _ = process.communicate(timeout=600)
-    assert process.returncode == 0, out
-    return out
+    return write_params(root / f"params-{tune_cfg.storage.rsplit('/', 1)[-1].replace(':', '_')}.yaml", sections)
 
 
 def trial_runs(study: optuna.Study) -> list[mlflow.entities.Run]:
@@ -72,7 +55,7 @@ def sampler_study(latent_workspace, trained):
     """A sampler study of 6 trials run by two worker processes on a journal file."""
     root, data = latent_workspace
     storage = f"journal:{root / 'optuna-journal.log'}"
-    params = write_params(root, data, tiny_tune(storage))
+    params = write_tune_params(root, data, tiny_tune(storage))
     out = finish(latentops(root, params, "tune", "--study", "sampler", "--workers", "2", "-q"))
     with inside(root):
         version = tune.resolve_version("euler_mini", "latest")
@@ -151,7 +134,7 @@ def test_a_killed_study_resumes_and_finishes(latent_workspace, trained):
     command fails the orphans, retries their parameters once, and finishes the rest."""
     root, data = latent_workspace
     storage, target = f"sqlite:///{root / 'optuna-resume.db'}", 12
-    params = write_params(root, data, tiny_tune(storage, trials=target, steps=(24, 48), samplers=("heun",)))
+    params = write_tune_params(root, data, tiny_tune(storage, trials=target, steps=(24, 48), samplers=("heun",)))
     process = latentops(root, params, "tune", "--study", "sampler", "--name", "resume", "-q")
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # kill it once two trials have finished
@@ -196,7 +179,7 @@ def test_the_pruner_stops_clearly_bad_trials(latent_workspace, trained):
     median pruner stops the bad ones at their first report."""
     root, data = latent_workspace
     storage = f"sqlite:///{root / 'optuna-prune.db'}"
-    params = write_params(root, data, tiny_tune(storage))
+    params = write_tune_params(root, data, tiny_tune(storage))
     study = optuna.create_study(study_name="prune", storage=storage)
     for lr in (3e-3, 2e-3, 30.0, 20.0):
         study.enqueue_trial({"latent_channels": 4, "lr": lr, "width": 8})

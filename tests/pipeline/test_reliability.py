@@ -1,0 +1,104 @@
+"""Faults around the tracking store, on a real SQLite MLflow store and real processes: a run
+whose process was SIGKILLed is marked KILLED by the next run (never RUNNING forever), a live
+one is left alone, SIGTERM ends a stage's run FAILED with nothing half-written, and an
+unreachable tracking server fails a command at once, naming its URI."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+
+from pipelines.cli import main
+from pipelines.config import DataConfig
+from pipelines.tracking import runs as tracking
+from tests.conftest import tool_env
+from tests.pipeline.conftest import free_port, tiny_cfg, write_params
+
+HOLD_A_RUN = """
+import os, signal, sys, time
+from pipelines.tracking import runs
+with runs.start_run("train_autoencoder", "faults", {}, sys.argv[1], run_name=sys.argv[2], system_metrics=False):
+    print("open", flush=True)
+    if sys.argv[2] == "killed":
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(600)
+"""
+
+
+def _open_run(root: Path, name: str) -> subprocess.Popen:
+    """A process that opens a run named ``name`` in the store of ``root`` (``killed``: then
+    SIGKILLs itself), once it has said so."""
+    env = {**tool_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    process = subprocess.Popen([sys.executable, "-c", HOLD_A_RUN, str(root), name], cwd=root, env=env,
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "open"
+    return process
+
+
+def _run(client: mlflow.MlflowClient, name: str) -> mlflow.entities.Run:
+    experiment = client.get_experiment_by_name("faults/train_autoencoder").experiment_id
+    (run,) = client.search_runs([experiment], f"attributes.run_name = '{name}'")
+    return run
+
+
+def test_a_killed_process_run_is_marked_killed_and_a_live_one_is_left_alone(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = tracking.configure()
+    killed = _open_run(tmp_path, "killed")
+    assert killed.wait(timeout=60) == -signal.SIGKILL
+    assert _run(client, "killed").info.status == "RUNNING"  # what MLflow alone leaves behind
+    alive = _open_run(tmp_path, "alive")  # the next run of the experiment, in another process
+    try:
+        reaped = _run(client, "killed")
+        assert reaped.info.status == "KILLED" and reaped.info.end_time
+        assert f"process {killed.pid} on " in reaped.data.tags["latentops.ended"]
+        with tracking.start_run("train_autoencoder", "faults", {}, tmp_path, run_name="next", system_metrics=False):
+            pass
+        assert _run(client, "alive").info.status == "RUNNING"  # its process still holds it
+    finally:
+        alive.kill()
+        alive.wait()
+    assert tracking.reap_stale_runs(client, _run(client, "alive").info.experiment_id) == [_run(client, "alive").info.run_id]
+    assert _run(client, "alive").info.status == "KILLED"
+
+
+def test_sigterm_ends_the_stage_run_failed_and_writes_nothing(random_dataset, tmp_path):
+    """``kill`` (SIGTERM, as a scheduler or ``docker stop`` sends it) in the middle of
+    training: exit status 143, the run FAILED (not RUNNING), no exported model."""
+    params = write_params(tmp_path / "params.yaml", {"data": DataConfig(root=str(random_dataset), log_fields=()),
+                                                     "train_autoencoder": tiny_cfg(steps=100_000)})
+    env = {**tool_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "--params", str(params), "train-autoencoder",
+                                "--latent-channels", "4", "-q"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "checkpoints").exists():  # training has started once it checkpoints
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 143, out
+    experiment = client.get_experiment_by_name(f"{random_dataset.name}/train_autoencoder")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FAILED"
+    assert not (tmp_path / "data" / "models").exists()
+    assert not list(tmp_path.rglob(".*.tmp-*"))
+
+
+def test_an_unreachable_tracking_server_fails_at_once_naming_the_uri(random_dataset, monkeypatch, capsys):
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    started = time.monotonic()
+    code = main(["--set", f"data.root={random_dataset} data.log_fields=[]", "promote", "--dry-run"])
+    seconds = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert code == 2 and f"the MLflow tracking server {uri} (MLFLOW_TRACKING_URI) did not answer" in err, err
+    assert "Traceback" not in err
+    print(f"failed after {seconds:.1f} s")  # MLflow's own retries would take minutes
