@@ -1,0 +1,293 @@
+"""Fault campaign: SIGKILL each stage at seeded random points, rerun it, and check that
+nothing was lost. Prints one row per stage (the table of issue 18's closing note).
+
+On a tiny copy of the project (``tests.pipeline.conftest.tiny_project``: git, DVC, a SQLite
+MLflow store, Optuna on SQLite) the whole pipeline is built once. Then, per stage, from a
+snapshot of that project:
+
+1. **reference**: the stage forced to run again (``dvc repro -f -s STAGE``; for ``tune``
+   ``latentops tune``), uninterrupted; its outputs (every ``outs`` entry of ``dvc.lock``)
+   are recorded by content;
+2. **k kills**: the snapshot restored, the same run started and its whole process group
+   SIGKILLed after a seeded random fraction (uniform in [0.05, 0.95]) of the reference's
+   duration; then checked:
+   - *partial*: an output present under its final name whose content differs from the
+     reference's (atomic outputs leave none);
+   - *dvc truthful*: ``dvc status STAGE`` says up to date only if every output equals the
+     reference's;
+   - *rerun*: ``dvc repro -s STAGE`` (``latentops tune`` again) succeeds and its outputs equal
+     the reference's (*data lost*: an output that does not);
+   - *runs RUNNING*: MLflow runs still ``RUNNING`` after the rerun (must be 0: the rerun marks
+     the killed process's runs ``KILLED``).
+
+Content, not bytes, is compared where bytes carry run ids or times: HDF5 by datasets and
+attributes, JSON/YAML without timing, run id, version and URI entries, a model directory by
+every file but ``MLmodel`` and ``registered.json`` (they name runs and versions); figures are
+not compared. ``evaluate`` starts each run with no version scored (its evaluation tags
+removed), so that a kill lands in real scoring. ``tune`` is compared by its finished trials
+(parameters and values) and the tuned parameters file.
+
+    .venv/bin/python benchmarks/bench_faults.py [--kills 5] [--seed 0] [--stages simulate,evaluate]
+
+About 35 minutes on 2 cores with the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import mlflow
+import optuna
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.conftest import tool_env  # noqa: E402  (the repository is on the path only now)
+from tests.pipeline.conftest import tiny_project  # noqa: E402
+
+#: campaign name -> DVC stage (``None``: not a DVC stage, run by its command)
+STAGES: dict[str, str | None] = {
+    "simulate": "simulate",
+    "train_autoencoder": "train_autoencoder@4",
+    "cache_latents": "cache_latents@4",
+    "train_emulator": "train_emulator@solver-4",
+    "evaluate": "evaluate",
+    "tune": None,
+}
+VOLATILE = ("seconds", "time", "run_id", "version", "uri", "user", "registered", "date", "path")
+TUNE = ("tune", "--study", "sampler", "--name", "faults", "-q")
+
+
+# --------------------------------------------------------------------------- content
+
+
+def _stable(value: object) -> object:
+    """``value`` without the entries that differ between identical runs (times, ids, URIs)."""
+    if isinstance(value, dict):
+        return {k: _stable(v) for k, v in value.items() if not any(word in str(k).lower() for word in VOLATILE)}
+    if isinstance(value, list):
+        return [_stable(v) for v in value]
+    return value
+
+
+def _file_digest(path: Path) -> str | None:
+    """A digest of what ``path`` holds (``None``: not compared)."""
+    if path.suffix in (".png", ".svg", ".log") or path.name in ("MLmodel", "registered.json"):
+        return None
+    if path.suffix == ".h5":
+        digest = hashlib.sha256()
+        with h5py.File(path, "r") as f:
+            def visit(name: str, item: object) -> None:
+                digest.update(name.encode())
+                digest.update(repr(sorted((k, repr(v)) for k, v in item.attrs.items())).encode())
+                if isinstance(item, h5py.Dataset):
+                    digest.update(item[()].tobytes() if item.shape != () else repr(item[()]).encode())
+            visit("/", f)
+            f.visititems(visit)
+        return digest.hexdigest()
+    if path.suffix in (".json", ".yaml", ".yml"):
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        return hashlib.sha256(json.dumps(_stable(data), sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def content(root: Path, outputs: list[str]) -> dict[str, str | None]:
+    """Relative path -> digest of every file of ``outputs`` under ``root`` (a missing output:
+    ``{out: None}`` under the key ``out + ' (missing)'``)."""
+    found: dict[str, str | None] = {}
+    for out in outputs:
+        path = root / out
+        if not path.exists():
+            found[f"{out} (missing)"] = None
+            continue
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for file in files:
+            if (digest := _file_digest(file)) is not None:
+                found[str(file.relative_to(root))] = digest
+    return found
+
+
+def differs(now: dict[str, str | None], reference: dict[str, str | None]) -> list[str]:
+    """The entries of ``now`` that are present and not as in ``reference``."""
+    return [k for k, v in now.items() if not k.endswith("(missing)") and reference.get(k) != v]
+
+
+# --------------------------------------------------------------------------- the project
+
+
+def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=cwd, env=tool_env(), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed in {cwd}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def command(stage: str | None, force: bool) -> list[str]:
+    if stage is None:
+        return ["latentops", *TUNE]
+    return ["dvc", "repro", "-s", *(["-f"] if force else []), stage]
+
+
+def outputs(project: Path, stage: str | None) -> list[str]:
+    if stage is None:
+        return ["tuned/sampler.yaml"]
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"][stage]
+    return [out["path"] for out in lock.get("outs", [])]
+
+
+def unscore(project: Path) -> None:
+    """Remove every version's evaluation tags, as if nothing had been scored yet."""
+    from pipelines.tracking.evaluations import TAG
+
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    for model in client.search_registered_models():
+        for version in client.search_model_versions(f"name = '{model.name}'"):
+            for key in version.tags:
+                if key.startswith(TAG):
+                    client.delete_model_version_tag(model.name, version.version, key)
+
+
+def running_runs(project: Path) -> int:
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return len(client.search_runs(experiments, "attributes.status = 'RUNNING'", max_results=10000))
+
+
+def study_trials(project: Path) -> list[tuple[str, tuple[float, ...]]]:
+    """The finished trials of the campaign's study: (parameters, values), sorted."""
+    storage = yaml.safe_load((project / "params.yaml").read_text())["tune"]["storage"]
+    storage = storage.replace("sqlite:///", f"sqlite:///{project}/") if storage.startswith("sqlite:///") and \
+        not storage.startswith("sqlite:////") else storage
+    study = optuna.load_study(study_name="faults", storage=storage)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    return sorted((json.dumps(t.params, sort_keys=True), tuple(t.values)) for t in done)
+
+
+def restore(snapshot: Path, work: Path) -> Path:
+    if work.exists():
+        shutil.rmtree(work)
+    shutil.copytree(snapshot, work, symlinks=True)
+    return work
+
+
+@dataclass
+class Row:
+    stage: str
+    tried: int = 0
+    survived: int = 0
+    partial: int = 0
+    dvc_untruthful: int = 0
+    lost: int = 0
+    running: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare(name: str, stage: str | None, project: Path) -> None:
+    if name == "evaluate":
+        unscore(project)
+    if stage is None:
+        (project / "optuna.db").unlink(missing_ok=True)  # a fresh study each run
+        shutil.rmtree(project / "tuned", ignore_errors=True)
+
+
+def campaign(name: str, stage: str | None, snapshot: Path, scratch: Path, kills: int, rng: random.Random) -> Row:
+    row = Row(name)
+    work = restore(snapshot, scratch / "work")
+    prepare(name, stage, work)
+    started = time.monotonic()
+    run(command(stage, force=True), work)
+    duration = time.monotonic() - started
+    outs = outputs(work, stage)
+    reference = content(work, outs)
+    reference_trials = study_trials(work) if stage is None else None
+    print(f"  {name}: reference run {duration:.1f} s, outputs {outs}", flush=True)
+    for k in range(kills):
+        work = restore(snapshot, scratch / "work")
+        prepare(name, stage, work)
+        delay = rng.uniform(0.05, 0.95) * duration
+        process = subprocess.Popen(command(stage, force=True), cwd=work, env=tool_env(), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(delay)
+        finished_first = process.poll() is not None
+        if not finished_first:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        row.tried += 1
+        after_kill = content(work, outs)
+        bad = differs(after_kill, reference)
+        row.partial += bool(bad)
+        if stage is not None:
+            status = json.loads(run(["dvc", "status", "--json", stage], work).stdout or "{}")
+            complete = not bad and not any(k.endswith("(missing)") for k in after_kill)
+            if not status and not complete:
+                row.dvc_untruthful += 1
+                row.notes.append(f"kill {k}: dvc status clean with outputs {bad or 'missing'}")
+        rerun = run(command(stage, force=False), work, check=False)
+        final = content(work, outs)
+        lost = [key for key in reference if final.get(key) != reference[key]]
+        if stage is None and study_trials(work) != reference_trials:
+            lost.append("the study's finished trials")
+        if stage is not None and json.loads(run(["dvc", "status", "--json", stage], work).stdout or "{}"):
+            row.dvc_untruthful += 1
+            row.notes.append(f"kill {k}: dvc status not clean after the rerun")
+        row.lost += bool(lost) or rerun.returncode != 0
+        row.running += running_runs(work)
+        row.survived += rerun.returncode == 0 and not lost
+        what = "finished before the kill" if finished_first else f"killed at {delay:.1f} s"
+        print(f"  {name} #{k}: {what}; partial {bad or 'none'}; rerun rc {rerun.returncode}; "
+              f"lost {lost or 'nothing'}", flush=True)
+        if rerun.returncode != 0:
+            row.notes.append(f"kill {k}: rerun failed: {(rerun.stderr or rerun.stdout)[-400:]}")
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kills", type=int, default=5, help="kills per stage (default 5)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the kill points (default 0)")
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {list(STAGES)}")
+    args = parser.parse_args()
+    chosen = args.stages.split(",")
+    unknown = sorted(set(chosen) - set(STAGES))
+    if unknown:
+        parser.error(f"--stages: unknown {unknown}; valid: {list(STAGES)}")
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory(prefix="latentops-faults-") as tmp:
+        scratch = Path(tmp)
+        snapshot = tiny_project(scratch / "snapshot")
+        params = yaml.safe_load((snapshot / "params.yaml").read_text())
+        params["tune"]["storage"] = "sqlite:///optuna.db"
+        params["tune"]["sampler"]["trials"] = 4
+        (snapshot / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        started = time.monotonic()
+        print("building the tiny pipeline once (dvc repro) ...", flush=True)
+        run(["dvc", "repro"], snapshot)
+        print(f"built in {time.monotonic() - started:.0f} s", flush=True)
+        rows = [campaign(name, STAGES[name], snapshot, scratch, args.kills, rng) for name in chosen]
+    print(f"\n{'stage':<18}{'tried':>6}{'survived':>9}{'partial':>8}{'dvc wrong':>10}{'data lost':>10}"
+          f"{'RUNNING':>8}")
+    for row in rows:
+        print(f"{row.stage:<18}{row.tried:>6}{row.survived:>9}{row.partial:>8}{row.dvc_untruthful:>10}"
+              f"{row.lost:>10}{row.running:>8}")
+    for row in rows:
+        for note in row.notes:
+            print(f"{row.stage}: {note}")
+
+
+if __name__ == "__main__":
+    main()
