@@ -18,6 +18,7 @@ import yaml
 
 from models.kinds import emulator_kinds
 from pipelines.config import DEFAULT_PARAMS, SECTIONS, ConfigError, DataConfig, SimulateConfig, load_section
+from pipelines.io import OutputError
 
 T = TypeVar("T")
 
@@ -586,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-HandledErrors = (ConfigError, FileNotFoundError, ValueError, ConnectionError)
+HandledErrors = (ConfigError, FileNotFoundError, ValueError, ConnectionError, OutputError)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

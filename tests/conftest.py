@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +92,25 @@ def write_random_dataset(root: Path, resolution: int = 8, n_steps: int = 6, file
 @pytest.fixture
 def random_dataset(tmp_path) -> Path:
     return write_random_dataset(tmp_path / "random")
+
+
+@pytest.fixture
+def small_filesystem(tmp_path) -> Iterator[Callable[[str, int], Path]]:
+    """``mount(name, size)``: a real file system of ``size`` bytes (a tmpfs) at
+    ``tmp_path/name``, unmounted after the test, for what happens when a disk fills up.
+    Skips where this process may not mount (it needs root or CAP_SYS_ADMIN)."""
+    mounted: list[Path] = []
+
+    def mount(name: str, size: int) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a small file system here: {result.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "--lazy", str(point)], check=True)

@@ -15,6 +15,7 @@ The directory is built under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import h5py
@@ -28,7 +29,7 @@ from pipelines.data.latent import encode_trajectory
 from pipelines.data.validate import ensure_valid
 from pipelines.data.welldata import SPLITS
 from pipelines.data.windows import WellWindows, trajectories
-from pipelines.io import atomic_path
+from pipelines.io import atomic_path, require_space
 from pipelines.serving.autoencoder import LoadedAutoencoder
 from pipelines.tracking.registry import load_autoencoder, load_exported_autoencoder
 from pipelines.tracking.runs import data_hash
@@ -36,11 +37,17 @@ from pipelines.tracking.runs import data_hash
 STAGE = "cache_latents"
 
 
+def cache_shape(windows: WellWindows, autoencoder: LoadedAutoencoder, count: int) -> tuple[int, ...]:
+    """The latents of ``count`` trajectories of ``windows``: ``(N, T, c, h, w)``."""
+    model = autoencoder.model
+    return (count, windows.well.n_steps_input, model.latent_channels,
+            *(n // model.downsampling for n in windows.resolution))
+
+
 def encode_split(path: Path, windows: WellWindows, autoencoder: LoadedAutoencoder, cfg: CacheLatentsConfig,
                  attrs: dict, seeds: list[int | None], desc: str, progress: bool) -> None:
-    count, model = len(seeds), autoencoder.model
-    steps = windows.well.n_steps_input
-    shape = (count, steps, model.latent_channels, *(n // model.downsampling for n in windows.resolution))  # (N, T, c, h, w)
+    count = len(seeds)
+    shape = cache_shape(windows, autoencoder, count)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         latents = f.create_dataset("latents", shape=shape, dtype=np.float32, chunks=(1, *shape[1:]),
                                    compression="gzip", shuffle=True)
@@ -87,6 +94,8 @@ def run(cfg: CacheLatentsConfig, data: DataConfig, latent_channels: int, version
         "channels": json.dumps(splits["train"].channels), "condition_names": json.dumps(splits["train"].condition_names),
     }
     output = layout.latent_cache(cfg.output, latent_channels)
+    counts = [len(w) for w in splits.values()] + [cfg.augmented_copies * len(splits["train"])]
+    require_space(output, 4 * sum(math.prod(cache_shape(splits["train"], autoencoder, n)) for n in counts))
     with atomic_path(output) as tmp:
         tmp.mkdir(parents=True)
         for split, windows in splits.items():

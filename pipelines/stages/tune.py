@@ -68,6 +68,7 @@ from pipelines.recipes.training import Hooks, train
 from pipelines.serving.forecaster import Forecaster, ForecasterModel
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
+from pipelines.tracking.locks import store_lock
 
 STAGE = "tune"
 PARENT_RUN = "mlflow_parent_run_id"  # study user attribute: the study's MLflow run
@@ -464,11 +465,18 @@ def run(job: Job, workers: int = 1, name: str | None = None, trial: int | None =
     tags = {"optuna.study": name, "optuna.storage": _safe_url(job.tune.storage), "optuna.kind": job.study}
     if job.version:
         tags["tuned_version"] = job.version
+    config = {STAGE: job.tune, "data": job.data}
     run_id = study.user_attrs.get(PARENT_RUN)
-    with tracking.start_run(STAGE, dataset, {STAGE: job.tune, "data": job.data}, job.data.root, run_name=name,
-                            run_id=run_id, tags=tags, system_metrics=False) as parent:
-        if run_id is None:
-            study.set_user_attr(PARENT_RUN, parent.info.run_id)
+    if run_id is None:
+        with store_lock(STAGE):  # workers starting one study at once: the first makes its one parent run
+            run_id = study.user_attrs.get(PARENT_RUN)
+            if run_id is None:
+                with tracking.start_run(STAGE, dataset, config, job.data.root, run_name=name, tags=tags,
+                                        system_metrics=False) as parent:
+                    run_id = parent.info.run_id
+                    study.set_user_attr(PARENT_RUN, run_id)
+    with tracking.start_run(STAGE, dataset, config, job.data.root, run_name=name, run_id=run_id, tags=tags,
+                            system_metrics=False) as parent:
         if job.version:
             study.set_user_attr("version", job.version)
         remaining = cfg.trials - len(study.get_trials(deepcopy=False, states=FINISHED))

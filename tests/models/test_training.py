@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from pipelines.config import OptimConfig, TrainConfig
+from pipelines.io import OutputError
 from pipelines.recipes.training import OPTIMIZERS, Hooks, StepBatches, cosine_with_warmup, latest_checkpoint, train
 from tests.conftest import REPO, tool_env
 from tests.models.resume_job import make
@@ -183,3 +184,20 @@ def test_progress_lines_give_step_loss_and_time_left(capsys):
     silent = Progress("x", total=4, initial=0, enabled=False, every=0.0)  # ranks other than 0
     silent.update(4, 0.5, 0)
     assert capsys.readouterr().err == ""
+
+
+def test_a_full_disk_fails_the_checkpoint_clearly_and_keeps_the_previous_one(tmp_path, small_filesystem):
+    """The disk fills up at the second checkpoint: a clear error naming it, the first
+    checkpoint intact (it resumes), no partial file left."""
+    model, objective, data, cfg = make("adamw", 6, checkpoint_every=2)
+    train(model, objective, data, data, cfg, tmp_path / "sized", stop_at=2, progress=False)
+    size = latest_checkpoint(tmp_path / "sized").stat().st_size
+    disk = small_filesystem("disk", size * 3 // 2)  # room for one checkpoint, not for a second beside it
+    model, objective, data, cfg = make("adamw", 6, checkpoint_every=2)
+    with pytest.raises(OutputError) as full:
+        train(model, objective, data, data, cfg, disk, progress=False)
+    message = str(full.value)
+    assert f"{disk / f'step-{4:09d}.pt'}: not written, the file system is full" in message
+    assert "nothing was written as step-000000004.pt" in message
+    assert sorted(p.name for p in disk.iterdir()) == [f"step-{2:09d}.pt"]
+    assert torch.load(disk / f"step-{2:09d}.pt", map_location="cpu", weights_only=False)["step"] == 2  # it loads

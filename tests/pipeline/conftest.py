@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import glob
 import json
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -195,3 +197,44 @@ def mlflow_server(root: Path, env: dict[str, str], *options: str) -> Iterator[st
     with served([str(Path(VENV_BIN) / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), *options],
                 f"{url}/health", root, env, root / "server.log"):
         yield url
+
+
+def postgres_bin(name: str) -> str | None:
+    """PostgreSQL's program ``name`` (``initdb``, ``pg_ctl``), or ``None`` if not installed."""
+    return shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None)
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: drop to the postgres user when we are root."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@contextlib.contextmanager
+def postgres_cluster(databases: tuple[str, ...] = ("mlflow", "optuna")) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster (Debian's package) on a free port of localhost with
+    ``databases``, for the block; yields its base URL ``postgresql://latentops@127.0.0.1:<port>``."""
+    import psycopg2
+
+    if postgres_bin("initdb") is None:
+        raise FileNotFoundError("PostgreSQL's initdb is not installed (.ci/setup installs Debian's postgresql)")
+    root = Path(tempfile.mkdtemp(prefix="latentops-pg-"))  # not under pytest's root-only temp dir
+    data, port = root / "data", free_port()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    subprocess.run(_as_postgres([postgres_bin("initdb"), "-D", str(data), "-U", "latentops", "--auth=trust", "-E",
+                                 "UTF8"]), check=True, capture_output=True)
+    subprocess.run(_as_postgres([postgres_bin("pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
+                                 f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"]), check=True,
+                   capture_output=True)
+    try:
+        connection = psycopg2.connect(host="127.0.0.1", port=port, user="latentops", dbname="postgres")
+        connection.autocommit = True  # CREATE DATABASE cannot run in a transaction
+        with connection.cursor() as cursor:
+            for database in databases:
+                cursor.execute(f"CREATE DATABASE {database}")
+        connection.close()
+        yield f"postgresql://latentops@127.0.0.1:{port}"
+    finally:
+        subprocess.run(_as_postgres([postgres_bin("pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)

@@ -5,11 +5,9 @@ back through the MLflow client. Also: `platform/compose.yaml` validates."""
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import subprocess
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,49 +17,18 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, tool_env
-from tests.pipeline.conftest import free_port, mlflow_server as server
+from tests.pipeline.conftest import free_port, mlflow_server as server, postgres_bin, postgres_cluster
 
 ADMIN_PASSWORD = "test-only-password"  # pragma: allowlist secret
 
 
-def postgres_bin(name: str) -> str:
-    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None)
-    if found is None:
-        pytest.skip(f"PostgreSQL's {name} is not installed (.ci/setup installs Debian's postgresql)")
-    return found
-
-
-def as_postgres(command: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: drop to the postgres user when we are root."""
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on a free port; yields its base URL."""
-    root = Path(tempfile.mkdtemp(prefix="latentops-pg-"))  # not under pytest's root-only temp dir
-    data, port = root / "data", free_port()
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-    subprocess.run(as_postgres([postgres_bin("initdb"), "-D", str(data), "-U", "latentops", "--auth=trust", "-E",
-                                "UTF8"]), check=True, capture_output=True)
-    subprocess.run(as_postgres([postgres_bin("pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
-                                f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"]), check=True,
-                   capture_output=True)
-    try:
-        import psycopg2
-
-        connection = psycopg2.connect(host="127.0.0.1", port=port, user="latentops", dbname="postgres")
-        connection.autocommit = True  # CREATE DATABASE cannot run in a transaction
-        with connection.cursor() as cursor:
-            for database in ("mlflow", "optuna"):
-                cursor.execute(f"CREATE DATABASE {database}")
-        connection.close()
-        yield f"postgresql://latentops@127.0.0.1:{port}"
-    finally:
-        subprocess.run(as_postgres([postgres_bin("pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
-                       capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    """A throwaway PostgreSQL cluster with databases ``mlflow`` and ``optuna``; yields its base URL."""
+    if postgres_bin("initdb") is None:
+        pytest.skip("PostgreSQL is not installed (.ci/setup installs Debian's postgresql)")
+    with postgres_cluster() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

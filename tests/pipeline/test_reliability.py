@@ -1,10 +1,14 @@
-"""Faults around the tracking store, on a real SQLite MLflow store and real processes: a run
+"""Faults, on a real SQLite MLflow store, real processes and a real small file system: a run
 whose process was SIGKILLed is marked KILLED by the next run (never RUNNING forever), a live
-one is left alone, SIGTERM ends a stage's run FAILED with nothing half-written, and an
-unreachable tracking server fails a command at once, naming its URI."""
+one is left alone, SIGTERM ends a stage's run FAILED with nothing half-written, an
+unreachable tracking server fails a command at once naming its URI, and a disk that fills up
+during a latent cache write fails it clearly with the previous cache intact."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +21,7 @@ from pipelines.cli import main
 from pipelines.config import DataConfig
 from pipelines.tracking import runs as tracking
 from tests.conftest import tool_env
-from tests.pipeline.conftest import free_port, tiny_cfg, write_params
+from tests.pipeline.conftest import CACHE, free_port, tiny_cfg, write_params
 
 HOLD_A_RUN = """
 import os, signal, sys, time
@@ -102,3 +106,25 @@ def test_an_unreachable_tracking_server_fails_at_once_naming_the_uri(random_data
     assert code == 2 and f"the MLflow tracking server {uri} (MLFLOW_TRACKING_URI) did not answer" in err, err
     assert "Traceback" not in err
     print(f"failed after {seconds:.1f} s")  # MLflow's own retries would take minutes
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_full_disk_fails_the_latent_cache_clearly_and_keeps_the_previous_one(workspace, small_filesystem, tmp_path,
+                                                                            capsys):
+    previous = Path(CACHE.output) / "c4"
+    size = sum(p.stat().st_size for p in previous.rglob("*") if p.is_file())
+    disk = small_filesystem("disk", size * 3 // 2)  # the cache fits once, not twice
+    shutil.copytree(previous, disk / "c4")
+    before = _digests(disk / "c4")
+    params = write_params(tmp_path / "params.yaml", {"data": workspace,
+                                                    "cache_latents": dataclasses.replace(CACHE, output=str(disk))})
+    code = main(["--params", str(params), "cache-latents", "--latent-channels", "4", "--version", "1", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{disk / 'c4'}: not written, it needs about" in err and "MiB free; the previous c4 is intact" \
+        in err, err
+    assert "Traceback" not in err
+    assert _digests(disk / "c4") == before and sorted(p.name for p in disk.iterdir()) == ["c4"]
