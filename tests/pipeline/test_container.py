@@ -4,7 +4,8 @@ from a Debian base built here (debootstrap + `docker import`, no registry needed
 the CPU, tracked to an MLflow server on the host; the run, its metrics, artifacts and
 registered version are read back.
 
-Needs a Docker engine. Where none answers (CI machines start no `dockerd`), the test skips
+That every image runs as an unprivileged user is checked from the Dockerfiles alone. The
+rest needs a Docker engine. Where none answers (CI machines start no `dockerd`), the test skips
 and says why. The first build downloads PyTorch's CUDA wheels (minutes); later builds reuse
 the dependency layers and take seconds to a minute."""
 
@@ -38,6 +39,16 @@ def docker_engine() -> None:
     except Exception as error:  # no socket, no permission, daemon down: all mean "cannot run here"
         pytest.skip(f"no Docker engine answers ({type(error).__name__}: {error}); start `dockerd` "
                     "(Debian's docker.io) to build the trainer image and run it")
+
+
+@pytest.mark.parametrize("dockerfile", ["docker/Dockerfile", "platform/mlflow/Dockerfile"])
+def test_every_image_runs_as_an_unprivileged_user(dockerfile):
+    """No engine needed: the final stage of each image we build switches to a user that is
+    neither root nor uid 0, so its containers run unprivileged."""
+    lines = (REPO / dockerfile).read_text().splitlines()
+    final = max(i for i, line in enumerate(lines) if line.startswith("FROM "))
+    users = [line.split()[1].split(":")[0] for line in lines[final:] if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0"), f"{dockerfile}: its final stage runs as {users or 'root'}"
 
 
 def test_trainer_image_runs_entry_points_tracked_to_the_host(tmp_path):
