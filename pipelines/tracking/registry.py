@@ -173,10 +173,9 @@ def load_pyfunc(uri: str) -> mlflow.pyfunc.PyFuncModel:
     return mlflow.pyfunc.load_model(uri)
 
 
-
-
 def load_autoencoder(dataset: str, version: str | int) -> LoadedAutoencoder:
-    """Load version ``version`` of ``<dataset>-autoencoder`` from the registry."""
+    """Load version ``version`` of ``<dataset>-autoencoder`` from the registry (its files
+    downloaded and verified, :func:`~pipelines.serving.autoencoder.load_autoencoder_dir`)."""
     client = configure()
     name = autoencoder_name(dataset)
     try:
