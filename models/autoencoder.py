@@ -85,11 +85,18 @@ class Autoencoder(nn.Module):
         super().__init__()
         if len(widths) != len(blocks):
             raise ValueError(f"widths ({len(widths)} levels) and blocks ({len(blocks)} levels) differ")
+        self._arguments = {"channels": channels, "latent_channels": latent_channels, "patch": patch,
+                           "widths": list(widths), "blocks": list(blocks), "attention_heads": attention_heads,
+                           "dropout": dropout, "bound": bound}
         self.channels = channels
         self.latent_channels = latent_channels
         self.downsampling = patch * 2 ** (len(widths) - 1)
         self.encoder = Encoder(channels, latent_channels, patch, widths, blocks, attention_heads, dropout, bound)
         self.decoder = Decoder(channels, latent_channels, patch, widths, blocks, attention_heads, dropout)
+
+    def arguments(self) -> dict[str, object]:
+        """Constructor arguments, to rebuild the module."""
+        return dict(self._arguments)
 
     @property
     def compression_rate(self) -> float:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import random
 import sys
 import time
@@ -259,7 +260,11 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every global RNG's state, in tensors and plain Python values (a checkpoint loads with
+    ``weights_only=True``: NumPy's key array is stored as a list)."""
+    numpy = np.random.get_state(legacy=False)
+    numpy["state"] = {**numpy["state"], "key": numpy["state"]["key"].tolist()}
+    state = {"torch": torch.get_rng_state(), "numpy": numpy, "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -267,7 +272,8 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    numpy = state["numpy"]
+    np.random.set_state({**numpy, "state": {**numpy["state"], "key": np.asarray(numpy["state"]["key"], np.uint32)}})
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -281,11 +287,21 @@ def latest_checkpoint(directory: str | Path | None) -> Path | None:
     return checkpoints[-1] if checkpoints else None
 
 
+def _load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The checkpoint ``path`` (tensors, numbers, strings and containers of them only: loaded
+    with ``weights_only=True``, which unpickles no other object)."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(f"{path}: not a weights-only checkpoint (written by an older latentops, or modified): "
+                         f"delete it to train from the start ({str(error).splitlines()[0]})") from None
+
+
 def checkpoint_extra(path: Path | None) -> dict[str, Any]:
     """The ``extra`` mapping stored with a checkpoint (e.g. the MLflow run id), or ``{}``."""
     if path is None:
         return {}
-    return torch.load(path, map_location="cpu", weights_only=False).get("extra", {})
+    return _load_checkpoint(path).get("extra", {})
 
 
 def _to(batch: Batch, device: torch.device) -> dict[str, Tensor]:
@@ -364,7 +380,7 @@ def train(model: nn.Module, objective: Objective, train_data: Dataset, val_data:
     start, skipped, history, rng = 0, 0, [], None
     resume = latest_checkpoint(checkpoint_dir)
     if resume is not None:
-        state = torch.load(resume, map_location=device, weights_only=False)
+        state = _load_checkpoint(resume, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])

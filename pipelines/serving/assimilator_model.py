@@ -26,6 +26,7 @@ import torch
 from models.assimilation import ScoreFilter
 from pipelines.serving.assimilator import LatentAssimilator, physical, request
 from pipelines.serving.forecaster import ForecasterModel
+from pipelines.serving.observation import load_obs_encoder_dir
 
 __all__ = ["ASSIMILATE_PARAMS", "AssimilatorModel", "settings"]
 
@@ -46,7 +47,8 @@ class AssimilatorModel(ForecasterModel):
 
     Artifacts: the forecaster's (``emulator``, ``autoencoder``) and, on the encoder route,
     ``obs_encoder`` (the registered encoder version's MLflow model directory); the
-    ``model_config`` of :func:`settings`.
+    ``model_config`` of :func:`settings` with the forecaster's ``digests`` of every artifact
+    file (verified by :meth:`ForecasterModel.load_context` before anything loads).
     """
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
@@ -54,7 +56,7 @@ class AssimilatorModel(ForecasterModel):
         config = context.model_config
         encoder = None
         if "obs_encoder" in context.artifacts:
-            encoder = mlflow.pytorch.load_model(context.artifacts["obs_encoder"], map_location="cpu").eval()
+            encoder = load_obs_encoder_dir(context.artifacts["obs_encoder"])
         self.layout: dict[str, Any] = config["layout"]
         self.assimilator = LatentAssimilator(self.forecaster, ScoreFilter(**config["filter"]), int(config["members"]),
                                              encoder, tuple(config["parameters"]))

@@ -36,7 +36,9 @@ from models.autoencoder import Autoencoder
 from models.kinds import kind
 from models.rollout import rollout
 from models.samplers import ODESampler
+from pipelines.serving.artifacts import verify
 from pipelines.serving.assimilator import OBSERVATION_INPUTS, answer
+from pipelines.serving.autoencoder import load_autoencoder_dir
 from pipelines.serving.normalizer import FieldNormalizer
 
 __all__ = ["EMULATOR_FILE", "PREDICT_PARAMS", "Forecaster", "ForecasterModel", "load_forecaster"]
@@ -163,16 +165,20 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
     """The registered form of a :class:`Forecaster` (MLflow pyfunc).
 
     Artifacts: ``emulator`` (``emulator.pt``) and, for latent emulators, ``autoencoder``
-    (the registered autoencoder version's MLflow model directory).
+    (the registered autoencoder version's MLflow model directory); ``model_config``:
+    ``digests``, the SHA-256 of every artifact file (:mod:`pipelines.serving.artifacts`).
     """
 
     _skip_type_hint_validation = True  # inputs are validated by the signature given at logging
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        """Verify every artifact file against the digests logged in ``model_config``, then
+        rebuild the forecaster."""
+        verify(context.artifacts, context.model_config.get("digests"))
         autoencoder = None
         self.autoencoder_dir: str | None = context.artifacts.get("autoencoder")  # its MLflow model directory
         if self.autoencoder_dir is not None:
-            autoencoder = mlflow.pytorch.load_model(self.autoencoder_dir, map_location="cpu").eval()
+            autoencoder = load_autoencoder_dir(self.autoencoder_dir)[0]
         self.forecaster = load_forecaster(context.artifacts["emulator"], autoencoder)
         if torch.cuda.is_available():
             self.forecaster.to("cuda")

@@ -65,7 +65,7 @@ def run(cfg: TrainObsEncoderConfig, sensors: SensorsConfig, data: DataConfig, ca
         mlflow.log_metrics({f"calibration/{k}": v for k, v in calibration.items()})
         mlflow.log_dict(layout.to_dict(), "layout.json")
         metadata = {"layout": layout.to_dict(), "parameters": list(cfg.parameters),
-                    "autoencoder_version": autoencoder.version, "arguments": model.arguments()}
+                    "autoencoder_version": autoencoder.version}
         version = registry.register_obs_encoder(model, metadata, job.dataset,
                                                 {**tags, "layout_settings": json.dumps(dataclasses.asdict(sensor_layout)),
                                                  "data_hash": digest, "run_id": run_id})

@@ -1,17 +1,20 @@
 """Model Registry: registering trained models and loading them back, by name and version.
 
 Registered names are ``<dataset>-autoencoder``, ``<dataset>-emulator``,
-``<dataset>-obs-encoder`` and ``<dataset>-assimilator``. A registered
-autoencoder carries its normalisation (channels, log transform, mean, std) in the model's
-metadata, so it maps physical states to latents anywhere, without the training code's
-context; the model's own code (``models/``) travels with it as a code path. A registered
+``<dataset>-obs-encoder`` and ``<dataset>-assimilator``; every version is a models-from-code
+MLflow pyfunc (no pickled Python object) with ``models/`` and ``pipelines/serving/`` as code
+paths, and the SHA-256 of each of its artifact files in its ``model_config`` (``digests``),
+checked whenever it loads (:mod:`pipelines.serving.artifacts`). A registered autoencoder
+(``pipelines.serving.autoencoder``) is its weights as a safetensors state dict with its
+constructor arguments and its normalisation (channels, log transform, mean, std), so it maps
+physical states to latents anywhere, without the training code's context. A registered
 emulator is a forecaster pyfunc (``pipelines.serving.forecaster``) that bundles its autoencoder
-version, the emulator, the sampler settings and the normalisation; ``models/`` and
-``pipelines/`` travel with it. A registered observation encoder is its network with its
-sensor layout and the conditioning entries it estimates in the model's metadata. A
-registered assimilator is an assimilator pyfunc (``pipelines.serving.assimilator_model``)
-that bundles an emulator version's files, the filter's settings, its sensor layout and,
-optionally, an observation encoder version.
+version, the emulator, the sampler settings and the normalisation. A registered observation
+encoder (``pipelines.serving.observation``) is its weights and constructor arguments, with its
+sensor layout and the conditioning entries it estimates in the model's metadata. A registered
+assimilator is an assimilator pyfunc (``pipelines.serving.assimilator_model``) that bundles an
+emulator version's files, the filter's settings, its sensor layout and, optionally, an
+observation encoder version.
 """
 
 from __future__ import annotations
@@ -30,23 +33,28 @@ import torch
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
+from mlflow.models.model import ModelInfo
 
 import models
 from models.autoencoder import Autoencoder
 from models.observation import ObservationEncoder
 import pipelines
 from pipelines.io import atomic_path, write_json
-from pipelines.serving.autoencoder import LoadedAutoencoder
+from pipelines.serving.artifacts import WEIGHTS, ModifiedArtifactError, digests, save_weights
+from pipelines.serving.autoencoder import LoadedAutoencoder, load_autoencoder_dir
 from pipelines.serving.forecaster import EMULATOR_FILE, PREDICT_PARAMS, Forecaster
 from pipelines.serving.normalizer import FieldNormalizer
+from pipelines.serving.observation import load_obs_encoder_dir
 from pipelines.tracking.runs import configure, tracking_uri
 
 MODELS_CODE = Path(models.__file__).parent
 PIPELINES_CODE = Path(pipelines.__file__).parent
 FORECASTER_ENTRY = PIPELINES_CODE / "serving" / "entry.py"
 ASSIMILATOR_ENTRY = PIPELINES_CODE / "serving" / "assimilator_entry.py"
+AUTOENCODER_ENTRY = PIPELINES_CODE / "serving" / "autoencoder_entry.py"
+OBS_ENCODER_ENTRY = PIPELINES_CODE / "serving" / "obs_encoder_entry.py"
 #: What the shipped code imports, pinned to the versions that registered it.
-REQUIREMENTS = ("torch", "mlflow", "numpy", "azula")
+REQUIREMENTS = ("torch", "mlflow", "numpy", "azula", "safetensors")
 
 
 def autoencoder_name(dataset: str) -> str:
@@ -79,24 +87,46 @@ def _serving_code(directory: Path) -> Path:
     return package
 
 
+def _log_pyfunc(name: str, entry: Path, artifacts: dict[str, str], config: dict[str, Any], registered: str,
+                **details: Any) -> ModelInfo:
+    """Log the models-from-code pyfunc ``entry`` to the active run as ``name`` with
+    ``artifacts``, ``config`` plus the SHA-256 of every artifact file (``digests``) as its
+    ``model_config`` and ``models/`` and ``pipelines/serving/`` as code, and register it as a
+    new version of ``registered``; ``details``: the rest of ``mlflow.pyfunc.log_model``'s
+    arguments (signature, input example, metadata)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return mlflow.pyfunc.log_model(
+            name=name, python_model=str(entry), artifacts=artifacts,
+            model_config={**config, "digests": digests(artifacts)},
+            code_paths=[str(MODELS_CODE), str(_serving_code(Path(tmp)))], pip_requirements=requirements(),
+            registered_model_name=registered, **details)
+
+
+def _log_network(model: Autoencoder | ObservationEncoder, name: str, entry: Path, config: dict[str, Any],
+                 registered: str, **details: Any) -> ModelInfo:
+    """:func:`_log_pyfunc` of a network: its state dict as the safetensors artifact
+    ``weights`` and its constructor arguments in ``model_config`` beside ``config``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = save_weights(model, Path(tmp) / f"{name}.safetensors")
+        return _log_pyfunc(name, entry, {WEIGHTS: str(weights)}, {**config, "arguments": model.arguments()},
+                           registered, **details)
+
+
 def register_autoencoder(model: Autoencoder, normalizer: FieldNormalizer, example: torch.Tensor,
                          dataset: str, tags: dict[str, str]) -> ModelVersion:
-    """Log ``model`` to the active run and register it as a new version of
-    ``<dataset>-autoencoder`` with a signature, an input example (normalised states
+    """Log ``model`` (:class:`~pipelines.serving.autoencoder.AutoencoderModel`: weights,
+    constructor arguments, ``normalizer``) to the active run and register it as a new version
+    of ``<dataset>-autoencoder`` with a signature, an input example (normalised states
     ``(1, C, H, W)``) and ``tags`` on the version."""
     client = configure()
     model = model.cpu().eval()
     example_np = example.cpu().numpy().astype(np.float32)
     with torch.no_grad():
         output = model(example.cpu()).numpy()
-    info = mlflow.pytorch.log_model(
-        model, name="autoencoder", serialization_format="pickle",
-        signature=infer_signature(example_np, output), input_example=example_np,
-        registered_model_name=autoencoder_name(dataset), code_paths=[str(MODELS_CODE)],
-        pip_requirements=requirements(),
-        metadata={"normalizer": normalizer.to_dict(), "latent_channels": model.latent_channels,
-                  "downsampling": model.downsampling},
-    )
+    info = _log_network(model, "autoencoder", AUTOENCODER_ENTRY, {"normalizer": normalizer.to_dict()},
+                        autoencoder_name(dataset), signature=infer_signature(example_np, output),
+                        input_example=example_np,
+                        metadata={"latent_channels": model.latent_channels, "downsampling": model.downsampling})
     return _tag_version(client, autoencoder_name(dataset), info.registered_model_version, tags)
 
 
@@ -127,13 +157,11 @@ def register_forecaster(forecaster: Forecaster, autoencoder_dir: str | Path | No
             artifacts["autoencoder"] = str(autoencoder_dir)
         params = {**PREDICT_PARAMS, "horizon": 2}
         output = forecaster.predict(example, params)
-        info = mlflow.pyfunc.log_model(
-            name="forecaster", python_model=str(FORECASTER_ENTRY), artifacts=artifacts,
-            code_paths=[str(MODELS_CODE), str(_serving_code(Path(tmp)))], pip_requirements=requirements(),
+        info = _log_pyfunc(
+            "forecaster", FORECASTER_ENTRY, artifacts, {}, emulator_name(dataset),
             signature=ModelSignature(None, infer_signature(example, output).outputs,
                                      infer_signature(example, params=PREDICT_PARAMS).params),
-            input_example=(example, params),
-            registered_model_name=emulator_name(dataset), metadata=forecaster.settings(),
+            input_example=(example, params), metadata=forecaster.settings(),
         )
     return _tag_version(client, emulator_name(dataset), info.registered_model_version, tags)
 
@@ -145,14 +173,9 @@ def load_pyfunc(uri: str) -> mlflow.pyfunc.PyFuncModel:
     return mlflow.pyfunc.load_model(uri)
 
 
-def _load(uri: str, name: str, version: int, run_id: str) -> LoadedAutoencoder:
-    model = mlflow.pytorch.load_model(uri, map_location="cpu").eval()
-    metadata: dict[str, Any] = mlflow.models.Model.load(uri).metadata or {}  # the MLmodel file: no store lookup
-    return LoadedAutoencoder(model, FieldNormalizer.from_dict(metadata["normalizer"]), name, version, run_id)
-
-
 def load_autoencoder(dataset: str, version: str | int) -> LoadedAutoencoder:
-    """Load version ``version`` of ``<dataset>-autoencoder`` from the registry."""
+    """Load version ``version`` of ``<dataset>-autoencoder`` from the registry (its files
+    downloaded and verified, :func:`~pipelines.serving.autoencoder.load_autoencoder_dir`)."""
     client = configure()
     name = autoencoder_name(dataset)
     try:
@@ -161,20 +184,26 @@ def load_autoencoder(dataset: str, version: str | int) -> LoadedAutoencoder:
         raise ValueError(f"{name} version {version} is not in the Model Registry at {tracking_uri()}; "
                          "train it (latentops train-autoencoder) or point MLFLOW_TRACKING_URI at the "
                          "store that holds it") from None
-    return _load(f"models:/{name}/{version}", name, int(version), model_version.run_id or "")
+    uri = f"models:/{name}/{version}"
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
+        try:
+            model, normalizer = load_autoencoder_dir(directory)
+        except ModifiedArtifactError as error:
+            raise ModifiedArtifactError(f"{uri}: {error}") from None
+    return LoadedAutoencoder(model, normalizer, name, int(version), model_version.run_id or "")
 
 
 def register_obs_encoder(model: ObservationEncoder, metadata: dict[str, Any], dataset: str,
                          tags: dict[str, str]) -> ModelVersion:
-    """Log the observation encoder ``model`` to the active run and register it as a new
-    version of ``<dataset>-obs-encoder``, with ``metadata`` (its sensor layout and the names
-    of the conditioning entries it estimates, which loading needs) in the MLmodel file and
-    ``tags`` on the version."""
+    """Log the observation encoder ``model`` (:class:`~pipelines.serving.observation.ObsEncoderModel`:
+    weights, constructor arguments) to the active run and register it as a new version of
+    ``<dataset>-obs-encoder``, with ``metadata`` (its sensor layout, the names of the
+    conditioning entries it estimates and its autoencoder's version, which loading needs) in
+    the MLmodel file and ``tags`` on the version."""
     client = configure()
-    info = mlflow.pytorch.log_model(
-        model.cpu().eval(), name="obs_encoder", serialization_format="pickle",
-        registered_model_name=obs_encoder_name(dataset), code_paths=[str(MODELS_CODE)],
-        pip_requirements=requirements(), metadata=metadata)
+    info = _log_network(model.cpu().eval(), "obs_encoder", OBS_ENCODER_ENTRY, {}, obs_encoder_name(dataset),
+                        metadata=metadata)
     return _tag_version(client, obs_encoder_name(dataset), info.registered_model_version, tags)
 
 
@@ -197,13 +226,9 @@ def register_assimilator(forecaster_dir: str | Path, encoder_dir: str | Path | N
     artifacts["autoencoder"] = str(autoencoders[0])
     if encoder_dir is not None:
         artifacts["obs_encoder"] = str(encoder_dir)
-    with tempfile.TemporaryDirectory() as tmp:
-        info = mlflow.pyfunc.log_model(
-            name="assimilator", python_model=str(ASSIMILATOR_ENTRY), artifacts=artifacts, model_config=config,
-            code_paths=[str(MODELS_CODE), str(_serving_code(Path(tmp)))], pip_requirements=requirements(),
-            signature=ModelSignature(params=infer_signature(None, params=ASSIMILATE_PARAMS).params),
-            registered_model_name=assimilator_name(dataset), metadata={"layout": config["layout"]},
-        )
+    info = _log_pyfunc("assimilator", ASSIMILATOR_ENTRY, artifacts, config, assimilator_name(dataset),
+                       signature=ModelSignature(params=infer_signature(None, params=ASSIMILATE_PARAMS).params),
+                       metadata={"layout": config["layout"]})
     return _tag_version(client, assimilator_name(dataset), info.registered_model_version, tags)
 
 
@@ -253,7 +278,7 @@ def load_exported_autoencoder(directory: str | Path) -> LoadedAutoencoder:
         raise ValueError(f"{directory}: not an exported autoencoder (no {REGISTERED}); run "
                          "`latentops train-autoencoder` for it or pass --version to use the registry")
     info = json.loads((directory / REGISTERED).read_text())
-    return _load(str(directory), info["name"], info["version"], info["run_id"])
+    return LoadedAutoencoder(*load_autoencoder_dir(directory), info["name"], info["version"], info["run_id"])
 
 
 def load_exported_obs_encoder(directory: str | Path) -> LoadedObsEncoder:
@@ -264,6 +289,6 @@ def load_exported_obs_encoder(directory: str | Path) -> LoadedObsEncoder:
                          "`latentops train-obs-encoder` (or `dvc repro train_obs_encoder`)")
     info = json.loads((directory / REGISTERED).read_text())
     metadata: dict[str, Any] = mlflow.models.Model.load(str(directory)).metadata or {}
-    model = mlflow.pytorch.load_model(str(directory), map_location="cpu").eval()
+    model = load_obs_encoder_dir(directory)
     return LoadedObsEncoder(model, tuple(metadata["parameters"]), metadata["layout"],
                             int(metadata["autoencoder_version"]), info["name"], int(info["version"]))
