@@ -88,28 +88,37 @@ def _serving_code(directory: Path) -> Path:
 
 
 def _log_pyfunc(name: str, entry: Path, artifacts: dict[str, str], config: dict[str, Any], registered: str,
-                **details: Any) -> ModelInfo:
+                tags: dict[str, str], **details: Any) -> ModelVersion:
     """Log the models-from-code pyfunc ``entry`` to the active run as ``name`` with
     ``artifacts``, ``config`` plus the SHA-256 of every artifact file (``digests``) as its
     ``model_config`` and ``models/`` and ``pipelines/serving/`` as code, and register it as a
-    new version of ``registered``; ``details``: the rest of ``mlflow.pyfunc.log_model``'s
-    arguments (signature, input example, metadata)."""
+    new version of ``registered`` with ``tags`` (:func:`_register`); ``details``: the rest of
+    ``mlflow.pyfunc.log_model``'s arguments (signature, input example, metadata)."""
     with tempfile.TemporaryDirectory() as tmp:
-        return mlflow.pyfunc.log_model(
+        info = mlflow.pyfunc.log_model(
             name=name, python_model=str(entry), artifacts=artifacts,
             model_config={**config, "digests": digests(artifacts)},
             code_paths=[str(MODELS_CODE), str(_serving_code(Path(tmp)))], pip_requirements=requirements(),
-            registered_model_name=registered, **details)
+            **details)
+    return _register(info, registered, tags)
+
+
+def _register(info: ModelInfo, name: str, tags: dict[str, str]) -> ModelVersion:
+    """Register the logged model ``info`` as a new version of ``name`` created with its
+    ``tags`` in one request: a registration that fails half-way leaves no version, never a
+    version without its lineage."""
+    version = mlflow.register_model(info.model_uri, name, tags={key: str(value) for key, value in tags.items()})
+    return mlflow.MlflowClient().get_model_version(name, str(version.version))
 
 
 def _log_network(model: Autoencoder | ObservationEncoder, name: str, entry: Path, config: dict[str, Any],
-                 registered: str, **details: Any) -> ModelInfo:
+                 registered: str, tags: dict[str, str], **details: Any) -> ModelVersion:
     """:func:`_log_pyfunc` of a network: its state dict as the safetensors artifact
     ``weights`` and its constructor arguments in ``model_config`` beside ``config``."""
     with tempfile.TemporaryDirectory() as tmp:
         weights = save_weights(model, Path(tmp) / f"{name}.safetensors")
         return _log_pyfunc(name, entry, {WEIGHTS: str(weights)}, {**config, "arguments": model.arguments()},
-                           registered, **details)
+                           registered, tags, **details)
 
 
 def register_autoencoder(model: Autoencoder, normalizer: FieldNormalizer, example: torch.Tensor,
@@ -118,23 +127,15 @@ def register_autoencoder(model: Autoencoder, normalizer: FieldNormalizer, exampl
     constructor arguments, ``normalizer``) to the active run and register it as a new version
     of ``<dataset>-autoencoder`` with a signature, an input example (normalised states
     ``(1, C, H, W)``) and ``tags`` on the version."""
-    client = configure()
+    configure()
     model = model.cpu().eval()
     example_np = example.cpu().numpy().astype(np.float32)
     with torch.no_grad():
         output = model(example.cpu()).numpy()
-    info = _log_network(model, "autoencoder", AUTOENCODER_ENTRY, {"normalizer": normalizer.to_dict()},
-                        autoencoder_name(dataset), signature=infer_signature(example_np, output),
+    return _log_network(model, "autoencoder", AUTOENCODER_ENTRY, {"normalizer": normalizer.to_dict()},
+                        autoencoder_name(dataset), tags, signature=infer_signature(example_np, output),
                         input_example=example_np,
                         metadata={"latent_channels": model.latent_channels, "downsampling": model.downsampling})
-    return _tag_version(client, autoencoder_name(dataset), info.registered_model_version, tags)
-
-
-def _tag_version(client: mlflow.MlflowClient, name: str, version: int | str | None,
-                 tags: dict[str, str]) -> ModelVersion:
-    for key, value in tags.items():
-        client.set_model_version_tag(name, str(version), key, str(value))
-    return client.get_model_version(name, str(version))
 
 
 def register_forecaster(forecaster: Forecaster, autoencoder_dir: str | Path | None,
@@ -149,7 +150,7 @@ def register_forecaster(forecaster: Forecaster, autoencoder_dir: str | Path | No
     input schema: MLflow would drop the optional observation inputs of an assimilation
     request (tensor specs cannot be optional), so the forecaster checks its inputs itself.
     """
-    client = configure()
+    configure()
     forecaster.to("cpu")
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = {"emulator": str(forecaster.save_emulator(Path(tmp) / EMULATOR_FILE))}
@@ -157,13 +158,12 @@ def register_forecaster(forecaster: Forecaster, autoencoder_dir: str | Path | No
             artifacts["autoencoder"] = str(autoencoder_dir)
         params = {**PREDICT_PARAMS, "horizon": 2}
         output = forecaster.predict(example, params)
-        info = _log_pyfunc(
-            "forecaster", FORECASTER_ENTRY, artifacts, {}, emulator_name(dataset),
+        return _log_pyfunc(
+            "forecaster", FORECASTER_ENTRY, artifacts, {}, emulator_name(dataset), tags,
             signature=ModelSignature(None, infer_signature(example, output).outputs,
                                      infer_signature(example, params=PREDICT_PARAMS).params),
             input_example=(example, params), metadata=forecaster.settings(),
         )
-    return _tag_version(client, emulator_name(dataset), info.registered_model_version, tags)
 
 
 def load_pyfunc(uri: str) -> mlflow.pyfunc.PyFuncModel:
@@ -201,10 +201,9 @@ def register_obs_encoder(model: ObservationEncoder, metadata: dict[str, Any], da
     ``<dataset>-obs-encoder``, with ``metadata`` (its sensor layout, the names of the
     conditioning entries it estimates and its autoencoder's version, which loading needs) in
     the MLmodel file and ``tags`` on the version."""
-    client = configure()
-    info = _log_network(model.cpu().eval(), "obs_encoder", OBS_ENCODER_ENTRY, {}, obs_encoder_name(dataset),
+    configure()
+    return _log_network(model.cpu().eval(), "obs_encoder", OBS_ENCODER_ENTRY, {}, obs_encoder_name(dataset), tags,
                         metadata=metadata)
-    return _tag_version(client, obs_encoder_name(dataset), info.registered_model_version, tags)
 
 
 def register_assimilator(forecaster_dir: str | Path, encoder_dir: str | Path | None, config: dict[str, Any],
@@ -216,7 +215,7 @@ def register_assimilator(forecaster_dir: str | Path, encoder_dir: str | Path | N
     ``config`` (:func:`~pipelines.serving.assimilator_model.settings`), ``tags`` on the version."""
     from pipelines.serving.assimilator_model import ASSIMILATE_PARAMS
 
-    client = configure()
+    configure()
     forecaster_dir = Path(forecaster_dir)
     artifacts = {"emulator": str(forecaster_dir / "artifacts" / EMULATOR_FILE)}
     autoencoders = [p for p in (forecaster_dir / "artifacts").iterdir() if p.is_dir()]
@@ -226,10 +225,9 @@ def register_assimilator(forecaster_dir: str | Path, encoder_dir: str | Path | N
     artifacts["autoencoder"] = str(autoencoders[0])
     if encoder_dir is not None:
         artifacts["obs_encoder"] = str(encoder_dir)
-    info = _log_pyfunc("assimilator", ASSIMILATOR_ENTRY, artifacts, config, assimilator_name(dataset),
+    return _log_pyfunc("assimilator", ASSIMILATOR_ENTRY, artifacts, config, assimilator_name(dataset), tags,
                        signature=ModelSignature(params=infer_signature(None, params=ASSIMILATE_PARAMS).params),
                        metadata={"layout": config["layout"]})
-    return _tag_version(client, assimilator_name(dataset), info.registered_model_version, tags)
 
 
 @dataclass

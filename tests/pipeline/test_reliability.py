@@ -1,8 +1,9 @@
 """Faults, on a real SQLite MLflow store, real processes and a real small file system: a run
 whose process was SIGKILLed is marked KILLED by the next run (never RUNNING forever), a live
 one is left alone, SIGTERM ends a stage's run FAILED with nothing half-written, an
-unreachable tracking server fails a command at once naming its URI, and a disk that fills up
-during a latent cache write fails it clearly with the previous cache intact."""
+unreachable tracking server fails a command at once naming its URI, a disk that fills up
+during a latent cache write fails it clearly with the previous cache intact, and a
+registration that fails leaves no version without its tags."""
 
 from __future__ import annotations
 
@@ -16,9 +17,15 @@ import time
 from pathlib import Path
 
 import mlflow
+import pytest
+import torch
+from mlflow.exceptions import MlflowException
 
+from models.autoencoder import Autoencoder
 from pipelines.cli import main
 from pipelines.config import DataConfig
+from pipelines.serving.normalizer import FieldNormalizer
+from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
 from tests.conftest import tool_env
 from tests.pipeline.conftest import CACHE, free_port, tiny_cfg, write_params
@@ -128,3 +135,22 @@ def test_a_full_disk_fails_the_latent_cache_clearly_and_keeps_the_previous_one(w
         in err, err
     assert "Traceback" not in err
     assert _digests(disk / "c4") == before and sorted(p.name for p in disk.iterdir()) == ["c4"]
+
+
+def test_a_registration_that_fails_leaves_no_version_without_its_tags(tmp_path, monkeypatch):
+    """The store refuses one lineage tag (a value over MLflow's 100 000 characters): the
+    version and its tags are created in one request, so no version appears at all."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    model = Autoencoder(2, 4, patch=2, widths=(8, 16), blocks=(1, 1), attention_heads=2)
+    normalizer = FieldNormalizer(("a", "b"), torch.zeros(2), torch.ones(2), torch.zeros(2, dtype=torch.bool))
+    example = torch.randn(1, 2, 8, 8)
+    tags = {"data_hash": "abc", "kind": "autoencoder"}
+    with tracking.start_run("train_autoencoder", "faults", {}, tmp_path, system_metrics=False):
+        good = registry.register_autoencoder(model, normalizer, example, "faults", tags)
+        assert good.tags == tags and good.run_id == mlflow.active_run().info.run_id
+        with pytest.raises(MlflowException):
+            registry.register_autoencoder(model, normalizer, example, "faults", {**tags, "notes": "x" * 100_001})
+    client = tracking.configure()
+    versions = client.search_model_versions("name = 'faults-autoencoder'")
+    assert [(v.version, v.tags) for v in versions] == [(good.version, tags)]
