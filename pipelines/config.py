@@ -12,6 +12,7 @@ Nothing here reads configuration at import time: callers pass the path.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from pathlib import Path
@@ -42,6 +43,12 @@ def check(condition: bool, key: str, message: str) -> None:
     """Raise :class:`ConfigError` ``"<key>: <message>"`` unless ``condition`` holds."""
     if not condition:
         raise ConfigError(f"{key}: {message}")
+
+
+def did_you_mean(name: str, valid: typing.Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` when ``name`` is a likely typo of ``x``, one of ``valid``; ``""`` otherwise."""
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def check_names(names: tuple[str, ...], valid: tuple[str, ...], key: str) -> None:
@@ -695,19 +702,30 @@ SECTIONS: dict[str, type] = {
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
-    """Read the whole ``params.yaml`` as a mapping, with a clear error when it is missing
-    or is not a YAML mapping."""
+    """Read the whole ``params.yaml`` as a mapping of sections, with a clear error when it
+    is missing, is not a YAML mapping or has a section that is not one of :data:`SECTIONS`."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: parameters file not found (run from the repository root "
                           "or pass --params PATH)")
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of stage sections, got {type(data).__name__}")
+    check_sections(data, f"{path}: ")
     return data
+
+
+def check_sections(names: typing.Iterable[str], where: str) -> None:
+    """Every one of ``names`` is a section of :data:`SECTIONS`: a misspelt section would
+    otherwise be ignored and its stage run on defaults. The :class:`ConfigError` starts
+    with ``where`` and names the first unknown one, the valid ones and the likely intended one."""
+    unknown = sorted(str(name) for name in names if name not in SECTIONS)
+    if unknown:
+        raise ConfigError(f"{where}{unknown[0]}: unknown section; valid sections are {sorted(SECTIONS)}"
+                          f"{did_you_mean(unknown[0], SECTIONS)}")
 
 
 def load_section(cls: type[T], section: str, path: str | Path = DEFAULT_PARAMS,
@@ -739,7 +757,8 @@ def from_mapping(cls: type[T], raw: Any, key: str) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise ConfigError(f"{key}.{unknown[0]}: unknown key; valid keys are {sorted(fields)}")
+        raise ConfigError(f"{key}.{unknown[0]}: unknown key; valid keys are {sorted(fields)}"
+                          f"{did_you_mean(unknown[0], fields)}")
     hints = typing.get_type_hints(cls)
     values = {name: _convert(hints[name], value, f"{key}.{name}") for name, value in raw.items()}
     obj = cls(**values)
@@ -813,9 +832,6 @@ def apply_params(fragment: str | Path, path: str | Path = DEFAULT_PARAMS) -> lis
 
     fragment, path = Path(fragment), Path(path)
     update = load_params(fragment)
-    unknown = sorted(set(update) - set(SECTIONS))
-    if unknown:
-        raise ConfigError(f"{fragment}: {unknown[0]}: unknown section; valid sections are {sorted(SECTIONS)}")
     yaml_rt = YAML()
     yaml_rt.preserve_quotes = True
     load_params(path)  # a clear error if it is missing or not a mapping
