@@ -732,7 +732,12 @@ def load_section(cls: type[T], section: str, path: str | Path = DEFAULT_PARAMS,
                  overrides: dict[str, Any] | None = None) -> T:
     """Parse ``params.yaml``'s ``section`` into ``cls``; ``overrides`` (dotted keys relative
     to the section) win over the file. Errors are prefixed with the file name."""
-    params = load_params(path)
+    return parse_section(load_params(path), cls, section, path, overrides)
+
+
+def parse_section(params: dict[str, Any], cls: type[T], section: str, path: str | Path,
+                  overrides: dict[str, Any] | None = None) -> T:
+    """:func:`load_section` on ``params``, the file ``path`` already read by :func:`load_params`."""
     raw = params.get(section, {})
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: {section}: expected a mapping, got {type(raw).__name__}")
@@ -740,8 +745,11 @@ def load_section(cls: type[T], section: str, path: str | Path = DEFAULT_PARAMS,
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")
-        for parent in parents:
+        for depth, parent in enumerate(parents):
             node = node.setdefault(parent, {})
+            if not isinstance(node, dict):
+                where = ".".join((section, *parents[: depth + 1]))
+                raise ConfigError(f"{path}: {section}.{dotted}: {where} is {node!r}, not a mapping with keys to set")
         node[leaf] = value
     try:
         return from_mapping(cls, raw, section)
@@ -819,7 +827,7 @@ def check_params(path: str | Path = DEFAULT_PARAMS) -> None:
     params = load_params(path)
     for section, cls in SECTIONS.items():
         if section in params:
-            load_section(cls, section, path)
+            parse_section(params, cls, section, path)
 
 
 def apply_params(fragment: str | Path, path: str | Path = DEFAULT_PARAMS) -> list[str]:
