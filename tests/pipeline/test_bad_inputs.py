@@ -8,6 +8,7 @@ observation-file cases of ``tests/data/test_observations.py`` are not repeated h
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -368,8 +369,13 @@ def _removed_files(client: mlflow.MlflowClient, trained: dict) -> str:
     return version
 
 
-def _version(kind: str) -> Callable[[mlflow.MlflowClient, dict], str]:
-    return lambda client, trained: str(trained[kind].summary["version"])
+def _exported(name: str) -> Callable[[mlflow.MlflowClient, dict], str]:
+    """A directory exported (as the training stages do) from version 1 of ``name``."""
+    def make(client: mlflow.MlflowClient, trained: dict) -> str:
+        Path("exported").mkdir()
+        Path("exported", "registered.json").write_text(json.dumps({"name": name, "version": 1, "run_id": ""}))
+        return "exported"
+    return make
 
 
 def _given(reference: str) -> Callable[[mlflow.MlflowClient, dict], str]:
@@ -404,8 +410,9 @@ REGISTRY: dict[str, tuple[Callable[[mlflow.MlflowClient, dict], str], str, list[
                                 [f"--model models:/{EMULATOR}: cannot load models:/{EMULATOR} from the Model Registry",
                  "euler_mini-emulator has versions [1, 2, 3] and aliases []; give one of them"]),
     "a directory that is no model": (_given("."), "forecast", ["--model .: cannot load .", "MLmodel"]),
-    "a pixel emulator for latent assimilation": (_version("pixel_solver"), "assimilate",
-                                                 ["needs a latent emulator; this forecaster is a pixel_solver"]),
+    "another dataset's exported version": (_exported("other_set-emulator"), "forecast",
+                                           ["exported is a version of other_set-emulator",
+                                            "needs a version of euler_mini-emulator"]),
 }
 
 
