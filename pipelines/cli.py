@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 import yaml
 
 from models.kinds import emulator_kinds
-from pipelines.config import DEFAULT_PARAMS, SECTIONS, ConfigError, DataConfig, SimulateConfig, load_section
+from pipelines.config import (DEFAULT_PARAMS, ConfigError, DataConfig, SimulateConfig, check_sections,
+                              load_section)
 from pipelines.io import OutputError
 
 T = TypeVar("T")
@@ -43,8 +44,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         section, _, rest = key.partition(".")
         if not sep or not rest:
             raise ConfigError(f"--set {item}: expected SECTION.KEY=VALUE, e.g. train_autoencoder.train.steps=100")
-        if section not in SECTIONS:
-            raise ConfigError(f"--set {item}: unknown section {section!r}; valid sections are {sorted(SECTIONS)}")
+        check_sections([section], f"--set {item}: ")
         out.setdefault(section, {})[rest] = _value(text)
     return out
 

@@ -12,6 +12,7 @@ Nothing here reads configuration at import time: callers pass the path.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from pathlib import Path
@@ -42,6 +43,12 @@ def check(condition: bool, key: str, message: str) -> None:
     """Raise :class:`ConfigError` ``"<key>: <message>"`` unless ``condition`` holds."""
     if not condition:
         raise ConfigError(f"{key}: {message}")
+
+
+def did_you_mean(name: str, valid: typing.Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` when ``name`` is a likely typo of ``x``, one of ``valid``; ``""`` otherwise."""
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def check_names(names: tuple[str, ...], valid: tuple[str, ...], key: str) -> None:
@@ -695,26 +702,42 @@ SECTIONS: dict[str, type] = {
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
-    """Read the whole ``params.yaml`` as a mapping, with a clear error when it is missing
-    or is not a YAML mapping."""
+    """Read the whole ``params.yaml`` as a mapping of sections, with a clear error when it
+    is missing, is not a YAML mapping or has a section that is not one of :data:`SECTIONS`."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: parameters file not found (run from the repository root "
                           "or pass --params PATH)")
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of stage sections, got {type(data).__name__}")
+    check_sections(data, f"{path}: ")
     return data
+
+
+def check_sections(names: typing.Iterable[str], where: str) -> None:
+    """Every one of ``names`` is a section of :data:`SECTIONS`: a misspelt section would
+    otherwise be ignored and its stage run on defaults. The :class:`ConfigError` starts
+    with ``where`` and names the first unknown one, the valid ones and the likely intended one."""
+    unknown = sorted(str(name) for name in names if name not in SECTIONS)
+    if unknown:
+        raise ConfigError(f"{where}{unknown[0]}: unknown section; valid sections are {sorted(SECTIONS)}"
+                          f"{did_you_mean(unknown[0], SECTIONS)}")
 
 
 def load_section(cls: type[T], section: str, path: str | Path = DEFAULT_PARAMS,
                  overrides: dict[str, Any] | None = None) -> T:
     """Parse ``params.yaml``'s ``section`` into ``cls``; ``overrides`` (dotted keys relative
     to the section) win over the file. Errors are prefixed with the file name."""
-    params = load_params(path)
+    return parse_section(load_params(path), cls, section, path, overrides)
+
+
+def parse_section(params: dict[str, Any], cls: type[T], section: str, path: str | Path,
+                  overrides: dict[str, Any] | None = None) -> T:
+    """:func:`load_section` on ``params``, the file ``path`` already read by :func:`load_params`."""
     raw = params.get(section, {})
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: {section}: expected a mapping, got {type(raw).__name__}")
@@ -722,8 +745,11 @@ def load_section(cls: type[T], section: str, path: str | Path = DEFAULT_PARAMS,
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")
-        for parent in parents:
+        for depth, parent in enumerate(parents):
             node = node.setdefault(parent, {})
+            if not isinstance(node, dict):
+                where = ".".join((section, *parents[: depth + 1]))
+                raise ConfigError(f"{path}: {section}.{dotted}: {where} is {node!r}, not a mapping with keys to set")
         node[leaf] = value
     try:
         return from_mapping(cls, raw, section)
@@ -739,7 +765,8 @@ def from_mapping(cls: type[T], raw: Any, key: str) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise ConfigError(f"{key}.{unknown[0]}: unknown key; valid keys are {sorted(fields)}")
+        raise ConfigError(f"{key}.{unknown[0]}: unknown key; valid keys are {sorted(fields)}"
+                          f"{did_you_mean(unknown[0], fields)}")
     hints = typing.get_type_hints(cls)
     values = {name: _convert(hints[name], value, f"{key}.{name}") for name, value in raw.items()}
     obj = cls(**values)
@@ -800,7 +827,7 @@ def check_params(path: str | Path = DEFAULT_PARAMS) -> None:
     params = load_params(path)
     for section, cls in SECTIONS.items():
         if section in params:
-            load_section(cls, section, path)
+            parse_section(params, cls, section, path)
 
 
 def apply_params(fragment: str | Path, path: str | Path = DEFAULT_PARAMS) -> list[str]:
@@ -813,9 +840,6 @@ def apply_params(fragment: str | Path, path: str | Path = DEFAULT_PARAMS) -> lis
 
     fragment, path = Path(fragment), Path(path)
     update = load_params(fragment)
-    unknown = sorted(set(update) - set(SECTIONS))
-    if unknown:
-        raise ConfigError(f"{fragment}: {unknown[0]}: unknown section; valid sections are {sorted(SECTIONS)}")
     yaml_rt = YAML()
     yaml_rt.preserve_quotes = True
     load_params(path)  # a clear error if it is missing or not a mapping

@@ -124,23 +124,45 @@ class Observations:
         return path
 
 
+#: The HDF5 format's datasets and the kind of values each holds (numpy dtype kinds).
+H5_DATASETS = {"times": "iu", "values": "iuf", "sensors/index": "iu", "sensors/field": "SOU", "sensors/noise_std": "iuf"}
+KIND_NAMES = {"iu": "integers", "iuf": "numbers", "SOU": "strings"}
+
+
+def _h5_array(f: h5py.File, key: str) -> np.ndarray:
+    """The dataset ``key`` of ``f`` (one of :data:`H5_DATASETS`), checked to hold its kind of
+    values: integers as int64, numbers as float64, strings as ``str``."""
+    node = f[key]
+    if not isinstance(node, h5py.Dataset):
+        raise ObservationError(f"{key}: expected a dataset of {KIND_NAMES[H5_DATASETS[key]]}, found a group")
+    values = np.atleast_1d(node[()])
+    if values.dtype.kind not in H5_DATASETS[key]:
+        raise ObservationError(f"{key}: expected {KIND_NAMES[H5_DATASETS[key]]}, got dtype {values.dtype}")
+    if values.dtype.kind in "SOU":
+        return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values.tolist()], dtype=object)
+    return values.astype(np.int64 if H5_DATASETS[key] == "iu" else np.float64)
+
+
 def _read_h5(path: Path) -> Observations:
     try:
         with h5py.File(path, "r") as f:
-            missing = [k for k in ("times", "values", "sensors/index", "sensors/field", "sensors/noise_std") if k not in f]
+            missing = [k for k in H5_DATASETS if k not in f]
             if missing:
                 raise ObservationError(f"missing dataset(s) {missing}")
-            return Observations(f["times"][()].astype(np.int64), f["values"][()].astype(np.float64),
-                                f["sensors/index"][()].astype(np.int64),
-                                tuple(v.decode() if isinstance(v, bytes) else str(v) for v in f["sensors/field"][()]),
-                                f["sensors/noise_std"][()].astype(np.float64), str(f.attrs.get("dataset", "")))
-    except OSError as error:
-        raise ObservationError(f"not a readable HDF5 file ({error})") from None
+            arrays = {key: _h5_array(f, key) for key in H5_DATASETS}
+            dataset = str(f.attrs.get("dataset", ""))
+    except (OSError, KeyError, RuntimeError) as error:  # HDF5's errors on a damaged file or object
+        raise ObservationError(f"not a readable HDF5 file, truncated or corrupted ({error})") from None
+    return Observations(arrays["times"], arrays["values"], arrays["sensors/index"], tuple(arrays["sensors/field"]),
+                        arrays["sensors/noise_std"], dataset)
 
 
 def _read_csv(path: Path) -> Observations:
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError as error:
+        raise ObservationError(f"not a UTF-8 text CSV file ({error})") from None
     if not rows or tuple(c.strip() for c in rows[0]) != CSV_HEADER:
         raise ObservationError(f"the header must be {','.join(CSV_HEADER)}, got {','.join(rows[0]) if rows else 'nothing'}")
     readings, sensors, times, noise = [], {}, set(), {}

@@ -98,7 +98,11 @@ class _FileChecker:
             self.problem("", f"not a readable HDF5 file ({error})")
             return
         with f:
-            self.check(f)
+            try:
+                self.check(f)
+            except (OSError, RuntimeError) as error:  # HDF5's errors on a damaged object or chunk
+                self.problem("", f"corrupted HDF5 file: reading it failed after the header ({error}); "
+                             "re-create or re-download it")
 
     def check(self, f: h5py.File) -> None:
         for name in REQUIRED_ROOT_ATTRS:
