@@ -24,8 +24,8 @@ def test_no_secret_is_committed():
 
 def test_the_scanner_finds_a_planted_secret(tmp_path):
     planted = tmp_path / "settings.py"
-    planted.write_text('MLFLOW_TRACKING_URI = "http://admin:hunter2-prod-password@mlflow.example.org:5000"\n'
-                       'aws_secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"\n')
+    planted.write_text('MLFLOW_TRACKING_URI = "http://admin:hunter2-prod-password@mlflow.example.org:5000"\n'  # pragma: allowlist secret
+                       'aws_secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"\n')  # pragma: allowlist secret
     result = scan([str(planted)], tmp_path)
     assert result.returncode != 0
     assert "settings.py" in result.stdout and "Basic Auth Credentials" in result.stdout, result.stdout
