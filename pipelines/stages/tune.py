@@ -36,6 +36,7 @@ import logging
 import multiprocessing
 import os
 import socket
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from typing import Any
 
 import mlflow
 import optuna
+import sqlalchemy
 import torch
 import yaml
 from mlflow.exceptions import MlflowException
@@ -92,6 +94,15 @@ def open_storage(url: str, heartbeat: int = 60) -> BaseStorage:
     if "://" not in url:
         raise ValueError(f"tune.storage: {url!r} is neither a SQLAlchemy URL (sqlite:///optuna.db, "
                          "postgresql://user:password@host/db) nor journal:<file>")  # pragma: allowlist secret
+    for attempt in range(1, 5):
+        try:
+            return _rdb_storage(url, heartbeat)
+        except sqlalchemy.exc.IntegrityError:  # workers creating a new database's tables at once: one wins
+            time.sleep(attempt)
+    return _rdb_storage(url, heartbeat)  # the last try raises what it meets
+
+
+def _rdb_storage(url: str, heartbeat: int) -> RDBStorage:
     with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,

@@ -93,7 +93,12 @@ def _log_pyfunc(name: str, entry: Path, artifacts: dict[str, str], config: dict[
     ``artifacts``, ``config`` plus the SHA-256 of every artifact file (``digests``) as its
     ``model_config`` and ``models/`` and ``pipelines/serving/`` as code, and register it as a
     new version of ``registered`` with ``tags`` (:func:`_register`); ``details``: the rest of
-    ``mlflow.pyfunc.log_model``'s arguments (signature, input example, metadata)."""
+    ``mlflow.pyfunc.log_model``'s arguments (signature, input example, metadata).
+
+    A run that registered a version already (killed after registering, before exporting,
+    and resumed) gets that version back instead of a second one."""
+    if (existing := _version_of_run(registered, tags.get("run_id"))) is not None:
+        return existing
     with tempfile.TemporaryDirectory() as tmp:
         info = mlflow.pyfunc.log_model(
             name=name, python_model=str(entry), artifacts=artifacts,
@@ -101,6 +106,14 @@ def _log_pyfunc(name: str, entry: Path, artifacts: dict[str, str], config: dict[
             code_paths=[str(MODELS_CODE), str(_serving_code(Path(tmp)))], pip_requirements=requirements(),
             **details)
     return _register(info, registered, tags)
+
+
+def _version_of_run(name: str, run_id: str | None) -> ModelVersion | None:
+    """The version of ``name`` whose ``run_id`` tag is ``run_id``, if there is one."""
+    if not run_id:
+        return None
+    found = mlflow.MlflowClient().search_model_versions(f"name = '{name}' and tags.run_id = '{run_id}'")
+    return found[0] if found else None
 
 
 def _register(info: ModelInfo, name: str, tags: dict[str, str]) -> ModelVersion:

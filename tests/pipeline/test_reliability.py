@@ -154,3 +154,20 @@ def test_a_registration_that_fails_leaves_no_version_without_its_tags(tmp_path, 
     client = tracking.configure()
     versions = client.search_model_versions("name = 'faults-autoencoder'")
     assert [(v.version, v.tags) for v in versions] == [(good.version, tags)]
+
+
+def test_a_run_resumed_after_registering_gets_its_version_back(tmp_path, monkeypatch):
+    """Killed between registering and exporting, a training run resumes and finishes again:
+    the version its run registered comes back, no second version is made."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    model = Autoencoder(2, 4, patch=2, widths=(8, 16), blocks=(1, 1), attention_heads=2)
+    normalizer = FieldNormalizer(("a", "b"), torch.zeros(2), torch.ones(2), torch.zeros(2, dtype=torch.bool))
+    with tracking.start_run("train_autoencoder", "faults", {}, tmp_path, system_metrics=False) as run:
+        tags = {"run_id": run.info.run_id}
+        first = registry.register_autoencoder(model, normalizer, torch.randn(1, 2, 8, 8), "faults", tags)
+        again = registry.register_autoencoder(model, normalizer, torch.randn(1, 2, 8, 8), "faults", tags)
+    assert again.version == first.version
+    other = registry.register_autoencoder(model, normalizer, torch.randn(1, 2, 8, 8), "faults", {"run_id": "another"})
+    assert int(other.version) == int(first.version) + 1
+    assert len(tracking.configure().search_model_versions("name = 'faults-autoencoder'")) == 2
