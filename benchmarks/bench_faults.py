@@ -20,11 +20,14 @@ built once. Then, per stage, from a snapshot of that project:
    - *rerun*: ``dvc repro -s STAGE`` (``latentops tune`` again) succeeds and its outputs equal
      the reference's (*data lost*: an output that does not);
    - *runs RUNNING*: MLflow runs still ``RUNNING`` after the rerun (must be 0: the rerun marks
-     the killed process's runs ``KILLED``).
+     the killed process's runs ``KILLED``);
+   - *extra versions*: model versions beyond the reference's after the rerun (a killed run's
+     registration made twice).
 
 Content, not bytes, is compared where bytes carry run ids or times: HDF5 by datasets and
 attributes, JSON/YAML without timing, run id, version and URI entries, a model directory by
-every file but ``MLmodel`` and ``registered.json`` (they name runs and versions); figures are
+every file but those naming runs and versions (``MLmodel``, ``registered.json``,
+``registered_model_meta``); figures are
 not compared. ``evaluate`` starts each run with no version scored (its evaluation tags
 removed), so that a kill lands in real scoring. ``tune`` is compared by its finished trials
 (parameters and values) and the tuned parameters file.
@@ -75,6 +78,7 @@ STAGES: dict[str, str | None] = {
 VOLATILE = ("seconds", "time", "run_id", "version", "uri", "user", "registered", "date", "path")
 TUNE = ("tune", "--study", "sampler", "--name", "faults", "-q")
 RWLOCK = ".dvc/tmp/rwlock"
+VERSIONED = ("MLmodel", "registered.json", "registered_model_meta")  # a model directory's files naming runs, versions
 
 
 # --------------------------------------------------------------------------- content
@@ -91,7 +95,7 @@ def _stable(value: object) -> object:
 
 def _file_digest(path: Path) -> str | None:
     """A digest of what ``path`` holds (``None``: not compared)."""
-    if path.suffix in (".png", ".svg", ".log") or path.name in ("MLmodel", "registered.json"):
+    if path.suffix in (".png", ".svg", ".log") or path.name in VERSIONED:
         return None
     if path.suffix == ".h5":
         digest = hashlib.sha256()
@@ -167,6 +171,12 @@ def unscore(project: Path) -> None:
                     client.delete_model_version_tag(model.name, version.version, key)
 
 
+def model_versions(project: Path) -> int:
+    """How many model versions the project's registry holds."""
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    return sum(len(client.search_model_versions(f"name = '{m.name}'")) for m in client.search_registered_models())
+
+
 def running_runs(project: Path) -> int:
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiments = [e.experiment_id for e in client.search_experiments()]
@@ -231,6 +241,7 @@ class Row:
     dvc_untruthful: int = 0
     lost: int = 0
     running: int = 0
+    extra_versions: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -244,7 +255,7 @@ def prepare(name: str, stage: str | None, project: Path) -> None:
 
 def campaign(name: str, stage: str | None, snapshot: Path, scratch: Path, kills: int, rng: random.Random) -> Row:
     row = Row(name)
-    work = restore(snapshot, scratch / "work")
+    work = restore(snapshot, scratch / f"{name}-reference")  # a path of its own: MLflow caches a store's engine
     prepare(name, stage, work)
     started = time.monotonic()
     run(command(stage, force=True), work)
@@ -252,9 +263,10 @@ def campaign(name: str, stage: str | None, snapshot: Path, scratch: Path, kills:
     outs = outputs(work, stage)
     reference = content(work, outs)
     reference_trials = study_trials(work) if stage is None else None
+    reference_versions = model_versions(work)
     print(f"  {name}: reference run {duration:.1f} s, outputs {outs}", flush=True)
     for k in range(kills):
-        work = restore(snapshot, scratch / "work")
+        work = restore(snapshot, scratch / f"{name}-{k}")
         prepare(name, stage, work)
         delay = rng.uniform(0.05, 0.95) * duration
         process = subprocess.Popen(command(stage, force=True), cwd=work, env=tool_env(), stdout=subprocess.DEVNULL,
@@ -287,12 +299,14 @@ def campaign(name: str, stage: str | None, snapshot: Path, scratch: Path, kills:
             row.notes.append(f"kill {k}: dvc status not clean after the rerun")
         row.lost += bool(lost) or rerun.returncode != 0
         row.running += running_runs(work)
+        row.extra_versions += max(0, model_versions(work) - reference_versions)
         row.survived += rerun.returncode == 0 and not lost
         what = "finished before the kill" if finished_first else f"killed at {delay:.1f} s"
         print(f"  {name} #{k}: {what}; partial {bad or 'none'}; rerun rc {rerun.returncode}; "
               f"lost {lost or 'nothing'}", flush=True)
         if rerun.returncode != 0:
             row.notes.append(f"kill {k}: rerun failed: {(rerun.stderr or rerun.stdout)[-400:]}")
+        shutil.rmtree(work)
     return row
 
 
@@ -321,10 +335,10 @@ def main() -> None:
         print(f"built in {time.monotonic() - started:.0f} s", flush=True)
         rows = [campaign(name, STAGES[name], snapshot, scratch, args.kills, rng) for name in chosen]
     print(f"\n{'stage':<18}{'tried':>6}{'survived':>9}{'partial':>8}{'dvc wrong':>10}{'data lost':>10}"
-          f"{'RUNNING':>8}")
+          f"{'RUNNING':>8}{'extra versions':>15}")
     for row in rows:
         print(f"{row.stage:<18}{row.tried:>6}{row.survived:>9}{row.partial:>8}{row.dvc_untruthful:>10}"
-              f"{row.lost:>10}{row.running:>8}")
+              f"{row.lost:>10}{row.running:>8}{row.extra_versions:>15}")
     for row in rows:
         for note in row.notes:
             print(f"{row.stage}: {note}")

@@ -64,7 +64,7 @@ def main() -> None:
         study = optuna.load_study(study_name="load", storage=storage)
         trials = study.get_trials(deepcopy=False)
         client = MlflowClient(env["MLFLOW_TRACKING_URI"])
-        experiment = client.get_experiment_by_name("euler_tiny/tune")
+        (experiment,) = client.search_experiments(filter_string="name LIKE '%/tune'")
         runs = client.search_runs([experiment.experiment_id], max_results=10000)
         parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
         children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
