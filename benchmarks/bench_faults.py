@@ -25,7 +25,8 @@ built once. Then, per stage, from a snapshot of that project:
      registration made twice).
 
 Content, not bytes, is compared where bytes carry run ids or times: HDF5 by datasets and
-attributes, JSON/YAML without timing, run id, version and URI entries, a model directory by
+attributes, JSON/YAML without timing, run id, version and URI entries, Markdown reports
+without their wall-time columns, a model directory by
 every file but those naming runs and versions (``MLmodel``, ``registered.json``,
 ``registered_model_meta``); figures are
 not compared. ``evaluate`` starts each run with no version scored (its evaluation tags
@@ -93,6 +94,19 @@ def _stable(value: object) -> object:
     return value
 
 
+def _without_timings(markdown: str) -> str:
+    """``markdown`` without the table columns of wall times (headers ``s / ...``)."""
+    kept, timed = [], set()
+    for line in markdown.splitlines():
+        cells = line.split("|")
+        if line.startswith("|") and any(cell.strip().startswith("s / ") for cell in cells):
+            timed = {i for i, cell in enumerate(cells) if cell.strip().startswith("s / ")}
+        elif not line.startswith("|"):
+            timed = set()
+        kept.append("|".join(cell for i, cell in enumerate(cells) if i not in timed))
+    return "\n".join(kept)
+
+
 def _file_digest(path: Path) -> str | None:
     """A digest of what ``path`` holds (``None``: not compared)."""
     if path.suffix in (".png", ".svg", ".log") or path.name in VERSIONED:
@@ -108,6 +122,8 @@ def _file_digest(path: Path) -> str | None:
             visit("/", f)
             f.visititems(visit)
         return digest.hexdigest()
+    if path.suffix == ".md":
+        return hashlib.sha256(_without_timings(path.read_text()).encode()).hexdigest()
     if path.suffix in (".json", ".yaml", ".yml"):
         text = path.read_text()
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
