@@ -2,7 +2,8 @@
 the dataset, trains and registers the autoencoders, caches their latents, trains and
 registers every emulator, evaluates them all and promotes one; a second run does nothing;
 `dvc push`/`pull` round-trip through the default remote; a parameter change reruns only the
-stages that read it; a fresh clone (no data, models or store) rebuilds everything."""
+stages that read it; in a fresh clone (no data, models or store) every stage is out of date
+and a chain from the data to a registered assimilator rebuilds."""
 
 from __future__ import annotations
 
@@ -112,14 +113,21 @@ def test_repro_no_op_push_pull_parameter_change_and_fresh_clone(project):
         assert model["metadata"]["sampler"] == {**params["train_emulator"]["sampler"], **tuned}
 
     # A fresh clone has the metrics files and dvc.lock from git, but neither the data, nor
-    # the exported models, nor the MLflow store: `dvc repro` must retrain rather than trust
-    # the metrics files and fail on a registry that does not know their versions.
+    # the exported models, nor the MLflow store: DVC must see every stage as out of date
+    # rather than trust the metrics files, and a chain through training, registration and a
+    # stage reading exported versions must rebuild on the empty registry (the whole pipeline
+    # on an empty store is the first `dvc repro` above).
     for path in ("data/raw/euler_mini", "data/models", "data/latents/c4", "data/latents/c1",
                  "mlartifacts", ".dvc/cache"):
         shutil.rmtree(project / path)
     (project / "mlflow.db").unlink()
-    out = run(["dvc", "repro"], project)
-    for stage in STAGES:
+    status = json.loads(run(["dvc", "status", "--json"], project).split("\n", 1)[0] or "{}")
+    assert set(STAGES) <= set(status), sorted(set(STAGES) - set(status))
+    chain = ("simulate", "train_autoencoder@4", "cache_latents@4", "train_emulator@solver-4",
+             "register_assimilator@ensf_solver")
+    out = run(["dvc", "repro", chain[-1]], project)
+    for stage in chain:
         assert f"Running stage '{stage}'" in out
-    assert (project / "data/latents/c1/train.h5").is_file()
+    assert (project / "data/latents/c4/train.h5").is_file()
     assert (project / "data/models/emulator_solver_c4/registered.json").is_file()
+    assert (project / "data/models/assimilator_ensf_solver/registered.json").is_file()
