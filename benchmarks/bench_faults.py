@@ -323,13 +323,14 @@ def campaign(name: str, stage: str | None, snapshot: Path, scratch: Path, kills:
         if stage is not None and json.loads(run(["dvc", "status", "--json", stage], work).stdout or "{}"):
             row.dvc_untruthful += 1
             row.notes.append(f"kill {k}: dvc status not clean after the rerun")
+        running, extra = running_runs(work), max(0, model_versions(work) - reference_versions)
         row.lost += bool(lost) or rerun.returncode != 0
-        row.running += running_runs(work)
-        row.extra_versions += max(0, model_versions(work) - reference_versions)
+        row.running += running
+        row.extra_versions += extra
         row.survived += rerun.returncode == 0 and not lost
         what = "finished before the kill" if finished_first else f"killed at {delay:.1f} s"
         print(f"  {name} #{k}: {what}; partial {bad or 'none'}; rerun rc {rerun.returncode}; "
-              f"lost {lost or 'nothing'}", flush=True)
+              f"lost {lost or 'nothing'}; runs RUNNING {running}; extra versions {extra}", flush=True)
         if rerun.returncode != 0:
             row.notes.append(f"kill {k}: rerun failed: {(rerun.stderr or rerun.stdout)[-400:]}")
         shutil.rmtree(work)
