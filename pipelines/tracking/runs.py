@@ -8,10 +8,13 @@
   the stage and the dataset; records every config value as a param, its dataset lineage
   (``mlflow.log_input``), system metrics, and step metrics logged asynchronously.
 - A restarted stage passes the run id stored in its checkpoint and continues that run.
-- A run is tagged with the host and process that hold it open. Opening a run first marks
-  ``KILLED`` every ``RUNNING`` run of the same experiment whose process on this host is
-  gone (killed by a signal that cannot be caught, a power cut): no run stays ``RUNNING``
-  forever. Runs opened on other hosts are left alone; their process cannot be checked here.
+- A run is tagged with the host and process that hold it open. The first :func:`configure`
+  of a process, and opening a run, mark ``KILLED`` every ``RUNNING`` run (of any experiment,
+  of the run's experiment) whose process on this host is gone (killed by a signal that
+  cannot be caught, a power cut): no run stays ``RUNNING`` past the next ``latentops``
+  command on its host, even when DVC restores the killed stage from its run cache instead of
+  running it again. A resumed run loses the mark. Runs opened on other hosts are left alone;
+  their process cannot be checked here.
 - A tracking server (``http(s)://``) that does not answer fails the first
   :func:`configure` of a process within seconds, naming the URI, instead of after
   MLflow's minutes of retries.
@@ -50,6 +53,7 @@ class TrackingUnavailable(ConnectionError):
 
 
 _REACHABLE: set[str] = set()  # server URIs that answered once in this process
+_REAPED: set[str] = set()  # stores whose orphaned runs this process has marked
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
@@ -76,7 +80,11 @@ def configure() -> MlflowClient:
     check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    return MlflowClient(uri, uri)
+    client = MlflowClient(uri, uri)
+    if uri not in _REAPED:
+        _REAPED.add(uri)
+        reap_stale_runs(client, keep=os.environ.get("MLFLOW_RUN_ID"))
+    return client
 
 
 def experiment_name(dataset: str, stage: str) -> str:
@@ -149,6 +157,7 @@ def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
 # --------------------------------------------------------------------------- processes
 
 HOST, PID, PID_STARTED = "latentops.host", "latentops.pid", "latentops.pid_started"
+ENDED = "latentops.ended"  # why a run was marked KILLED
 
 
 def process_tags() -> dict[str, str]:
@@ -166,16 +175,19 @@ def _holder_alive(tags: Mapping[str, str]) -> bool:
     return f"{started:.2f}" == tags.get(PID_STARTED)
 
 
-def reap_stale_runs(client: MlflowClient, experiment_id: str, keep: str | None = None) -> list[str]:
-    """Mark ``KILLED`` each ``RUNNING`` run of ``experiment_id`` that a process on this host
-    opened and that process is gone, except ``keep`` (the run being resumed); tag why.
-    Returns their run ids."""
+def reap_stale_runs(client: MlflowClient, experiment_id: str | None = None, keep: str | None = None) -> list[str]:
+    """Mark ``KILLED`` each ``RUNNING`` run of ``experiment_id`` (default: every experiment)
+    that a process on this host opened and that process is gone, except ``keep`` (the run
+    being resumed); tag why (``latentops.ended``). Returns their run ids."""
     host = socket.gethostname()
-    stale = [run for run in client.search_runs([experiment_id], f"attributes.status = 'RUNNING' and "
+    experiments = [experiment_id] if experiment_id else [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    stale = [run for run in client.search_runs(experiments, f"attributes.status = 'RUNNING' and "
                                                f"tags.`{HOST}` = '{host}'", max_results=1000)
              if run.info.run_id != keep and not _holder_alive(run.data.tags)]
     for run in stale:
-        client.set_tag(run.info.run_id, "latentops.ended",
+        client.set_tag(run.info.run_id, ENDED,
                        f"process {run.data.tags.get(PID)} on {host} ended without closing the run; marked KILLED "
                        f"by process {os.getpid()} at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}")
         client.set_terminated(run.info.run_id, "KILLED")
@@ -207,6 +219,8 @@ def start_run(stage: str, dataset: str, config: Mapping[str, Any], data_root: st
             mlflow.set_tags(all_tags)
         elif run_id is not None:  # resumed: this process holds it now
             mlflow.set_tags(process_tags())
+            if ENDED in client.get_run(run_id).data.tags:
+                client.delete_tag(run_id, ENDED)
         if run_id is None:
             params: dict[str, Any] = {}
             for section, value in config.items():

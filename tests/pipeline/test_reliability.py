@@ -1,6 +1,6 @@
 """Faults, on a real SQLite MLflow store, real processes and a real small file system: a run
-whose process was SIGKILLed is marked KILLED by the next run (never RUNNING forever), a live
-one is left alone, SIGTERM ends a stage's run FAILED with nothing half-written, an
+whose process was SIGKILLed is marked KILLED by the next process on its host (never RUNNING
+forever), a live one is left alone, SIGTERM ends a stage's run FAILED with nothing half-written, an
 unreachable tracking server fails a command at once naming its URI, a disk that fills up
 during a latent cache write fails it clearly with the previous cache intact, and a
 registration that fails leaves no version without its tags."""
@@ -64,7 +64,10 @@ def test_a_killed_process_run_is_marked_killed_and_a_live_one_is_left_alone(tmp_
     killed = _open_run(tmp_path, "killed")
     assert killed.wait(timeout=60) == -signal.SIGKILL
     assert _run(client, "killed").info.status == "RUNNING"  # what MLflow alone leaves behind
-    alive = _open_run(tmp_path, "alive")  # the next run of the experiment, in another process
+    # the next latentops process on this host, whatever it does (here it opens no run at all)
+    subprocess.run([sys.executable, "-c", "from pipelines.tracking import runs; runs.configure()"], cwd=tmp_path,
+                   env={**tool_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}, check=True)
+    alive = _open_run(tmp_path, "alive")
     try:
         reaped = _run(client, "killed")
         assert reaped.info.status == "KILLED" and reaped.info.end_time
