@@ -19,8 +19,10 @@ built once. Then, per stage, from a snapshot of that project:
      reference's;
    - *rerun*: ``dvc repro -s STAGE`` (``latentops tune`` again) succeeds and its outputs equal
      the reference's (*data lost*: an output that does not);
-   - *runs RUNNING*: MLflow runs still ``RUNNING`` after the rerun (must be 0: the rerun marks
-     the killed process's runs ``KILLED``);
+   - *runs RUNNING*: MLflow runs still ``RUNNING`` after the rerun: 0 where the rerun ran the
+     stage (it marks the killed process's runs ``KILLED``), the orphans where DVC restored
+     the outputs from its run cache instead; *after next*: those still ``RUNNING`` once the
+     next ``latentops`` command (``promote --dry-run``) has run (must be 0);
    - *extra versions*: model versions beyond the reference's after the rerun (a killed run's
      registration made twice).
 
@@ -261,6 +263,7 @@ class Row:
     dvc_untruthful: int = 0
     lost: int = 0
     running: int = 0
+    running_later: int = 0
     extra_versions: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -324,6 +327,9 @@ def campaign(name: str, stage: str | None, snapshot: Path, scratch: Path, kills:
             row.dvc_untruthful += 1
             row.notes.append(f"kill {k}: dvc status not clean after the rerun")
         running, extra = running_runs(work), max(0, model_versions(work) - reference_versions)
+        if running:  # DVC served the rerun from its run cache: the next latentops command marks the orphans
+            run(["latentops", "promote", "--dry-run"], work, check=False)
+            row.running_later += running_runs(work)
         row.lost += bool(lost) or rerun.returncode != 0
         row.running += running
         row.extra_versions += extra
@@ -362,10 +368,10 @@ def main() -> None:
         print(f"built in {time.monotonic() - started:.0f} s", flush=True)
         rows = [campaign(name, STAGES[name], snapshot, scratch, args.kills, rng) for name in chosen]
     print(f"\n{'stage':<18}{'tried':>6}{'survived':>9}{'partial':>8}{'dvc wrong':>10}{'data lost':>10}"
-          f"{'RUNNING':>8}{'extra versions':>15}")
+          f"{'RUNNING':>8}{'after next':>11}{'extra versions':>15}")
     for row in rows:
         print(f"{row.stage:<18}{row.tried:>6}{row.survived:>9}{row.partial:>8}{row.dvc_untruthful:>10}"
-              f"{row.lost:>10}{row.running:>8}{row.extra_versions:>15}")
+              f"{row.lost:>10}{row.running:>8}{row.running_later:>11}{row.extra_versions:>15}")
     for row in rows:
         for note in row.notes:
             print(f"{row.stage}: {note}")
