@@ -64,10 +64,15 @@ def require_space(final: str | Path, needed: int) -> None:
     existing = next(p for p in (final, *final.parents) if p.exists())
     free = shutil.disk_usage(existing).free
     if free < needed:
-        kept = f"the previous {final.name} is intact" if final.exists() else f"nothing was written as {final.name}"
-        raise OutputError(errno.ENOSPC, f"{final}: not written, it needs about {needed / 2**20:.1f} MiB and its file "
-                                        f"system has {free / 2**20:.1f} MiB free; {kept}. Free space there (or point "
-                                        "the output elsewhere) and run the command again")
+        raise _not_written(final, f"it needs about {needed / 2**20:.1f} MiB and its file system has "
+                                  f"{free / 2**20:.1f} MiB free")
+
+
+def _not_written(final: Path, why: str) -> OutputError:
+    """The :class:`OutputError` of ``final``, not written because of ``why``."""
+    kept = f"the previous {final.name} is intact" if final.exists() else f"nothing was written as {final.name}"
+    return OutputError(errno.ENOSPC, f"{final}: not written, {why}; {kept}. Free space there (or point the output "
+                                     "elsewhere) and run the command again")
 
 
 def _discard(path: Path) -> None:
@@ -103,11 +108,8 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         full = _out_of_space(error, final.parent)
         _discard(tmp)
         if full:
-            kept = f"the previous {final.name} is intact" if final.exists() else f"nothing was written as {final.name}"
             cause = "" if isinstance(error, OutputError) else f" ({type(error).__name__}: {str(error)[:200]})"
-            raise OutputError(errno.ENOSPC, f"{final}: not written, the file system is full{cause}; {kept}. Free "
-                                            "space there (or point the output elsewhere) and run the command "
-                                            "again") from error
+            raise _not_written(final, f"the file system is full{cause}") from error
         raise
 
 

@@ -1,4 +1,5 @@
-"""Locks on the tracking store: one ``promote`` (or one ``evaluate``) at a time per store.
+"""Locks on the tracking store: one ``promote`` (or ``evaluate``, or first ``tune`` worker
+making a study's parent run) at a time per store.
 
 Two people promoting at once would each read the aliases, decide, and move them: the later
 write wins and the registry no longer matches either decision. :func:`store_lock` makes such
@@ -28,7 +29,7 @@ __all__ = ["lock_path", "store_lock"]
 
 
 def lock_path(name: str, uri: str | None = None) -> Path:
-    """The lock file of section ``name`` (``promote``, ``evaluate``) on store ``uri``
+    """The lock file of section ``name`` (``promote``, ``evaluate``, ``tune``) on store ``uri``
     (default: :func:`~pipelines.tracking.runs.tracking_uri`)."""
     uri = uri or tracking_uri()
     if uri.startswith("sqlite:///"):
