@@ -463,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "it if it beats the current production by promote.margin and a paired bootstrap over the same test "
                  "trajectories gives at least promote.probability that it is better; the previous one becomes "
                  "'challenger'. The decision (with that probability and the interval of the difference) is recorded "
-                 "as an MLflow run and as promotion.* tags; a refusal says which rule failed. The same for "
+                 "as an MLflow run, as promotion.* tags and in the model cards; a refusal says which rule failed. The same for "
                  "<dataset>-assimilator versions, with the gate promote.assimilators.", quiet=False)
     p.add_argument("--dry-run", action="store_true",
                    help="show the decision, its probability and the interval of the difference; change nothing")
