@@ -601,8 +601,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # MLflow's INFO lines (database migrations, monitor start/stop) are noise here
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    if getattr(args, "quiet", False):  # no progress bars, MLflow's artifact transfers included
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow draws a bar per artifact download, a scorecard or a model card's file included: a
+    # wall of bars around our own progress (set MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=true for them)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     handler: Callable[[argparse.Namespace], int] = args.handler
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
