@@ -39,11 +39,10 @@ def run(cfg: TrainAutoencoderConfig, data: DataConfig, latent_channels: int, pro
                       {"validation loss": "val/loss", "validation VRMSE (physical)": "val/vrmse"})
 
     def finish(result: TrainResult, run_id: str, digest: str) -> Finished:
-        final = result.history[-1] if result.history else {}
         _log_reconstructions(model, objective, valid_set, latent_channels)
         example = valid_set[0]["x"][None, :, 0]  # (1, C, H, W)
         version = registry.register_autoencoder(model, train_set.normalizer, example, job.dataset, {
-            **tags, "data_hash": digest, "run_id": run_id, "val_vrmse": f"{final.get('val/vrmse', float('nan')):.5f}"})
+            **tags, "data_hash": digest, "run_id": run_id})  # its scores: the run, then evaluate's eval.* tags
         rows = [f"{h['step']},{h['val/loss']:.6g},{h['val/vrmse']:.6g}" for h in result.history]
         return Finished(version, {"latent_channels": latent_channels, "compression_rate": model.compression_rate},
                         (layout.autoencoder_curve(latent_channels),

@@ -83,8 +83,7 @@ def run(cfg: TrainEmulatorConfig, data: DataConfig, cache: CacheLatentsConfig, k
                    "cond": truth.cond[:1].numpy()}
         version = registry.register_forecaster(
             forecaster, autoencoder_dir, example, job.dataset,
-            {**tags, "data_hash": digest, "run_id": run_id,
-             **{k.replace("rollout_", "").replace("/", "_"): f"{v:.5g}" for k, v in rollout.items() if "/vrmse_" in k}})
+            {**tags, "data_hash": digest, "run_id": run_id})  # its scores: the run, then evaluate's eval.* tags
         trained.append(forecaster)
         rows = [f"{lead},{m:.6g},{p:.6g}" for lead, m, p in zip(scores.leads, scores.by_lead("vrmse").tolist(),
                                                                  persistence.by_lead("vrmse").tolist())]

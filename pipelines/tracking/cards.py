@@ -147,11 +147,9 @@ def headline_name(card: Scorecard) -> str | None:
 def evaluation_tags(card: Scorecard, key: str, run_id: str) -> dict[str, str]:
     """The evaluation tags of a version scored as ``card`` under ``key`` by the run
     ``run_id``: its headline number with interval, the status, and the key and run."""
-    tags = {f"{EVAL}status": f"scored {time.strftime('%Y-%m-%d %H:%M')} on {_trajectories(card)} trajectories",
-            f"{EVAL}key": key, f"{EVAL}run_id": run_id}
-    if (name := headline_name(card)) is not None:
-        tags[f"{EVAL}{name}"] = str(card.estimates[name])
-    return tags
+    tags = {} if (name := headline_name(card)) is None else {f"{EVAL}{name}": str(card.estimates[name])}
+    return tags | {f"{EVAL}status": f"scored {time.strftime('%Y-%m-%d %H:%M')} on {_trajectories(card)} trajectories",
+                   f"{EVAL}key": key, f"{EVAL}run_id": run_id}
 
 
 def history(tags: Mapping[str, str], event: str) -> str:
@@ -203,10 +201,15 @@ def render(version: ModelVersion, training: Run | None, card: Scorecard | None,
 
 
 def _title(version: ModelVersion, kind: str) -> str:
+    """One plain line (the registry's list of versions shows a description's start): what
+    it is, its headline number, its aliases and evaluation status."""
     tags = version.tags
-    aliases = ", ".join(f"**@{a}**" for a in sorted(version.aliases)) or "no alias"
     width = f", c = {tags['latent_channels']}" if tags.get("latent_channels") not in (None, "", "none") else ""
-    return f"## {version.name} v{version.version}: {kind}{width}\n\n{aliases} · {tags.get(f'{EVAL}status', 'not evaluated yet')}"
+    rate = f", compression rate {tags['compression_rate']}" if tags.get("compression_rate") else ""
+    headline = [f"{name.removeprefix(EVAL)} = {value}" for name, value in tags.items()
+                if _WINDOW.match(name.removeprefix(EVAL)) and name.startswith(EVAL) or name == f"{EVAL}vrmse_mean"]
+    aliases = ", ".join(f"**@{a}**" for a in sorted(version.aliases)) or "no alias"
+    return " · ".join([f"**{kind}**{width}{rate}", *headline, aliases, tags.get(f"{EVAL}status", "not evaluated yet")])
 
 
 def _what(version: ModelVersion, kind: str, usage: Usage | None, training: Run | None) -> str:

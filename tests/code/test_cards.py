@@ -45,11 +45,15 @@ def test_the_alias_history_keeps_the_latest_moves_within_its_limit():
 def test_a_card_says_what_it_is_where_it_came_from_how_it_scored_and_how_to_load_it():
     version = _version({"kind": "diffusion", "latent_channels": "16", "compression_rate": "80", "data_hash": "abc123",
                         "autoencoder_version": "2", "eval.status": "scored 2026-12-01 10:00 on 3 trajectories",
-                        "eval.run_id": "evalrun", "promotion.history": "production 2026-12-01 11:00"},
+                        "eval.run_id": "evalrun", "eval.vrmse_21-100": "1.3 [1.2, 1.4]",
+                        "promotion.history": "production 2026-12-01 11:00"},
                        aliases=("production",))
     baselines = {"persistence": Scorecard({"vrmse_1-20": Estimate(0.9, 0.8, 1.0)})}
     text = cards.render(version, None, _card(), baselines, None)
-    for heading in ("## euler_mini-emulator v3: diffusion, c = 16", "### What it is", "### Lineage", "### Scorecard",
+    # the first line is what the registry's list of versions shows
+    assert text.split("\n")[0] == ("**diffusion**, c = 16, compression rate 80 · vrmse_21-100 = 1.3 [1.2, 1.4] · "
+                                   "**@production** · scored 2026-12-01 10:00 on 3 trajectories")
+    for heading in ("### What it is", "### Lineage", "### Scorecard",
                     "### Promotion", "### How to load"):
         assert heading in text
     assert "**@production**" in text and "| compression rate | 80 (latent channels: 16) |" in text
@@ -64,7 +68,7 @@ def test_a_card_says_what_it_is_where_it_came_from_how_it_scored_and_how_to_load
     assert "| autoencoder | version 2 |" in text and "`abc123`" in text
 
     fresh = cards.render(_version({}, name="euler_mini-autoencoder"), None, None, {}, None)
-    assert "## euler_mini-autoencoder v3: autoencoder" in fresh and "Not evaluated yet" in fresh
+    assert fresh.startswith("**autoencoder** · no alias · not evaluated yet") and "Not evaluated yet" in fresh
     assert "latentops cache-latents" in fresh and "### Promotion" not in fresh
 
 

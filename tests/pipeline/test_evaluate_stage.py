@@ -103,7 +103,8 @@ def test_results_runs_tags_and_report(evaluated_once, workspace):
     assert cards.scorecard(version, version.tags["eval.key"]) == diffusion.card  # the evaluation run's scorecard.json
     assert len([t for t in version.tags if t.startswith("eval.")]) == 4  # a person can scan them
     card = version.description  # the model card, rewritten by evaluate
-    for part in ("## euler_mini-emulator v2: diffusion, c = 4", "### What it is", "### Lineage", "### Scorecard",
+    for part in (f"**diffusion**, c = 4, compression rate 20 · vrmse_21-100 = {diffusion.card.get('vrmse_21-100')}",
+                 "### What it is", "### Lineage", "### Scorecard",
                  "### How to load", 'mlflow.pyfunc.load_model("models:/euler_mini-emulator/2")',
                  f"| VRMSE of the ensemble mean (`vrmse`) | {diffusion.card.get('vrmse_1-20').cell()} | "
                  f"{diffusion.card.get('vrmse_21-100').cell()} |",
