@@ -30,8 +30,9 @@ WEIGHTS = "weights"
 Digests = Mapping[str, Mapping[str, str]]
 
 
-class ModifiedArtifactError(RuntimeError):
-    """A model's file is missing or differs from the one logged (its SHA-256 changed)."""
+class ModifiedArtifactError(ValueError):
+    """A model's file is missing or differs from the one logged (its SHA-256 changed): a
+    model not to load, refused like any other bad input (no traceback from ``latentops``)."""
 
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)

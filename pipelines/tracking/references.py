@@ -9,6 +9,7 @@ from pathlib import Path
 import mlflow
 from mlflow.exceptions import MlflowException
 
+from pipelines.serving.artifacts import ModifiedArtifactError
 from pipelines.tracking import registry
 from pipelines.tracking.runs import configure, tracking_uri
 
@@ -48,6 +49,8 @@ def load_model(reference: str, name: str, *others: str) -> tuple[str, mlflow.pyf
                          f"of {' or '.join(accepted)} (the dataset's own models)")
     try:
         return uri, registry.load_pyfunc(uri)
+    except ModifiedArtifactError as error:
+        raise ModifiedArtifactError(f"--model {reference}: refusing to load {uri}: {error}") from None
     except (MlflowException, OSError) as error:  # OSError: a version whose files were removed
         message = error.message if isinstance(error, MlflowException) else str(error)
         raise ValueError(f"--model {reference}: cannot load {uri} from the Model Registry at {tracking_uri()} "
