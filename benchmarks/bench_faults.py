@@ -181,13 +181,13 @@ def outputs(project: Path, stage: str | None) -> list[str]:
 
 def unscore(project: Path) -> None:
     """Remove every version's evaluation tags, as if nothing had been scored yet."""
-    from pipelines.tracking.evaluations import TAG
+    from pipelines.tracking.cards import EVAL
 
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     for model in client.search_registered_models():
         for version in client.search_model_versions(f"name = '{model.name}'"):
             for key in version.tags:
-                if key.startswith(TAG):
+                if key.startswith(EVAL):
                     client.delete_model_version_tag(model.name, version.version, key)
 
 

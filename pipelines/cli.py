@@ -463,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "it if it beats the current production by promote.margin and a paired bootstrap over the same test "
                  "trajectories gives at least promote.probability that it is better; the previous one becomes "
                  "'challenger'. The decision (with that probability and the interval of the difference) is recorded "
-                 "as an MLflow run and as promotion.* tags; a refusal says which rule failed. The same for "
+                 "as an MLflow run, as promotion.* tags and in the model cards; a refusal says which rule failed. The same for "
                  "<dataset>-assimilator versions, with the gate promote.assimilators.", quiet=False)
     p.add_argument("--dry-run", action="store_true",
                    help="show the decision, its probability and the interval of the difference; change nothing")
@@ -601,8 +601,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # MLflow's INFO lines (database migrations, monitor start/stop) are noise here
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    if getattr(args, "quiet", False):  # no progress bars, MLflow's artifact transfers included
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow draws a bar per artifact download, a scorecard or a model card's file included: a
+    # wall of bars around our own progress (set MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=true for them)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     handler: Callable[[argparse.Namespace], int] = args.handler
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:

@@ -4,23 +4,22 @@ findings and ``latentops compare`` read, instead of dicts of string keys.
 - :class:`Estimate`: a number with its bootstrap interval.
 - :class:`Scorecard`: every summary number of one model (``pipelines.evaluation.scoring``), the
   per-trajectory values of the headline numbers (for paired comparisons between models
-  scored on the same trajectories), the time per trajectory. It travels as model-version
-  tags (:meth:`Scorecard.to_tags` / :meth:`Scorecard.from_tags`): one readable tag per
-  headline number of the last lead window, and the whole card as one JSON tag.
+  scored on the same trajectories), the time per trajectory. It travels as JSON
+  (:meth:`Scorecard.to_dict` / :meth:`Scorecard.from_dict`): the evaluation run's
+  ``scorecard.json``, read back by ``pipelines.tracking.cards``.
 - :class:`Result`: a row of the comparison: what was scored (a registered version or a
   baseline) and its scorecard.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["HEADLINE", "Estimate", "Result", "Scorecard"]
+__all__ = ["AE_TRUTH", "HEADLINE", "Estimate", "Result", "Scorecard"]
 
 HEADLINE = ("vrmse", "vrmse_members", "crps", "spread_skill")  # per lead window, against the truth
-CARD_TAG = "scorecard"
+AE_TRUTH = "ae_truth/"  # prefix of the scores against the auto-encoded truth D(E(x))
 
 
 @dataclass(frozen=True)
@@ -100,30 +99,6 @@ class Scorecard:
                    {n: [float(x) for x in v] for n, v in data.get("trajectories", {}).items()},
                    float(data.get("seconds", 0.0)), float(data.get("confidence", 0.95)))
 
-    def to_tags(self, prefix: str, last_window: str) -> dict[str, str]:
-        """Readable tags of the headline numbers (``vrmse_mean`` and the last lead window's)
-        and the whole card as the JSON tag ``<prefix>scorecard``."""
-        tags = {f"{prefix}{CARD_TAG}": json.dumps(self.to_dict(), separators=(",", ":"))}
-        names = ["vrmse_mean", *(f"{m}_{last_window}" for m in HEADLINE)]
-        names += [n for n in self.estimates if self.is_reported(n) and not self.is_headline(n)]
-        for name in names:
-            if name in self.estimates:
-                tags[f"{prefix}{name}"] = str(self.estimates[name])
-        tags[f"{prefix}seconds_per_trajectory"] = f"{self.seconds:.4g}"
-        return tags
-
-    @classmethod
-    def from_tags(cls, tags: dict[str, str], prefix: str) -> Scorecard | None:
-        """The card of :meth:`to_tags`, or ``None`` if the tags have none (or an unreadable
-        one, written by an older version: it is then evaluated again)."""
-        text = tags.get(f"{prefix}{CARD_TAG}")
-        if text is None:
-            return None
-        try:
-            return cls.from_dict(json.loads(text))
-        except (ValueError, KeyError, TypeError):
-            return None
-
 
 def _round(x: float) -> float:
     return float(f"{x:.6g}")
@@ -154,7 +129,7 @@ class Result:
     def summary(self) -> dict:
         """What ``metrics/evaluation.json`` (a DVC metrics file) says of the row: what it is,
         its headline numbers (``metrics``) and their intervals (``intervals``); the whole
-        card is in the registry's tags and the evaluation run's ``scorecard.json``."""
+        card is the evaluation run's ``scorecard.json``."""
         headline = {n: e for n, e in self.card.estimates.items() if Scorecard.is_reported(n)}
         return {"kind": self.kind, "name": self.name, "version": self.version, "latent_channels": self.latent_channels,
                 "compression_rate": self.compression_rate, "run_id": self.run_id,

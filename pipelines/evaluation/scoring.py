@@ -32,7 +32,7 @@ from pipelines.config import DataConfig, ScoreConfig
 from pipelines.data.windows import WellWindows, trajectories
 from pipelines.evaluation.bootstrap import intervals
 from pipelines.evaluation.metrics import BAND_NAMES, crps, rank_histogram, spectrum_rmse, spread_skill_ratio, vrmse
-from pipelines.evaluation.scorecard import Estimate, Scorecard
+from pipelines.evaluation.scorecard import AE_TRUTH, Estimate, Scorecard
 from pipelines.serving.autoencoder import LoadedAutoencoder
 from pipelines.serving.forecaster import Forecaster
 
@@ -41,7 +41,6 @@ __all__ = [
     "curve_table", "forecast_batches", "score_autoencoder", "score_baseline", "score_forecaster", "suite", "window_label",
 ]
 
-AE_TRUTH = "ae_truth/"  # prefix of the scores against the auto-encoded truth D(E(x))
 
 
 def window_label(first: int, last: int) -> str:

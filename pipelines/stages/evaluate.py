@@ -17,8 +17,10 @@ test data, of the ``evaluate:`` settings and of the scoring code and ``models/``
 - logs them to a child MLflow run (nested under one evaluation run; the lead time is the
   step), with plots (VRMSE vs lead, power spectra, rollout panels per field, an animation,
   the rank histogram of ensembles) and the scorecard (``scorecard.json``);
-- writes the scorecard, every number with its bootstrap interval over trajectories, onto the
-  model version as ``eval.*`` tags (``pipelines.evaluation.scorecard``).
+- tags the model version with its headline number and interval, the evaluation status, key
+  and run (``eval.*``), and rewrites its model card (``pipelines.tracking.cards``): the
+  scorecard, every number with its bootstrap interval over trajectories, beside the
+  baselines' on the same trajectories (emulators).
 
 The baselines (persistence, the conserved mean, climatology) are scored by the same code on
 the same trajectories. Then it writes ``metrics/evaluation.json`` (every version evaluated
@@ -36,7 +38,7 @@ import mlflow
 import torch
 from tqdm import tqdm
 
-from models.kinds import AUTOENCODER
+from models.kinds import AUTOENCODER, emulator_kinds
 from pipelines import layout, plots
 from pipelines.config import DataConfig, EvaluateConfig
 from pipelines.data.observations import Layout
@@ -50,9 +52,10 @@ from pipelines.evaluation.scoring import (AE_TRUTH, Baseline, Climatology, Conse
                                window_label)
 from pipelines.io import atomic_path, write_json, write_text
 from pipelines.serving.forecaster import Forecaster
-from pipelines.tracking import evaluations
+from pipelines.tracking import cards, evaluations
 from pipelines.tracking import runs as tracking
-from pipelines.tracking.evaluations import ASSIMILATOR, TAG, Entry, evaluated, registered
+from pipelines.tracking.cards import ASSIMILATOR, BASELINES_FILE, EVAL, SCORECARD_FILE
+from pipelines.tracking.evaluations import Entry, evaluated, registered
 from pipelines.tracking.locks import store_lock
 from pipelines.tracking.registry import load_autoencoder, load_pyfunc
 
@@ -101,7 +104,7 @@ def run(cfg: EvaluateConfig, data: DataConfig, force: bool = False, progress: bo
             with tracking.start_run(STAGE, dataset, {STAGE: cfg, "data": data}, data.root, run_name="evaluate",
                                     tags={"evaluation_key": key}, system_metrics=False):
                 for entry in tqdm(todo, desc="evaluate", unit="version", disable=not progress):
-                    _evaluate_one(client, entry, dataset, truth, cfg, data.stride, key)
+                    _evaluate_one(client, entry, dataset, truth, cfg, data.stride, key, base)
                     done.append(entry.label)
                 results = evaluated(client, dataset, key) + [result for result, _ in base]
                 for path in _write_outputs(results, base, cfg):
@@ -113,10 +116,12 @@ def run(cfg: EvaluateConfig, data: DataConfig, force: bool = False, progress: bo
 
 
 def _evaluate_one(client: mlflow.MlflowClient, entry: Entry, dataset: str, truth: Truth, cfg: EvaluateConfig,
-                  stride: int, key: str) -> None:
+                  stride: int, key: str, base: list[tuple[Result, Scores]]) -> None:
+    """Score ``entry`` in a child run of the active one (metrics, figures, ``scorecard.json``
+    and, for an emulator, the ``base``-lines' cards on the same trajectories), then tag the
+    version and rewrite its model card."""
     tags = {"stage": STAGE, "model": entry.version.name, "model_version": str(entry.version.version),
             "kind": entry.kind, "latent_channels": entry.latent_channels, "evaluation_key": key}
-    windows = list(cfg.lead_windows)
     with tracking.start_child_run(mlflow.active_run().info.run_id, entry.label, tags) as child:
         truth = truth.pick(slice(0, cfg.assimilation_trajectories if entry.kind == ASSIMILATOR else cfg.trajectories))
         members = entry.version.tags.get("members", cfg.members) if entry.kind == ASSIMILATOR else cfg.members
@@ -126,13 +131,16 @@ def _evaluate_one(client: mlflow.MlflowClient, entry: Entry, dataset: str, truth
         _log_scores(scores)
         _log_figures(scores, truth, stride, sample, entry.label)
         mlflow.log_metrics(_flat(card))
-        mlflow.log_dict(card.to_dict(), "scorecard.json")
-    new = card.to_tags(TAG, window_label(*windows[-1])) | {f"{TAG}run_id": child.info.run_id, f"{TAG}key": key}
+        mlflow.log_dict(card.to_dict(), SCORECARD_FILE)
+        if entry.kind in emulator_kinds():  # scored on the baselines' trajectories: the card shows them side by side
+            mlflow.log_dict({result.label: result.card.to_dict() for result, _ in base}, BASELINES_FILE)
+    new = cards.evaluation_tags(card, key, child.info.run_id)
     for stale in set(entry.version.tags) - set(new):
-        if stale.startswith(TAG):  # from an earlier evaluation, under another layout
+        if stale.startswith(EVAL):  # from an earlier evaluation: another headline window, or an older layout
             client.delete_model_version_tag(entry.version.name, entry.version.version, stale)
     for name, value in new.items():
         client.set_model_version_tag(entry.version.name, entry.version.version, name, value)
+    cards.refresh(client, entry.version.name, entry.version.version)
 
 
 def _score(entry: Entry, dataset: str, truth: Truth, cfg: EvaluateConfig, stride: int

@@ -17,9 +17,11 @@ current evaluation key (``pipelines.stages.evaluate``):
    interval of the difference, so a difference inside the noise never promotes.
 
 A promotion keeps the previous production version as ``challenger``. Every decision (made
-or refused) is an MLflow run in ``<dataset>/promote`` and tags on the candidate version
-(``promotion.*``: decision, reason, metric values, probability, time, user); ``--dry-run``
-only shows it. ``metrics/promotion.json`` has both decisions.
+or refused) is an MLflow run in ``<dataset>/promote`` (reason, metric values, probability,
+user); the candidate version is tagged with the decision and its run (``promotion.*``), every
+version whose alias moved gets the move appended to its ``promotion.history``, and the model
+cards of them all are rewritten (``pipelines.tracking.cards``). ``--dry-run`` only shows
+the decision. ``metrics/promotion.json`` has both decisions.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ from pipelines.evaluation.key import evaluation_key
 from pipelines.evaluation.scorecard import Result
 from pipelines.io import write_json
 from pipelines.tracking import runs as tracking
-from pipelines.tracking.evaluations import ASSIMILATOR, evaluated
+from pipelines.tracking import cards
+from pipelines.tracking.cards import ASSIMILATOR
+from pipelines.tracking.evaluations import evaluated
 from pipelines.tracking.locks import store_lock
 from pipelines.tracking.registry import assimilator_name, emulator_name
 
@@ -192,25 +196,44 @@ def _record(client: mlflow.MlflowClient, decision: Decision, family: Family, pro
         run_id = active.info.run_id
     if candidate is not None and candidate.version != production_version:  # else the run alone records it
         version = str(candidate.version)
-        tags = {"decision": "promoted" if decision.promoted else "refused", "reason": decision.reason,
-                "metric": cfg.metric, "value": str(candidate.card.get(cfg.metric)),
-                "time": when, "user": user, "run_id": run_id}
-        if comparison is not None:
-            tags["probability"] = f"{comparison.probability:.4f}"
-        for key_, value in tags.items():
-            client.set_model_version_tag(family.name, version, f"promotion.{key_}", value)
+        client.set_model_version_tag(family.name, version, f"{cards.PROMOTION}decision",
+                                     "promoted" if decision.promoted else "refused")
+        client.set_model_version_tag(family.name, version, f"{cards.PROMOTION}run_id", run_id)
+        moved = [version]
         if decision.promoted:
-            if production_version is not None:
-                client.set_registered_model_alias(family.name, CHALLENGER, str(production_version))
-            client.set_registered_model_alias(family.name, PRODUCTION, version)
+            moved += _move_aliases(client, family.name, version, production_version)
             if set_stage:
                 client.transition_model_version_stage(family.name, version, "Production",
                                                       archive_existing_versions=True)
+        for changed in moved:
+            cards.refresh(client, family.name, changed)
     return {"model": family.name, "promoted": decision.promoted, "reason": decision.reason, "time": when,
             "user": user, "metric": cfg.metric, "candidate": _summary(candidate, cfg.metric),
             "production_before": production_version,
             "comparison": asdict(comparison) if comparison is not None else None,
             "rejected": decision.rejected, "run_id": run_id, "gate": asdict(cfg)}
+
+
+def _move_aliases(client: mlflow.MlflowClient, name: str, version: str, production_version: int | None) -> list[str]:
+    """Make ``version`` production and the previous production version challenger, appending
+    each move to the ``promotion.history`` of the versions whose alias changed (the previous
+    challenger loses its alias: "retired"); returns those other versions."""
+    when = time.strftime("%Y-%m-%d %H:%M")
+    moves = {version: f"{PRODUCTION} {when}"}
+    if production_version is not None:
+        try:
+            retired = client.get_model_version_by_alias(name, CHALLENGER).version
+        except MlflowException:
+            retired = None  # no challenger yet
+        if retired not in (None, version):
+            moves[retired] = f"retired {when}"
+        moves[str(production_version)] = f"{CHALLENGER} {when}"
+        client.set_registered_model_alias(name, CHALLENGER, str(production_version))
+    client.set_registered_model_alias(name, PRODUCTION, version)
+    for changed, event in moves.items():
+        tags = client.get_model_version(name, changed).tags
+        client.set_model_version_tag(name, changed, f"{cards.PROMOTION}history", cards.history(tags, event))
+    return [v for v in moves if v != version]
 
 
 def _summary(result: Result | None, metric: str) -> dict | None:

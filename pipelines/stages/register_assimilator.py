@@ -27,7 +27,7 @@ from pipelines.data.windows import trajectories
 from pipelines.serving.assimilator_model import settings
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
-from pipelines.tracking.evaluations import ASSIMILATOR
+from pipelines.tracking.cards import ASSIMILATOR
 
 STAGE = "register_assimilator"
 

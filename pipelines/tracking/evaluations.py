@@ -1,7 +1,8 @@
 """Evaluation results kept in the Model Registry: every registered version of
 ``<dataset>-autoencoder``, ``<dataset>-emulator`` and ``<dataset>-assimilator``, and the
-scorecard ``evaluate`` wrote onto it as ``eval.*`` tags under an evaluation key
-(``pipelines.evaluation.key``)."""
+scorecard ``evaluate`` recorded for it under an evaluation key (``pipelines.evaluation.key``):
+the version's ``eval.*`` tags name the key and the evaluation run, whose ``scorecard.json``
+is the card (:func:`pipelines.tracking.cards.scorecard`)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,11 @@ from dataclasses import dataclass
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
 
-from models.kinds import AUTOENCODER
 from pipelines.evaluation.scorecard import Result, Scorecard
+from pipelines.tracking import cards
 from pipelines.tracking.registry import assimilator_name, autoencoder_name, emulator_name
 
-__all__ = ["ASSIMILATOR", "TAG", "Entry", "card", "evaluated", "registered"]
-
-TAG = "eval."  # prefix of the evaluation tags on a model version
-ASSIMILATOR = "assimilator"  # the kind of every <dataset>-assimilator version
-
+__all__ = ["Entry", "card", "evaluated", "registered"]
 
 
 @dataclass
@@ -42,27 +39,24 @@ class Entry:
 
     def result(self, card: Scorecard) -> Result:
         return Result(self.label, self.kind, card, self.version.name, int(self.version.version), self.latent_channels,
-                      self.compression_rate, self.version.tags.get(f"{TAG}run_id", ""))
+                      self.compression_rate, self.version.tags.get(f"{cards.EVAL}run_id", ""))
 
 
 def registered(client: mlflow.MlflowClient, dataset: str) -> list[Entry]:
     """Every version of ``<dataset>-autoencoder``, ``<dataset>-emulator`` and
     ``<dataset>-assimilator``."""
     entries = []
-    for name, default_kind in ((autoencoder_name(dataset), AUTOENCODER), (emulator_name(dataset), None),
-                               (assimilator_name(dataset), ASSIMILATOR)):
+    for name in (autoencoder_name(dataset), emulator_name(dataset), assimilator_name(dataset)):
         for version in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)):
             tags = version.tags
-            entries.append(Entry(version, default_kind or tags.get("kind", "unknown"), tags.get("latent_channels", ""),
+            entries.append(Entry(version, cards.kind_of(version), tags.get("latent_channels", ""),
                                  tags.get("compression_rate", "")))
     return entries
 
 
 def card(entry: Entry, key: str) -> Scorecard | None:
     """The version's scorecard under ``key``, if it has one."""
-    if entry.version.tags.get(f"{TAG}key") != key:
-        return None
-    return Scorecard.from_tags(entry.version.tags, TAG)
+    return cards.scorecard(entry.version, key)
 
 
 def evaluated(client: mlflow.MlflowClient, dataset: str, key: str) -> list[Result]:

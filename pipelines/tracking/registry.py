@@ -37,6 +37,7 @@ from mlflow.models.model import ModelInfo
 
 import models
 from models.autoencoder import Autoencoder
+from models.kinds import AUTOENCODER
 from models.observation import ObservationEncoder
 import pipelines
 from pipelines.io import atomic_path, write_json
@@ -45,6 +46,7 @@ from pipelines.serving.autoencoder import LoadedAutoencoder, load_autoencoder_di
 from pipelines.serving.forecaster import EMULATOR_FILE, PREDICT_PARAMS, Forecaster
 from pipelines.serving.normalizer import FieldNormalizer
 from pipelines.serving.observation import load_obs_encoder_dir
+from pipelines.tracking import cards
 from pipelines.tracking.runs import configure, tracking_uri
 
 MODELS_CODE = Path(models.__file__).parent
@@ -119,9 +121,12 @@ def _version_of_run(name: str, run_id: str | None) -> ModelVersion | None:
 def _register(info: ModelInfo, name: str, tags: dict[str, str]) -> ModelVersion:
     """Register the logged model ``info`` as a new version of ``name`` created with its
     ``tags`` in one request: a registration that fails half-way leaves no version, never a
-    version without its lineage."""
+    version without its lineage. Then write its first model card
+    (:func:`pipelines.tracking.cards.refresh`; ``evaluate`` and ``promote`` rewrite it)."""
     version = mlflow.register_model(info.model_uri, name, tags={key: str(value) for key, value in tags.items()})
-    return mlflow.MlflowClient().get_model_version(name, str(version.version))
+    client = mlflow.MlflowClient()
+    cards.refresh(client, name, version.version)
+    return client.get_model_version(name, str(version.version))
 
 
 def _log_network(model: Autoencoder | ObservationEncoder, name: str, entry: Path, config: dict[str, Any],
@@ -146,7 +151,8 @@ def register_autoencoder(model: Autoencoder, normalizer: FieldNormalizer, exampl
     with torch.no_grad():
         output = model(example.cpu()).numpy()
     return _log_network(model, "autoencoder", AUTOENCODER_ENTRY, {"normalizer": normalizer.to_dict()},
-                        autoencoder_name(dataset), tags, signature=infer_signature(example_np, output),
+                        autoencoder_name(dataset), {"kind": AUTOENCODER, **tags},
+                        signature=infer_signature(example_np, output),
                         input_example=example_np,
                         metadata={"latent_channels": model.latent_channels, "downsampling": model.downsampling})
 
@@ -215,8 +221,8 @@ def register_obs_encoder(model: ObservationEncoder, metadata: dict[str, Any], da
     conditioning entries it estimates and its autoencoder's version, which loading needs) in
     the MLmodel file and ``tags`` on the version."""
     configure()
-    return _log_network(model.cpu().eval(), "obs_encoder", OBS_ENCODER_ENTRY, {}, obs_encoder_name(dataset), tags,
-                        metadata=metadata)
+    return _log_network(model.cpu().eval(), "obs_encoder", OBS_ENCODER_ENTRY, {}, obs_encoder_name(dataset),
+                        {"kind": cards.OBS_ENCODER, **tags}, metadata=metadata)
 
 
 def register_assimilator(forecaster_dir: str | Path, encoder_dir: str | Path | None, config: dict[str, Any],

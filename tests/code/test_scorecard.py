@@ -1,10 +1,11 @@
 """Scores as data: bootstrap intervals that cover the truth at their level, paired comparisons
-that tell a real difference from noise, scorecards that survive the registry's tags, the
+that tell a real difference from noise, scorecards that survive their JSON, the
 baselines and the metric suite on synthetic trajectories with known answers, the findings'
 verdicts, and the evaluate stage's DVC dependencies covering the code it runs."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -55,16 +56,11 @@ def test_paired_comparisons_see_through_shared_trajectory_difficulty():
         paired(a, b[:10])
 
 
-def test_a_scorecard_survives_the_registry_tags():
+def test_a_scorecard_survives_its_json():
     card = Scorecard({"vrmse_mean": Estimate(0.5, 0.4, 0.6), "vrmse_61-100": Estimate(0.9, 0.8, 1.1),
                       "crps_61-100": Estimate(0.3, 0.25, 0.35), "vrmse_61-100/density": Estimate(0.7, 0.6, 0.8)},
                      {"vrmse_mean": [0.4, 0.6], "vrmse_61-100": [0.8, 1.0]}, seconds=1.25)
-    tags = card.to_tags("eval.", "61-100")
-    assert tags["eval.vrmse_mean"] == "0.5 [0.4, 0.6]" and tags["eval.crps_61-100"] == "0.3 [0.25, 0.35]"
-    assert "eval.vrmse_61-100/density" not in tags  # in the card, not a tag of its own
-    assert Scorecard.from_tags(tags, "eval.") == card
-    assert Scorecard.from_tags({"eval.vrmse_mean": "0.5"}, "eval.") is None  # an older layout: evaluate again
-    assert Scorecard.from_tags({"eval.scorecard": "{not json"}, "eval.") is None
+    assert Scorecard.from_dict(json.loads(json.dumps(card.to_dict()))) == card
     assert card.get("seconds_per_trajectory") == Estimate(1.25, 1.25, 1.25)
     assert [Scorecard.is_headline(n) for n in ("vrmse_mean", "crps_1-20", "vrmse_members_1-20", "spread_skill_1-20",
                                                 "vrmse_1-20/density", "psrmse_low_1-20", "ae_truth/vrmse_1-20")] \

@@ -56,6 +56,11 @@ def test_train_track_register_and_round_trip(workspace, tmp_path):
     assert {"train/loss", "val/vrmse", "val/vrmse_median", "val/vrmse/density"} <= set(metrics)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/vrmse")] == [3, 6]
     assert any(k.startswith("system/") for k in metrics), "system metrics are logged"
+    gpu_metrics = {k for k in metrics if k.startswith("system/gpu_")}
+    for gpu in range(torch.cuda.device_count()):  # every device's utilisation and memory (nvidia-ml-py)
+        assert {f"system/gpu_{gpu}_utilization_percentage", f"system/gpu_{gpu}_memory_usage_megabytes"} <= gpu_metrics
+    if not torch.cuda.is_available():
+        assert not gpu_metrics  # on a CPU: none, and no error
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert {"plots/loss_curves.png", "plots/reconstruction_0.png"} <= artifacts
     assert [a.path for a in client.list_artifacts(run.info.run_id, "config")] == ["config/resolved.yaml"]

@@ -24,6 +24,7 @@ from pipelines.evaluation.scorecard import Estimate, Result, Scorecard
 from pipelines.stages import evaluate
 from pipelines.stages import promote
 from pipelines.stages import train_emulator
+from pipelines.tracking import cards
 from pipelines.tracking.evaluations import registered
 from tests.conftest import tool_env
 from tests.pipeline.conftest import CACHE, finish, latentops, tiny_emulator_cfg, write_params
@@ -97,9 +98,21 @@ def test_results_runs_tags_and_report(evaluated_once, workspace):
     client = mlflow.MlflowClient()
     version = client.get_model_version(NAME, "2")
     assert version.tags["eval.key"] == evaluation_key(EVAL, workspace)
-    assert version.tags["eval.vrmse_mean"] == str(diffusion.card.get("vrmse_mean"))  # "value [low, high]"
-    assert Scorecard.from_tags(version.tags, "eval.") == diffusion.card
-    assert len([t for t in version.tags if t.startswith("eval.")]) <= 10  # a person can scan them
+    assert version.tags["eval.vrmse_21-100"] == str(diffusion.card.get("vrmse_21-100"))  # "value [low, high]"
+    assert version.tags["eval.status"].endswith("on 2 trajectories")
+    assert cards.scorecard(version, version.tags["eval.key"]) == diffusion.card  # the evaluation run's scorecard.json
+    assert len([t for t in version.tags if t.startswith("eval.")]) == 4  # a person can scan them
+    card = version.description  # the model card, rewritten by evaluate
+    for part in ("## euler_mini-emulator v2: diffusion, c = 4", "### What it is", "### Lineage", "### Scorecard",
+                 "### How to load", 'mlflow.pyfunc.load_model("models:/euler_mini-emulator/2")',
+                 f"| VRMSE of the ensemble mean (`vrmse`) | {diffusion.card.get('vrmse_1-20').cell()} | "
+                 f"{diffusion.card.get('vrmse_21-100').cell()} |",
+                 f"| persistence (baseline): VRMSE of the ensemble mean | "  # (as stored: 6 significant digits)
+                 f"{Scorecard.from_dict(results['persistence'].card.to_dict()).get('vrmse_1-20').cell()} |",
+                 f"| trainable parameters | {int(client.get_run(version.run_id).data.params['parameters']):,} |"):
+        assert part in card, (part, card)
+    autoencoder = client.get_model_version("euler_mini-autoencoder", "1")
+    assert autoencoder.tags["kind"] == "autoencoder" and "(baseline)" not in autoencoder.description
     child = client.get_run(diffusion.run_id)
     parent = client.get_run(child.data.tags["mlflow.parentRunId"])
     assert parent.data.tags["stage"] == "evaluate" and child.data.tags["model_version"] == "2"
@@ -151,7 +164,10 @@ def test_promotion_is_gated_recorded_and_loads_in_a_fresh_process(evaluated_once
     first = next(r for r in evaluated_once["results"] if r.name == NAME and r.version == best)
     assert str(client.get_model_version_by_alias(NAME, "production").version) == str(best)
     tags = client.get_model_version(NAME, str(best)).tags
-    assert tags["promotion.decision"] == "promoted" and tags["promotion.user"] and tags["promotion.run_id"]
+    assert tags["promotion.decision"] == "promoted" and tags["promotion.run_id"]
+    assert tags["promotion.history"].startswith("production ") and ";" not in tags["promotion.history"]
+    card = client.get_model_version(NAME, str(best)).description  # rewritten by the promotion
+    assert "**@production**" in card and "### Promotion\n\n**promoted** " in card and "no production version yet" in card
     record = json.loads(Path("metrics/promotion.json").read_text())["emulator"]  # the later of the two
     assert record["candidate"]["version"] == best and record["run_id"] in {run.info.run_id for run in audit}
     assert client.get_run(record["run_id"]).info.status == "FINISHED"
@@ -168,6 +184,9 @@ def test_promotion_is_gated_recorded_and_loads_in_a_fresh_process(evaluated_once
     refused = client.get_run(decision["run_id"]).data.metrics
     assert refused["probability_better"] == pytest.approx(worse.comparison.probability)
     assert str(client.get_model_version_by_alias(NAME, "production").version) == str(best)
+    candidate = client.get_model_version(NAME, str(worse.candidate.version))
+    assert candidate.tags["promotion.decision"] == "refused" and "promotion.history" not in candidate.tags
+    assert "**refused** " in candidate.description and "P(better than production) = " in candidate.description
 
     # The production alias loads in a fresh process and forecasts.
     script = (
