@@ -175,6 +175,7 @@ def test_repro_no_op_push_pull_parameter_change_and_tune(project, s3):
 
 
 EMULATOR = "euler_mini-emulator"
+CARD = ("What it is", "Lineage", "Scorecard", "How to load")  # the headings of a version's model card
 # every stage that tracks to MLflow has its experiment (simulate and cache_latents only write DVC outputs)
 EXPERIMENTS = tuple(f"euler_mini/{stage}" for stage in (
     "train_autoencoder", "train_emulator", "train_obs_encoder", "register_assimilator", "evaluate", "promote",
@@ -278,9 +279,13 @@ def test_a_team_sees_the_store_in_the_mlflow_ui_and_optuna_dashboard(project, tm
         browser.open(f"{mlflow_url}/#/models/{EMULATOR}", "emulator-versions",
                      [f"Version {production.version}", f"Version {challenger.version}", "@ production",
                       "@ challenger"])
-        for alias, version in (("production", production.version), ("challenger", challenger.version)):
+        for alias, version in (("challenger", challenger.version), ("production", production.version)):
             browser.open(f"{mlflow_url}/#/models/{EMULATOR}/versions/{version}", f"emulator-{alias}-version",
                          [f"Version {version}", f"@ {alias}", "eval.key", "eval.run_id", "promotion.decision"])
+        # the production version's model card (its markdown description, pipelines/tracking/cards.py)
+        if not all(heading in browser.text() for heading in CARD):
+            browser.click("Description")  # folded
+        browser.wait_for("emulator-model-card", CARD)
         # optuna-dashboard: the finished study and its trials
         browser.open(f"{dashboard}/dashboard", "optuna-studies", [study])
         browser.open(f"{dashboard}/dashboard/studies/{study_id}/trials", "optuna-trials",
