@@ -211,7 +211,26 @@ def test_a_team_sees_the_store_in_the_mlflow_ui_and_optuna_dashboard(project, tm
     from mlflow import MlflowClient
 
     started = time.monotonic()
-    # The pipeline promotes once (production, no challenger yet: there was no production before).
+    # A training run killed outright (SIGKILL: it cannot close its run) must not stay Running:
+    # the next latentops command (the promotion below) marks it KILLED. (c = 2: a width the
+    # pipeline does not train, so no stage's outputs or checkpoints are touched.)
+    store = f"sqlite:///{project / 'mlflow.db'}"
+    client = MlflowClient(store, store)  # only to find the pages' addresses; the checks read the pages
+    victim = subprocess.Popen(["latentops", "--set", "train_autoencoder.train.steps=100000", "train-autoencoder",
+                               "--latent-channels", "2", "--quiet"], cwd=project, env=env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = None
+    deadline = time.monotonic() + 300
+    while killed is None and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(2)
+        killed = next(iter(client.search_runs(
+            [e.experiment_id for e in client.search_experiments()],
+            "attributes.run_name = 'autoencoder-c2' and attributes.status = 'RUNNING'", max_results=1)), None)
+    victim.kill()
+    victim.wait()
+    assert killed is not None, "the training run to kill never started RUNNING within 300 s"
+
+
     # A second, real promotion under a gate that lets another kind win (its kinds and metric
     # overridden) moves production to it and keeps the first as challenger, so the page has both.
     kind, metric = challenger_promotion(project)
@@ -219,8 +238,6 @@ def test_a_team_sees_the_store_in_the_mlflow_ui_and_optuna_dashboard(project, tm
                "promote"], project)
     assert "promote: emulators: promoted" in out, out
 
-    store = f"sqlite:///{project / 'mlflow.db'}"
-    client = MlflowClient(store, store)  # only to find the pages' addresses; the checks read the pages
     experiment = {e.name: e.experiment_id for e in client.search_experiments()}
     (autoencoder,) = client.search_runs([experiment["euler_mini/train_autoencoder"]],
                                         "attributes.run_name = 'autoencoder-c4'", max_results=1)
@@ -263,6 +280,8 @@ def test_a_team_sees_the_store_in_the_mlflow_ui_and_optuna_dashboard(project, tm
         browser.click("reconstruction_0.png")
         browser.wait_for("training-run-plot", ["plots/reconstruction_0.png"])
         assert browser.images(min_width=300) >= 1, f"the plot is not shown (screenshot: {browser.taken[-1]})"
+        # the killed training run is shown as killed, not running
+        browser.open(run_page(killed), "killed-training-run", ["autoencoder-c2", "Killed", "latentops.ended"])
         # the evaluation run: its child runs, one per version, with per-lead metric charts
         browser.open(run_page(evaluation), "evaluation-run",
                      ["Child runs", *(c.info.run_name for c in children)])
