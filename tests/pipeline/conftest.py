@@ -160,6 +160,35 @@ def tiny_project(dest: Path) -> Path:
     return dest
 
 
+@contextlib.contextmanager
+def moto_s3(*buckets: str) -> Iterator[str]:
+    """moto's S3-compatible server on a free port of localhost with ``buckets`` (any
+    credentials are accepted: test/test); yields its URL."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        client = boto3.client("s3", endpoint_url=url, aws_access_key_id="test", aws_secret_access_key="test",
+                              region_name="us-east-1")  # pragma: allowlist secret
+        for bucket in buckets:
+            client.create_bucket(Bucket=bucket)
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[str]:
+    """moto's S3-compatible server with the buckets ``mlflow`` (MLflow's artifacts) and ``dvc``
+    (a DVC remote), as the platform's MinIO has; yields its URL."""
+    with moto_s3("mlflow", "dvc") as url:
+        yield url
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, tool_env
-from tests.pipeline.conftest import free_port, mlflow_server as server, postgres_bin, postgres_cluster
+from tests.pipeline.conftest import mlflow_server as server, postgres_bin, postgres_cluster
 
 ADMIN_PASSWORD = "test-only-password"  # pragma: allowlist secret
 
@@ -29,22 +29,6 @@ def postgres() -> Iterator[str]:
         pytest.skip("PostgreSQL is not installed (.ci/setup installs Debian's postgresql)")
     with postgres_cluster() as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[str]:
-    """moto's S3-compatible server on a free port with a bucket ``mlflow``; yields its URL."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    boto3.client("s3", endpoint_url=url, aws_access_key_id="test", aws_secret_access_key="test",
-                 region_name="us-east-1").create_bucket(Bucket="mlflow")
-    yield url
-    server.stop()
 
 
 S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
