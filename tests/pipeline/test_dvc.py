@@ -230,7 +230,6 @@ def test_a_team_sees_the_store_in_the_mlflow_ui_and_optuna_dashboard(project, tm
     victim.wait()
     assert killed is not None, "the training run to kill never started RUNNING within 300 s"
 
-
     # A second, real promotion under a gate that lets another kind win (its kinds and metric
     # overridden) moves production to it and keeps the first as challenger, so the page has both.
     kind, metric = challenger_promotion(project)
@@ -300,7 +299,8 @@ def test_a_team_sees_the_store_in_the_mlflow_ui_and_optuna_dashboard(project, tm
                       "@ challenger"])
         for alias, version in (("challenger", challenger.version), ("production", production.version)):
             browser.open(f"{mlflow_url}/#/models/{EMULATOR}/versions/{version}", f"emulator-{alias}-version",
-                         [f"Version {version}", f"@ {alias}", "eval.key", "eval.run_id", "promotion.decision"])
+                         [f"Version {version}", f"@ {alias}", "eval.key", "eval.run_id", "promotion.decision",
+                          "promotion.history"])
         # the production version's model card (its markdown description, pipelines/tracking/cards.py)
         if not all(heading in browser.text() for heading in CARD):
             browser.click("Description")  # folded
