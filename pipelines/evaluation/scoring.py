@@ -42,7 +42,6 @@ __all__ = [
 ]
 
 
-
 def window_label(first: int, last: int) -> str:
     return f"{first}-{last}"
 

@@ -190,7 +190,7 @@ def render(version: ModelVersion, training: Run | None, card: Scorecard | None,
     :data:`LIMIT` characters: the scorecard's detail goes first, then the baselines."""
     tags, kind = version.tags, kind_of(version)
     usage = USAGE.get(kind)
-    parts = [_title(version, kind), _what(version, kind, usage, training), _lineage(version, training)]
+    parts = [_title(version, kind, card), _what(version, kind, usage, training), _lineage(version, training)]
     tail = [_promotion(version, promotion), _loading(version, usage)]
     for detail, with_baselines in ((True, True), (False, True), (False, False)):
         scores = _scores(card, baselines if with_baselines else {}, detail, tags)
@@ -200,14 +200,14 @@ def render(version: ModelVersion, training: Run | None, card: Scorecard | None,
     return text[:LIMIT - 40] + "\n\n*(card truncated)*\n"
 
 
-def _title(version: ModelVersion, kind: str) -> str:
+def _title(version: ModelVersion, kind: str, card: Scorecard | None) -> str:
     """One plain line (the registry's list of versions shows a description's start): what
     it is, its headline number, its aliases and evaluation status."""
     tags = version.tags
     width = f", c = {tags['latent_channels']}" if tags.get("latent_channels") not in (None, "", "none") else ""
     rate = f", compression rate {tags['compression_rate']}" if tags.get("compression_rate") else ""
-    headline = [f"{name.removeprefix(EVAL)} = {value}" for name, value in tags.items()
-                if _WINDOW.match(name.removeprefix(EVAL)) and name.startswith(EVAL) or name == f"{EVAL}vrmse_mean"]
+    name = headline_name(card) if card is not None else None
+    headline = [] if name is None else [f"{name} = {card.estimates[name]}"]
     aliases = ", ".join(f"**@{a}**" for a in sorted(version.aliases)) or "no alias"
     return " · ".join([f"**{kind}**{width}{rate}", *headline, aliases, tags.get(f"{EVAL}status", "not evaluated yet")])
 
