@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from models.forecaster import Forecaster
 from pipelines import layout
 from pipelines.config import DataConfig, TrainEmulatorConfig, load_section
 from pipelines.data.latent import TrajectoryWindows
@@ -42,7 +43,6 @@ from pipelines.data.windows import trajectories
 from pipelines.evaluation.scoring import ConservedMean, Persistence, Truth, score_baseline, score_forecaster
 from pipelines.recipes.emulator import build, objective
 from pipelines.recipes.training import train
-from pipelines.serving.forecaster import Forecaster
 from pipelines.tracking.registry import load_exported_autoencoder
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,13 +24,13 @@ import numpy as np
 import torch
 
 from models.autoencoder import Autoencoder
+from models.forecaster import Forecaster
+from models.normalizer import FieldNormalizer
 from pipelines.config import (DataConfig, SimulateConfig, TrainAutoencoderConfig, TrainEmulatorConfig,
                               load_section)
 from pipelines.data import euler
 from pipelines.recipes import autoencoder as autoencoder_recipe
 from pipelines.recipes import emulator as emulator_recipe
-from pipelines.serving.forecaster import Forecaster
-from pipelines.serving.normalizer import FieldNormalizer
 from pipelines.stages import simulate
 
 REPO = Path(__file__).resolve().parents[1]

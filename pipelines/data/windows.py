@@ -32,10 +32,10 @@ from the_well.data.datasets import TrajectoryMetadata
 from the_well.data.augmentation import Augmentation, Compose, RandomAxisFlip, RandomAxisPermute, RandomAxisRoll
 from torch import Tensor
 
+from models.normalizer import FieldNormalizer
 from pipelines.config import ConfigError, DataConfig
 from pipelines.data.validate import ensure_valid
 from pipelines.data.welldata import BC_TYPES, split_files
-from pipelines.serving.normalizer import FieldNormalizer
 
 
 def normalizer_from_stats(stats: dict, channels: Sequence[tuple[str, str, int]],

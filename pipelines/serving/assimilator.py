@@ -25,18 +25,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from models.assimilation import LogLikelihood, ScoreFilter
+from models.forecaster import Forecaster
 from models.observation import ObservationEncoder
 from models.rollout import rollout
-
-if TYPE_CHECKING:  # the forecaster's pyfunc imports this module
-    from pipelines.serving.forecaster import Forecaster
 
 __all__ = ["OBSERVATION_INPUTS", "Analysis", "GuidedForecast", "LatentAssimilator", "Sensors", "answer", "decoder",
            "physical", "request"]

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from models.autoencoder import Autoencoder
+from models.normalizer import FieldNormalizer
 from pipelines.serving.artifacts import load_module, model_files
-from pipelines.serving.normalizer import FieldNormalizer
 
 __all__ = ["AutoencoderModel", "LoadedAutoencoder", "load_autoencoder_dir", "load_autoencoder_files"]
 

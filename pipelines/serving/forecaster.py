@@ -1,17 +1,5 @@
-"""The forecaster: a trained emulator with everything it needs to forecast from physical
-states, and its MLflow pyfunc form (the registered ``<dataset>-emulator`` versions).
-
-A :class:`Forecaster` bundles
-
-- the window emulator (``models.emulators``: diffusion or neural solver, latent or pixel),
-- the autoencoder that maps states to its latent space (``None`` for a pixel emulator),
-- the normalisation of the physical fields (log transform, mean, std),
-- the window length ``L``, the time stride ``s`` between consecutive states (in stored
-  steps), the rollout overlap, and the sampler settings of a diffusion emulator.
-
-:meth:`Forecaster.forecast` takes ``K`` initial states ``(B, C, K, H, W)`` in physical units,
-``s`` stored steps apart, and returns ``(B, M, C, K + T, H, W)``: the initial states and
-``T`` forecast states, ``s`` stored steps apart, for ``M`` ensemble members.
+"""The registered ``<dataset>-emulator`` versions: the MLflow pyfunc form of a
+:class:`models.forecaster.Forecaster`.
 
 :class:`ForecasterModel` is the pyfunc: input ``{"states": (B, K, H, W, C), "cond": (B, P)}``
 in The Well's channels-last layout, params ``horizon`` (``T``), ``members`` (``M``) and
@@ -23,146 +11,28 @@ see :func:`pipelines.serving.assimilator.answer`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 import torch
-from torch import Tensor, nn
 
-from models.autoencoder import Autoencoder
-from models.kinds import kind
-from models.rollout import rollout
-from models.samplers import ODESampler
+from models.forecaster import FORECAST_PARAMS, load_forecaster
 from pipelines.serving.artifacts import verify
 from pipelines.serving.assimilator import OBSERVATION_INPUTS, answer
 from pipelines.serving.autoencoder import load_autoencoder_dir
-from pipelines.serving.normalizer import FieldNormalizer
 
-__all__ = ["EMULATOR_FILE", "PREDICT_PARAMS", "Forecaster", "ForecasterModel", "load_forecaster"]
+__all__ = ["EMULATOR_FILE", "PREDICT_PARAMS", "ForecasterModel"]
 
 EMULATOR_FILE = "emulator.pt"
 
 #: Defaults of the params (also the registered model's ParamSchema); ``method`` applies to
 #: requests with sensor readings only.
-PREDICT_PARAMS: dict[str, int | str] = {"horizon": 25, "members": 1, "seed": 0, "method": "ensf"}
-
-
-@dataclass
-class Forecaster:
-    """A trained emulator, its autoencoder and settings: physical states in, physical
-    forecasts out (see the module docstring for shapes)."""
-
-    kind: str
-    emulator: nn.Module
-    arguments: dict[str, int]  # the emulator's constructor arguments
-    normalizer: FieldNormalizer
-    autoencoder: Autoencoder | None
-    window: int
-    stride: int
-    overlap: int = 1
-    sampler: ODESampler = ODESampler()
-    condition_names: list[str] = field(default_factory=list)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.emulator.parameters()).device
-
-    def to(self, device: str | torch.device) -> Forecaster:
-        self.emulator.to(device)
-        if self.autoencoder is not None:
-            self.autoencoder.to(device)
-        return self
-
-    @torch.no_grad()
-    def to_space(self, states: Tensor, chunk: int = 256) -> Tensor:
-        """Physical ``(B, C, T, H, W)`` to the emulator's space: normalised, then encoded
-        frame by frame, ``(B, c, T, h, w)`` (pixel emulators: normalised only)."""
-        x = self.normalizer.normalize(states, dim=1)
-        if self.autoencoder is None:
-            return x
-        frames = x.movedim(2, 1).flatten(0, 1)  # (B T, C, H, W)
-        z = torch.cat([self.autoencoder.encode(f) for f in frames.split(chunk)])  # (B T, c, h, w)
-        return z.unflatten(0, (states.shape[0], -1)).movedim(1, 2)
-
-    @torch.no_grad()
-    def from_space(self, z: Tensor, chunk: int = 256) -> Tensor:
-        """The emulator's space ``(..., c, T, h, w)`` back to physical ``(..., C, T, H, W)``."""
-        lead = z.shape[:-4]
-        frames = z.flatten(0, -5).movedim(2, 1).flatten(0, 1)  # (N T, c, h, w)
-        if self.autoencoder is not None:
-            frames = torch.cat([self.autoencoder.decode(f) for f in frames.split(chunk)])
-        x = frames.unflatten(0, (-1, z.shape[-3])).movedim(1, 2)  # (N, C, T, H, W)
-        return self.normalizer.denormalize(x, dim=1).reshape(*lead, *x.shape[1:])
-
-    @torch.no_grad()
-    def forecast(self, states: Tensor, cond: Tensor, horizon: int, members: int = 1, seed: int | None = None,
-                 decode: bool = True) -> Tensor:
-        """Roll ``horizon`` states forward from physical ``states (B, C, K, H, W)`` with
-        conditioning ``cond (B, P)``; ``(B, M, C, K + horizon, H, W)`` in physical units: the
-        given states, then the forecast (``decode=False``: all in the emulator's space).
-        ``seed`` makes diffusion draws reproducible."""
-        device = self.device
-        generator = None
-        if seed is not None:
-            generator = torch.Generator(device=device).manual_seed(int(seed))
-        z = self.to_space(states.to(device, torch.float32))
-        bound = self.autoencoder.encoder.bound if self.autoencoder is not None else None
-        trajectory = rollout(self.emulator, z, cond.to(device, torch.float32), horizon, self.window, self.overlap,
-                             members, bound, sampler=self.sampler, generator=generator)  # (B, M, c, K + T, h, w)
-        if not decode:
-            return trajectory
-        k = states.shape[2]
-        forecast = self.from_space(trajectory[:, :, :, k:])  # (B, M, C, T, H, W)
-        initial = states.to(forecast)[:, None].expand(-1, members, -1, -1, -1, -1)  # as given, not auto-encoded
-        return torch.cat([initial, forecast], dim=3)
-
-    def predict(self, inputs: dict[str, np.ndarray], params: dict[str, Any] | None = None) -> np.ndarray:
-        """:meth:`forecast` in The Well's channels-last layout, as the pyfunc serves it:
-        ``{"states": (B, K, H, W, C), "cond": (B, P)}`` and params ``horizon``, ``members``,
-        ``seed`` (defaults ``PREDICT_PARAMS``) -> ``(B, M, K + T, H, W, C)``."""
-        settings = {**PREDICT_PARAMS, **(params or {})}
-        states = torch.as_tensor(np.asarray(inputs["states"], dtype=np.float32))
-        cond = torch.as_tensor(np.asarray(inputs["cond"], dtype=np.float32))
-        if states.ndim != 5 or cond.ndim != 2 or cond.shape[0] != states.shape[0]:
-            raise ValueError(f"expected states (B, K, H, W, C) and cond (B, P); got {tuple(states.shape)} "
-                             f"and {tuple(cond.shape)}")
-        if cond.shape[1] != len(self.condition_names):
-            raise ValueError(f"cond has {cond.shape[1]} entries; this forecaster expects {len(self.condition_names)}: "
-                             f"{self.condition_names}")
-        out = self.forecast(states.permute(0, 4, 1, 2, 3), cond, int(settings["horizon"]), int(settings["members"]),
-                            int(settings["seed"]))
-        return out.permute(0, 1, 3, 4, 5, 2).cpu().numpy()  # (B, M, K + T, H, W, C)
-
-    def settings(self) -> dict[str, Any]:
-        """What a user needs to call it (stored as the registered model's metadata)."""
-        return {"kind": self.kind, "window": self.window, "stride": self.stride, "overlap": self.overlap,
-                "sampler": asdict(self.sampler), "channels": list(self.normalizer.channels),
-                "condition_names": self.condition_names,
-                "latent_channels": self.autoencoder.latent_channels if self.autoencoder is not None else None}
-
-    def save_emulator(self, path: str | Path) -> Path:
-        """The emulator's weights and settings (the autoencoder is stored on its own)."""
-        torch.save({"state": {k: v.cpu() for k, v in self.emulator.state_dict().items()}, "arguments": self.arguments,
-                    "normalizer": self.normalizer.to_dict(), **self.settings()}, path)
-        return Path(path)
-
-
-def load_forecaster(emulator_path: str | Path, autoencoder: Autoencoder | None) -> Forecaster:
-    """Rebuild a :class:`Forecaster` from :meth:`Forecaster.save_emulator`'s file and its
-    autoencoder."""
-    saved = torch.load(emulator_path, map_location="cpu", weights_only=True)
-    emulator = kind(saved["kind"]).cls(**saved["arguments"])
-    emulator.load_state_dict(saved["state"])
-    return Forecaster(saved["kind"], emulator.eval(), saved["arguments"], FieldNormalizer.from_dict(saved["normalizer"]),
-                      autoencoder, saved["window"], saved["stride"], saved["overlap"], ODESampler(**saved["sampler"]),
-                      list(saved["condition_names"]))
+PREDICT_PARAMS: dict[str, int | str] = {**FORECAST_PARAMS, "method": "ensf"}
 
 
 class ForecasterModel(mlflow.pyfunc.PythonModel):
-    """The registered form of a :class:`Forecaster` (MLflow pyfunc).
+    """The registered form of a :class:`~models.forecaster.Forecaster` (MLflow pyfunc).
 
     Artifacts: ``emulator`` (``emulator.pt``) and, for latent emulators, ``autoencoder``
     (the registered autoencoder version's MLflow model directory); ``model_config``:

@@ -40,6 +40,7 @@ import torch
 from tqdm import tqdm
 
 from models.kinds import kind
+from models.forecaster import Forecaster
 from pipelines import layout, plots
 from pipelines.config import AssimilateConfig, DataConfig, SensorLayoutConfig, SensorsConfig, SimulateConfig
 from pipelines.data.observations import ObservationError, Observations, layout_of, read_checked
@@ -52,7 +53,6 @@ from pipelines.evaluation.twin import METRICS, readings
 from pipelines.io import atomic_path, write_json, write_text
 from pipelines.serving.assimilator import Analysis, GuidedForecast, LatentAssimilator, Sensors
 from pipelines.serving.assimilator_model import AssimilatorModel
-from pipelines.serving.forecaster import Forecaster
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
 from pipelines.tracking.references import load_emulator

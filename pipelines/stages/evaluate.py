@@ -39,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 from models.kinds import AUTOENCODER, emulator_kinds
+from models.forecaster import Forecaster
 from pipelines import layout, plots
 from pipelines.config import DataConfig, EvaluateConfig
 from pipelines.data.observations import Layout
@@ -51,7 +52,6 @@ from pipelines.evaluation.scoring import (AE_TRUTH, Baseline, Climatology, Conse
                                curve_table, score_autoencoder, score_baseline, score_forecaster,
                                window_label)
 from pipelines.io import atomic_path, write_json, write_text
-from pipelines.serving.forecaster import Forecaster
 from pipelines.tracking import cards, evaluations
 from pipelines.tracking import runs as tracking
 from pipelines.tracking.cards import ASSIMILATOR, BASELINES_FILE, EVAL, SCORECARD_FILE

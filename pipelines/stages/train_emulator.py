@@ -12,6 +12,7 @@ from pathlib import Path
 import mlflow
 
 from models.kinds import emulator_kinds, kind as kind_of
+from models.forecaster import Forecaster
 from pipelines import layout, plots
 from pipelines.config import CacheLatentsConfig, DataConfig, TrainEmulatorConfig
 from pipelines.data.validate import ensure_valid
@@ -19,7 +20,6 @@ from pipelines.data.windows import WellWindows, trajectories
 from pipelines.evaluation.scoring import Persistence, Scores, Truth, score_baseline, score_forecaster, window_label
 from pipelines.recipes.emulator import build, latent_windows, objective, pixel_windows
 from pipelines.recipes.training import TrainResult
-from pipelines.serving.forecaster import Forecaster
 from pipelines.stages.runner import Finished, StageSummary, TrainingJob, run_training
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking

@@ -56,6 +56,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from models.kinds import emulator_kinds
 from models.samplers import FAMILIES
+from models.forecaster import Forecaster
 from pipelines import plots
 from pipelines.config import (CacheLatentsConfig, CompressionStudyConfig, DataConfig, SamplerConfig,
                               SamplerStudyConfig, TrainAutoencoderConfig, TrainEmulatorConfig, TuneConfig)
@@ -67,7 +68,7 @@ from pipelines.io import write_text
 from pipelines.recipes import autoencoder as autoencoder_recipe
 from pipelines.recipes import emulator as emulator_recipe
 from pipelines.recipes.training import Hooks, train
-from pipelines.serving.forecaster import Forecaster, ForecasterModel
+from pipelines.serving.forecaster import ForecasterModel
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
 from pipelines.tracking.locks import store_lock

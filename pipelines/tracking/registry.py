@@ -39,12 +39,13 @@ import models
 from models.autoencoder import Autoencoder
 from models.kinds import AUTOENCODER
 from models.observation import ObservationEncoder
+from models.forecaster import Forecaster
+from models.normalizer import FieldNormalizer
 import pipelines
 from pipelines.io import atomic_path, write_json
 from pipelines.serving.artifacts import WEIGHTS, ModifiedArtifactError, digests, save_weights
 from pipelines.serving.autoencoder import LoadedAutoencoder, load_autoencoder_dir
-from pipelines.serving.forecaster import EMULATOR_FILE, PREDICT_PARAMS, Forecaster
-from pipelines.serving.normalizer import FieldNormalizer
+from pipelines.serving.forecaster import EMULATOR_FILE, PREDICT_PARAMS
 from pipelines.serving.observation import load_obs_encoder_dir
 from pipelines.tracking import cards
 from pipelines.tracking.runs import configure, tracking_uri

@@ -8,10 +8,10 @@ import pytest
 import torch
 import yaml
 
+from models.normalizer import FieldNormalizer
 from pipelines.config import ConfigError, DataConfig
 from pipelines.data.welldata import split_files
 from pipelines.data.windows import WellWindows, normalizer_from_stats
-from pipelines.serving.normalizer import FieldNormalizer
 
 LOG_FIELDS = ("energy", "density", "pressure")
 

@@ -22,9 +22,9 @@ import torch
 from mlflow.exceptions import MlflowException
 
 from models.autoencoder import Autoencoder
+from models.normalizer import FieldNormalizer
 from pipelines.cli import main
 from pipelines.config import DataConfig
-from pipelines.serving.normalizer import FieldNormalizer
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
 from tests.conftest import tool_env

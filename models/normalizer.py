@@ -1,4 +1,5 @@
-"""The normalisation of physical fields, shipped with every registered model."""
+"""The normalisation of physical fields: what every model (autoencoder, emulator, forecaster)
+is trained and served in."""
 
 from __future__ import annotations
 
