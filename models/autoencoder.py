@@ -12,10 +12,13 @@ channels, downsampling ``f`` and ``c`` latent channels: at 64^2 x 5 fields with
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from models.layers import Downsample, ResBlock, SelfAttention2d, Upsample, saturate
+from models.normalizer import FieldNormalizer
 
 
 def _level(width: int, blocks: int, dropout: float, attention_heads: int | None) -> list[nn.Module]:
@@ -113,3 +116,24 @@ class Autoencoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.decode(self.encode(x))
+
+
+@dataclass
+class LoadedAutoencoder:
+    """An autoencoder with its normalisation: physical ``(B, C, H, W)`` states in, latents
+    ``(B, c, h, w)`` out, and back. ``name`` and ``run_id`` say which trained model it is
+    (the training run), ``version`` which registered version (``None``: not registered)."""
+
+    model: Autoencoder
+    normalizer: FieldNormalizer
+    name: str
+    version: int | None
+    run_id: str
+
+    @torch.no_grad()
+    def encode(self, states: torch.Tensor) -> torch.Tensor:
+        return self.model.encode(self.normalizer.normalize(states, dim=1))
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.normalizer.denormalize(self.model.decode(latents), dim=1)

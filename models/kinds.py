@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["AUTOENCODER", "KINDS", "Kind", "emulator_kinds", "kind"]
+__all__ = ["AUTOENCODER", "KINDS", "OBS_ENCODER", "Kind", "emulator_kinds", "kind"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class Kind:
 
 
 AUTOENCODER = "autoencoder"
+OBS_ENCODER = "obs_encoder"  # LD-EnSF's observation encoder: trained and registered, never scored as a row
 
 KINDS: tuple[Kind, ...] = (
     Kind(AUTOENCODER, "models.autoencoder", "Autoencoder", emulator=False, latent=False, stochastic=False,

@@ -113,8 +113,8 @@ def _train_autoencoder(args: argparse.Namespace) -> int:
     summary = train_autoencoder.run(cfg, data, args.latent_channels, progress=not args.quiet)
     if summary.rank:  # a torchrun worker: rank 0 reports
         return 0
-    print(f"train_autoencoder: c={args.latent_channels} (rate {summary['compression_rate']:g}) registered as "
-          f"{summary['registered_model']} version {summary['version']}; validation VRMSE "
+    print(f"train_autoencoder: c={args.latent_channels} (rate {summary['compression_rate']:g}) saved to "
+          f"{summary['model']}; validation VRMSE "
           f"{summary.get('val_vrmse', float('nan')):.4f} (median {summary.get('val_vrmse_median', float('nan')):.4f})")
     return 0
 
@@ -125,7 +125,7 @@ def _cache_latents(args: argparse.Namespace) -> int:
 
     cfg = _section(args, CacheLatentsConfig, "cache_latents")
     data = _section(args, DataConfig, "data")
-    output = cache_latents.run(cfg, data, args.latent_channels, args.version, progress=not args.quiet)
+    output = cache_latents.run(cfg, data, args.latent_channels, progress=not args.quiet)
     print(f"cache_latents: c={args.latent_channels} encoded into {output}")
     return 0
 
@@ -144,8 +144,8 @@ def _train_emulator(args: argparse.Namespace) -> int:
     split = cfg.score.split
     scores = ", ".join(f"{key.split('vrmse_')[1]}: {value:.3f} (persistence {summary[key.replace('vrmse', 'persistence')]:.3f})"
                        for key, value in summary.values.items() if key.startswith(f"rollout_{split}_vrmse_"))
-    print(f"train_emulator: {layout.emulator(args.kind, args.latent_channels)} registered as "
-          f"{summary['registered_model']} version {summary['version']}; {split} rollout VRMSE by lead window: {scores}")
+    print(f"train_emulator: {layout.emulator(args.kind, args.latent_channels)} saved to {summary['model']}; "
+          f"{split} rollout VRMSE by lead window: {scores}")
     return 0
 
 
@@ -160,8 +160,8 @@ def _train_obs_encoder(args: argparse.Namespace) -> int:
                                     progress=not args.quiet)
     if summary.rank:
         return 0
-    print(f"train_obs_encoder: layout {args.layout}, c={args.latent_channels} registered as "
-          f"{summary['registered_model']} version {summary['version']}; on valid: latent RMSE "
+    print(f"train_obs_encoder: layout {args.layout}, c={args.latent_channels} saved to "
+          f"{summary['model']}; on valid: latent RMSE "
           f"{summary['latent_rmse']:.3f}, {', '.join(cfg.parameters)} MAE {summary['parameter_mae']:.4f} "
           f"(at the last reading {summary['parameter_mae_last']:.4f})")
     return 0
@@ -169,13 +169,26 @@ def _train_obs_encoder(args: argparse.Namespace) -> int:
 
 def _register_assimilator(args: argparse.Namespace) -> int:
     from pipelines.config import RegisterAssimilatorConfig, SensorsConfig
-    from pipelines.stages import register_assimilator
+    from pipelines.stages import register
 
-    summary = register_assimilator.run(_section(args, RegisterAssimilatorConfig, "register_assimilator"), args.name,
-                                       _section(args, SensorsConfig, "sensors"), _section(args, DataConfig, "data"))
+    summary = register.register_assimilator(_section(args, RegisterAssimilatorConfig, "register_assimilator"),
+                                            args.name, _section(args, SensorsConfig, "sensors"),
+                                            _section(args, DataConfig, "data"))
     state = "registered as" if summary["registered"] else "unchanged: already"
     print(f"register_assimilator: {args.name} ({summary['route']} route on {summary['emulator']}, layout "
           f"{summary['layout']}) {state} {summary['registered_model']} version {summary['version']}")
+    return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    from pipelines.config import RegisterAssimilatorConfig, SensorsConfig
+    from pipelines.stages import register
+
+    for summary in register.run(_section(args, RegisterAssimilatorConfig, "register_assimilator"),
+                                _section(args, SensorsConfig, "sensors"), _section(args, DataConfig, "data")):
+        state = "registered as" if summary["registered"] else "unchanged: already"
+        print(f"register: {summary['name']} {state} {summary['registered_model']} "
+              f"version {summary['version']}")
     return 0
 
 
@@ -389,44 +402,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-stats", action="store_true", help="do not require stats.yaml")
 
     p = _command(sub, "train-autoencoder", _train_autoencoder,
-                 "train, track and register one autoencoder (params: train_autoencoder)",
+                 "train, track and save one autoencoder (params: train_autoencoder)",
                  "Train the autoencoder of one latent width on data.root with the shared training loop, track "
-                 "it in MLflow and register it as <dataset>-autoencoder. Resumes from its latest checkpoint if "
+                 "it in MLflow and save it to data/models/autoencoder_c<C> (`latentops register` registers it "
+                 "as <dataset>-autoencoder). Resumes from its latest checkpoint if "
                  "a previous run was interrupted.")
     p.add_argument("--latent-channels", type=int, required=True, help="latent channels c (sets the compression rate)")
     p.add_argument("--steps", type=int, help="override train_autoencoder.train.steps")
 
     p = _command(sub, "cache-latents", _cache_latents,
-                 "encode every split with a registered autoencoder (params: cache_latents)",
-                 "Encode every split of data.root with a registered <dataset>-autoencoder version into chunked, "
-                 "compressed HDF5 under cache_latents.output/c<C>/.")
+                 "encode every split with the trained autoencoder (params: cache_latents)",
+                 "Encode every split of data.root with the autoencoder train-autoencoder saved to "
+                 "data/models/autoencoder_c<C> into chunked, compressed HDF5 under cache_latents.output/c<C>/.")
     p.add_argument("--latent-channels", type=int, required=True, help="latent channels c of the autoencoder")
-    p.add_argument("--version", help="registered version to load from the Model Registry (default: the version "
-                                     "train-autoencoder exported to data/models/autoencoder_c<C>)")
 
     p = _command(sub, "train-emulator", _train_emulator,
-                 "train, score, track and register one emulator (params: train_emulator)",
+                 "train, score, track and save one emulator (params: train_emulator)",
                  "Train a latent emulator (diffusion or solver, on the latent cache of --latent-channels) or the "
                  "pixel-space neural solver with the shared training loop; score its rollouts against persistence "
-                 "on train_emulator.score.split; track it in MLflow and register it as a forecaster version of "
-                 "<dataset>-emulator. Resumes from its latest checkpoint if a previous run was interrupted.")
+                 "on train_emulator.score.split; track it in MLflow and save it to data/models/emulator_<kind>[_c<C>] "
+                 "(`latentops register` registers it as a forecaster version of <dataset>-emulator). Resumes from its latest checkpoint if a previous run was interrupted.")
     p.add_argument("--kind", required=True, choices=emulator_kinds(), help="emulator kind")
     p.add_argument("--latent-channels", type=_channels, help="latent channels c of the autoencoder and cache "
                                                              "(latent kinds only; 'none' = not given)")
     p.add_argument("--steps", type=int, help="override train_emulator.train.steps")
 
     p = _command(sub, "train-obs-encoder", _train_obs_encoder,
-                 "train, calibrate, track and register one observation encoder (params: train_obs_encoder, sensors)",
+                 "train, calibrate, track and save one observation encoder (params: train_obs_encoder, sensors)",
                  "Train LD-EnSF's observation encoder for one sensor layout of sensors.layouts: sequences of its "
-                 "noisy readings (some dropped at random) to the latents of the exported autoencoder with "
+                 "noisy readings (some dropped at random) to the latents of the trained autoencoder with "
                  "--latent-channels (targets: its latent cache) and the conditioning entries "
                  "train_obs_encoder.parameters, with the shared training loop; calibrate its errors on the valid "
                  "split (the Gaussian likelihood of the encoder route of the latent EnSF); track it in MLflow and "
-                 "register it as <dataset>-obs-encoder, tagged with the layout, the autoencoder version and the "
-                 "data hash. Resumes from its latest checkpoint if a previous run was interrupted.")
+                 "save it to data/models/obs_encoder_<layout>_c<C> (`latentops register` registers it as "
+                 "<dataset>-obs-encoder, tagged with the layout, the autoencoder version and the data hash). Resumes from its latest checkpoint if a previous run was interrupted.")
     p.add_argument("--layout", required=True, help="sensor layout: a key of sensors.layouts")
     p.add_argument("--latent-channels", type=int, required=True, help="latent channels c of the autoencoder and cache")
     p.add_argument("--steps", type=int, help="override train_obs_encoder.train.steps")
+
+    _command(sub, "register", _register,
+             "register every trained model and the assimilators (params: register_assimilator, sensors)",
+             "For every trained model under data/models/ (autoencoders first): its figures into its training "
+             "run, a version of <dataset>-autoencoder, -emulator or -obs-encoder with its model card (once per "
+             "training run), exported to data/registry/<model>/; then every assimilator of "
+             "register_assimilator.assimilators (as register-assimilator does).")
 
     p = _command(sub, "register-assimilator", _register_assimilator,
                  "register an assimilator of register_assimilator.assimilators (params: register_assimilator)",
@@ -434,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "and members, its sensor layout of sensors.layouts and, with encoder: true, that layout's exported "
                  "observation encoder) as one pyfunc and register it as a version of <dataset>-assimilator, tagged "
                  "with its lineage (emulator, autoencoder, data hash, encoder, layout); exported to "
-                 f"{layout.model_dir(layout.assimilator('NAME'))}. When an existing version has the same parts and "
+                 f"{layout.registered_dir(layout.assimilator('NAME'))}. When an existing version has the same parts and "
                  "settings, that one is exported instead.")
     p.add_argument("--name", required=True, help="an assimilator of register_assimilator.assimilators")
 

@@ -1,7 +1,9 @@
 """Every artifact of the pipeline, named once, relative to the repository root.
 
 - ``checkpoints/<dataset>/<model>/``: checkpoints of runs in progress (git-ignored);
-- ``data/models/<model>/``: the registered version a training stage made, exported (DVC output);
+- ``data/models/<model>/``: what a training stage made: weights and what rebuilds them (DVC output,
+  ``pipelines.recipes.artifact``);
+- ``data/registry/<model>/``: its registered version, exported by the ``register`` stage (DVC output);
 - ``<cache_latents.output>/c<c>/``: the latent cache of the autoencoder with ``c`` channels;
 - ``metrics/``: stage summaries, curves and the evaluation (DVC metrics and plots, in git);
 - ``reports/``: the comparison report;
@@ -19,13 +21,14 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = ["ASSIMILATION", "ASSIMILATION_CURVES", "ASSIMILATION_FIGURE", "ASSIMILATION_PANEL", "ASSIMILATION_REPORT",
-           "CHECKPOINTS", "COMPARISON_FIGURE", "COMPARISON_REPORT", "EVALUATION", "EVALUATION_CURVES", "METRICS", "MODELS", "OBSERVATIONS", "PROMOTION", "REPORTS",
+           "CHECKPOINTS", "COMPARISON_FIGURE", "COMPARISON_REPORT", "EVALUATION", "EVALUATION_CURVES", "METRICS", "MODELS", "OBSERVATIONS", "PROMOTION", "REGISTRY", "REPORTS",
            "SIMULATE_SUMMARY", "SWEEP", "SWEEP_CURVES", "SWEEP_FIGURE", "assimilator", "autoencoder", "autoencoder_curve", "autoencoder_summary", "checkpoint_dir",
            "emulator", "emulator_rollout", "emulator_summary", "latent_cache", "model_dir", "obs_encoder",
-           "obs_encoder_curve", "obs_encoder_summary", "observations"]
+           "obs_encoder_curve", "obs_encoder_summary", "observations", "registered_dir"]
 
 CHECKPOINTS = Path("checkpoints")
 MODELS = Path("data") / "models"
+REGISTRY = Path("data") / "registry"
 OBSERVATIONS = Path("data") / "observations"
 METRICS = Path("metrics")
 REPORTS = Path("reports")
@@ -64,8 +67,13 @@ def checkpoint_dir(dataset: str, model: str) -> Path:
 
 
 def model_dir(model: str) -> Path:
-    """The exported copy of the registered version a training stage made (a DVC output)."""
+    """What the training stage of ``model`` made (a DVC output)."""
     return MODELS / model
+
+
+def registered_dir(model: str) -> Path:
+    """The exported copy of ``model``'s registered version (the ``register`` stage's output)."""
+    return REGISTRY / model
 
 
 def latent_cache(output: str | Path, latent_channels: int) -> Path:

@@ -28,13 +28,13 @@ from typing import ClassVar, Protocol
 import torch
 from torch import Tensor
 
+from models.autoencoder import LoadedAutoencoder
 from models.forecaster import Forecaster
 from pipelines.config import DataConfig, ScoreConfig
 from pipelines.data.windows import WellWindows, trajectories
 from pipelines.evaluation.bootstrap import intervals
 from pipelines.evaluation.metrics import BAND_NAMES, crps, rank_histogram, spectrum_rmse, spread_skill_ratio, vrmse
 from pipelines.evaluation.scorecard import AE_TRUTH, Estimate, Scorecard
-from pipelines.serving.autoencoder import LoadedAutoencoder
 
 __all__ = [
     "AE_TRUTH", "Baseline", "Climatology", "ConservedMean", "Metric", "Persistence", "Scorer", "Scores", "Truth",

@@ -91,17 +91,17 @@ def pixel_windows(data: DataConfig, split: str) -> TrajectoryWindows | WellWindo
     return WellWindows(data.root, split, window, 0, stride, data.log_fields)
 
 
-def latent_windows(directory: Path, version: int, data: DataConfig) -> tuple[TrajectoryWindows, TrajectoryWindows]:
-    """Train and valid windows of the latent cache ``directory``, checked to come from
-    autoencoder version ``version``."""
+def latent_windows(directory: Path, run_id: str, data: DataConfig) -> tuple[TrajectoryWindows, TrajectoryWindows]:
+    """Train and valid windows of the latent cache ``directory``, checked to come from the
+    autoencoder trained by run ``run_id``."""
     if not (directory / "train.h5").is_file():
         raise FileNotFoundError(f"{directory}/train.h5: no latent cache; run `latentops cache-latents "
                                 f"--latent-channels <c>` (or `dvc repro cache_latents`)")
     with h5py.File(directory / "train.h5", "r") as f:
-        cached = int(f.attrs["autoencoder_version"])
-    if cached != version:
-        raise ValueError(f"{directory} was encoded with autoencoder version {cached}, but the exported "
-                         f"autoencoder is version {version}; re-run cache-latents")
+        cached = str(f.attrs["autoencoder_run_id"])
+    if cached != run_id:
+        raise ValueError(f"{directory} was encoded with the autoencoder of training run {cached}, but the trained "
+                         f"autoencoder is run {run_id}'s; re-run cache-latents")
     window, stride = data.context + data.horizon, data.stride
     train_files = [directory / "train.h5", *sorted(directory.glob("train_augmented.h5"))]
     return (TrajectoryWindows.from_caches(train_files, window, stride),

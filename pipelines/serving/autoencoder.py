@@ -11,7 +11,6 @@ bundled in a forecaster or an assimilator.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,32 +18,11 @@ import mlflow
 import numpy as np
 import torch
 
-from models.autoencoder import Autoencoder
+from models.autoencoder import Autoencoder, LoadedAutoencoder
 from models.normalizer import FieldNormalizer
 from pipelines.serving.artifacts import load_module, model_files
 
-__all__ = ["AutoencoderModel", "LoadedAutoencoder", "load_autoencoder_dir", "load_autoencoder_files"]
-
-
-@dataclass
-class LoadedAutoencoder:
-    """A registered autoencoder with its normalisation: physical ``(B, C, H, W)`` states in,
-    latents ``(B, c, h, w)`` out, and back. ``name``/``version``/``run_id`` say which
-    registered version it is."""
-
-    model: Autoencoder
-    normalizer: FieldNormalizer
-    name: str
-    version: int
-    run_id: str
-
-    @torch.no_grad()
-    def encode(self, states: torch.Tensor) -> torch.Tensor:
-        return self.model.encode(self.normalizer.normalize(states, dim=1))
-
-    @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.normalizer.denormalize(self.model.decode(latents), dim=1)
+__all__ = ["AutoencoderModel", "load_autoencoder_dir", "load_autoencoder_files"]
 
 
 def load_autoencoder_files(artifacts: Mapping[str, str | Path],

@@ -101,7 +101,7 @@ def _load(label: str, row: dict, layout_name: str) -> Version:
     uri = f"models:/{row['name']}/{row['version']}"
     forecaster = registry.load_pyfunc(uri).unwrap_python_model().forecaster
     c = forecaster.autoencoder.latent_channels
-    encoder = registry.load_exported_obs_encoder(layout.model_dir(layout.obs_encoder(layout_name, c)))
+    encoder = registry.load_exported_obs_encoder(layout.registered_dir(layout.obs_encoder(layout_name, c)))
     used = registry.configure().get_model_version(row["name"], str(row["version"])).tags.get("autoencoder_version")
     registry.check_same_autoencoder(encoder, used, uri)
     return Version(label, row["kind"], row["name"], int(row["version"]), forecaster, encoder)

@@ -1,4 +1,4 @@
-"""Stage ``cache_latents@<c>``: encode every split once with a registered autoencoder, so
+"""Stage ``cache_latents@<c>``: encode every split once with the trained autoencoder, so
 emulators train on latents and never touch pixel data (LoLA, section 3).
 
 Output ``<output>/c<c>/{train,valid,test}.h5`` (and ``train_augmented.h5`` with
@@ -6,7 +6,7 @@ Output ``<output>/c<c>/{train,valid,test}.h5`` (and ``train_augmented.h5`` with
 
     latents  (N, T, c, h, w) float32, one chunk per trajectory, gzip
     cond     (N, P)          float32, the loader's conditioning vector
-    attrs    autoencoder name / version / run id, data hash, dataset, split, channels,
+    attrs    autoencoder name and training run id, data hash, dataset, split, channels,
              condition names, latent channels, compression rate
 
 The directory is built under a temporary name and renamed when complete.
@@ -30,8 +30,7 @@ from pipelines.data.validate import ensure_valid
 from pipelines.data.welldata import SPLITS
 from pipelines.data.windows import WellWindows, trajectories
 from pipelines.io import atomic_path, require_space
-from pipelines.serving.autoencoder import LoadedAutoencoder
-from pipelines.tracking.registry import load_autoencoder, load_exported_autoencoder
+from pipelines.recipes import artifact
 from pipelines.tracking.runs import data_hash
 
 STAGE = "cache_latents"
@@ -66,19 +65,14 @@ def encode_split(path: Path, windows: WellWindows, autoencoder: LoadedAutoencode
             f.attrs[key] = value
 
 
-def run(cfg: CacheLatentsConfig, data: DataConfig, latent_channels: int, version: str | int | None = None,
-        progress: bool = True) -> Path:
-    """Encode every split with a registered ``<dataset>-autoencoder``: version ``version``
-    from the registry, or by default the version the ``train_autoencoder`` stage exported
-    to ``data/models/autoencoder_c<c>``."""
+def run(cfg: CacheLatentsConfig, data: DataConfig, latent_channels: int, progress: bool = True) -> Path:
+    """Encode every split with the autoencoder the ``train_autoencoder`` stage saved to
+    ``data/models/autoencoder_c<c>``."""
     ensure_valid(data.root)
     splits = {split: trajectories(data, split) for split in SPLITS}
     dataset = splits["train"].dataset_name
-    if version is None:
-        autoencoder = load_exported_autoencoder(layout.model_dir(layout.autoencoder(latent_channels)))
-    else:
-        autoencoder = load_autoencoder(dataset, version)
-    label = f"{autoencoder.name} version {autoencoder.version}"
+    autoencoder = artifact.load_autoencoder(layout.model_dir(layout.autoencoder(latent_channels)))
+    label = autoencoder.name
     if autoencoder.model.latent_channels != latent_channels:
         raise ValueError(f"{label} has {autoencoder.model.latent_channels} latent channels, not {latent_channels}")
     if list(autoencoder.normalizer.channels) != splits["train"].channels:
@@ -88,8 +82,8 @@ def run(cfg: CacheLatentsConfig, data: DataConfig, latent_channels: int, version
         windows.normalizer = autoencoder.normalizer
     digest, _ = data_hash(data.root)
     base_attrs = {
-        "dataset": dataset, "autoencoder": autoencoder.name, "autoencoder_version": autoencoder.version,
-        "autoencoder_run_id": autoencoder.run_id, "data_hash": digest,
+        "dataset": dataset, "autoencoder": autoencoder.name, "autoencoder_run_id": autoencoder.run_id,
+        "data_hash": digest,
         "latent_channels": latent_channels, "compression_rate": float(autoencoder.model.compression_rate),
         "channels": json.dumps(splits["train"].channels), "condition_names": json.dumps(splits["train"].condition_names),
     }

@@ -1,13 +1,15 @@
-"""The lifecycle of a training stage, written once: both training stages (autoencoder,
-emulator) hand it a :class:`TrainingJob` and a ``finish`` step.
+"""The lifecycle of a training stage, written once: every training stage (autoencoder,
+emulator, observation encoder) hands it a :class:`TrainingJob` and a ``finish`` step.
 
 Under ``torchrun``, ranks other than 0 only train. Rank 0 resumes the MLflow run whose id
 the latest checkpoint holds (or starts one), trains with the shared loop while logging its
-metrics, logs the training curves, then calls the stage's ``finish`` (figures, scoring,
-registration) inside the run. Afterwards it exports the registered version for DVC
-(``layout.model_dir``), writes the summary and the stage's curve CSV, and removes the
-checkpoints, which have served. A run stopped early (``stop_at``) keeps its checkpoints and
-reports ``finished=False``.
+metrics, then calls the stage's ``finish`` (scoring, calibration) inside the run, which
+returns the trained model (:class:`~pipelines.recipes.artifact.Trained`). Afterwards it saves
+that model for DVC (``layout.model_dir``), writes the summary and the stage's curve CSV, and
+removes the checkpoints, which have served. A run stopped early (``stop_at``) keeps its
+checkpoints and reports ``finished=False``. Registering the model (its figures, its version,
+its card) is the ``register`` stage's job: nothing here imports the registry or the serving
+runtime, so editing them retrains nothing.
 """
 
 from __future__ import annotations
@@ -19,16 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities.model_registry import ModelVersion
 from torch import nn
 from torch.utils.data import Dataset
 
 from pipelines import layout
 from pipelines.config import TrainConfig
 from pipelines.io import write_json, write_text
+from pipelines.recipes.artifact import Trained
 from pipelines.recipes.training import (Hooks, Objective, TrainResult, checkpoint_extra, distributed,
                                        latest_checkpoint, train)
-from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
 
 __all__ = ["Finished", "StageSummary", "TrainingJob", "run_training", "tracking_hooks"]
@@ -69,10 +70,10 @@ class TrainingJob:
 
 @dataclass
 class Finished:
-    """What a stage's ``finish`` step made: the registered version, the summary entries of
-    its own, and its curve CSV (path and text)."""
+    """What a stage's ``finish`` step made: the trained model, the summary entries of its
+    own, and its curve CSV (path and text)."""
 
-    version: ModelVersion
+    trained: Trained
     summary: dict[str, Any]
     curve: tuple[Path, str]
 
@@ -96,7 +97,7 @@ class StageSummary:
 
 def run_training(job: TrainingJob, finish: Callable[[TrainResult, str, str], Finished], summary_path: Path,
                  progress: bool = True, stop_at: int | None = None) -> StageSummary:
-    """Train, track, finish and record ``job``; ``finish(result, run_id, data_hash)`` runs
+    """Train, track, finish and save ``job``; ``finish(result, run_id, data_hash)`` runs
     inside the MLflow run, after training."""
     directory = layout.checkpoint_dir(job.dataset, job.model_name)
     rank, world_size = distributed()
@@ -117,18 +118,18 @@ def run_training(job: TrainingJob, finish: Callable[[TrainResult, str, str], Fin
         if result.step < job.train_cfg.steps:
             return StageSummary(False, step=result.step, run_id=run_id)
         mlflow.log_metrics({"train/skipped_steps_total": result.skipped_steps, "train/seconds": result.seconds})
-        tracking.log_training_curves(result.history, job.validation, job.run_name)
         digest = mlflow.get_run(run_id).data.tags["data.hash"]
         done = finish(result, run_id, digest)
         final = result.history[-1] if result.history else {}
         values = {
-            **done.summary, "registered_model": done.version.name, "version": int(done.version.version),
-            "run_id": run_id, "data_hash": digest, "steps": result.step, "skipped_steps": result.skipped_steps,
+            **done.summary, "model": str(layout.model_dir(job.model_name)), "run_id": run_id, "data_hash": digest,
+            "steps": result.step, "skipped_steps": result.skipped_steps,
             "seconds": round(result.seconds, 1),
             **{k.replace("/", "_"): round(v, 6) for k, v in final.items() if k != "step"},
         }
-    registry.export_version(done.version.name, done.version.version, layout.model_dir(job.model_name))
+    done.trained.config["curves"] = {"title": job.run_name, "validation": job.validation}  # the register stage plots them
+    done.trained.save(layout.model_dir(job.model_name))
     write_json(summary_path, values)
     write_text(*done.curve)
-    shutil.rmtree(directory, ignore_errors=True)  # registered: the checkpoints have served
+    shutil.rmtree(directory, ignore_errors=True)  # saved: the checkpoints have served
     return StageSummary(True, step=result.step, run_id=run_id, values=values)

@@ -58,7 +58,7 @@ def run(cfg: SweepObservationsConfig, data: DataConfig, reference: str | None = 
     ``<dataset>-assimilator``; default: the exported ``cfg.assimilator``); write and track the
     grid. Returns ``{"model", "fractions", "noises", "vrmse": {window: (F, N) nested lists}}``."""
     truth = Truth.load(data, cfg.split, cfg.trajectories)
-    reference = reference or str(paths.model_dir(paths.assimilator(cfg.assimilator)))
+    reference = reference or str(paths.registered_dir(paths.assimilator(cfg.assimilator)))
     uri, model = load_model(reference, registry.assimilator_name(truth.dataset))
     assimilator = model.unwrap_python_model()
     if not isinstance(assimilator, AssimilatorModel):

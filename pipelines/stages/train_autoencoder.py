@@ -1,31 +1,30 @@
 """Stage ``train_autoencoder@<c>``: train one autoencoder of latent width ``c`` (the recipe:
-``pipelines.recipes.autoencoder``) on single states of the data split, track it, and
-register it as a version of ``<dataset>-autoencoder``, exported to ``data/models/autoencoder_c<c>``.
+``pipelines.recipes.autoencoder``) on single states of the data split, track it, and save it
+to ``data/models/autoencoder_c<c>`` (``pipelines.recipes.artifact``; the ``register`` stage
+registers it as a version of ``<dataset>-autoencoder``).
 """
 
 from __future__ import annotations
 
 import torch
 
-from models.autoencoder import Autoencoder
-from pipelines import layout, plots
+from models.kinds import AUTOENCODER
+from pipelines import layout
 from pipelines.config import DataConfig, TrainAutoencoderConfig
-from pipelines.data.windows import WellWindows
+from pipelines.recipes.artifact import Trained
 from pipelines.recipes.autoencoder import ReconstructionObjective, build, states
 from pipelines.recipes.training import TrainResult
 from pipelines.stages.runner import Finished, StageSummary, TrainingJob, run_training
-from pipelines.tracking import registry
-from pipelines.tracking import runs as tracking
 
 STAGE = "train_autoencoder"
 
 
 def run(cfg: TrainAutoencoderConfig, data: DataConfig, latent_channels: int, progress: bool = True,
         stop_at: int | None = None) -> StageSummary:
-    """Train, track and register the autoencoder of width ``latent_channels``.
+    """Train, track and save the autoencoder of width ``latent_channels``.
 
-    Returns the summary also written to ``metrics/autoencoder/c<c>.json`` (registered
-    version, run id, final validation metrics). ``stop_at`` stops early, leaving a
+    Returns the summary also written to ``metrics/autoencoder/c<c>.json`` (the model's
+    directory, run id, final validation metrics). ``stop_at`` stops early, leaving a
     checkpoint to resume from (used to test resumption).
     """
     train_set, valid_set = states(cfg, data)
@@ -39,27 +38,14 @@ def run(cfg: TrainAutoencoderConfig, data: DataConfig, latent_channels: int, pro
                       {"validation loss": "val/loss", "validation VRMSE (physical)": "val/vrmse"})
 
     def finish(result: TrainResult, run_id: str, digest: str) -> Finished:
-        _log_reconstructions(model, objective, valid_set, latent_channels)
-        example = valid_set[0]["x"][None, :, 0]  # (1, C, H, W)
-        version = registry.register_autoencoder(model, train_set.normalizer, example, job.dataset, {
-            **tags, "data_hash": digest, "run_id": run_id})  # its scores: the run, then evaluate's eval.* tags
+        model.eval()
+        shown = torch.stack([valid_set[i]["x"][:, 0] for i in (0, len(valid_set) // 2)])  # (2, C, H, W)
+        trained = Trained(AUTOENCODER, model, model.arguments(), run_id, digest, tags,
+                          {"normalizer": train_set.normalizer.to_dict(), "shown": [0, len(valid_set) // 2]},
+                          {"example": shown[:1], "shown": shown})  # the input example; the states its figures show
         rows = [f"{h['step']},{h['val/loss']:.6g},{h['val/vrmse']:.6g}" for h in result.history]
-        return Finished(version, {"latent_channels": latent_channels, "compression_rate": model.compression_rate},
+        return Finished(trained, {"latent_channels": latent_channels, "compression_rate": model.compression_rate},
                         (layout.autoencoder_curve(latent_channels),
                          "\n".join(["step,val_loss,val_vrmse", *rows]) + "\n"))
 
     return run_training(job, finish, layout.autoencoder_summary(latent_channels), progress, stop_at)
-
-
-def _log_reconstructions(model: Autoencoder, objective: ReconstructionObjective, valid_set: WellWindows,
-                         latent_channels: int) -> None:
-    model.eval()
-    norm = objective.normalizer
-    for index in (0, len(valid_set) // 2):
-        x = valid_set[index]["x"][None, :, 0]  # (1, C, H, W)
-        with torch.no_grad():
-            y = model(x.to(next(model.parameters()).device)).cpu()
-        truth, recon = norm.denormalize(x, dim=1)[0].numpy(), norm.denormalize(y, dim=1)[0].numpy()
-        tracking.log_figure(plots.reconstruction_panel(truth, recon, norm.channels,
-                                                       f"c={latent_channels}, validation state {index}"),
-                            f"plots/reconstruction_{index}.png")

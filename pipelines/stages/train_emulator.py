@@ -1,7 +1,9 @@
 """Stage ``train_emulator@<kind>-<c>`` (and ``train_pixel_solver``): train one window
-emulator (the recipe: ``pipelines.recipes.emulator``) with the shared training loop, score
-its rollouts against persistence, track it, and register it as a forecaster version of
-``<dataset>-emulator``, exported to ``data/models/emulator_<kind>[_c<c>]``.
+emulator (the recipe: ``pipelines.recipes.emulator``) on the latents of the trained
+autoencoder with ``c`` channels, with the shared training loop, score its rollouts against
+persistence, track it, and save it to ``data/models/emulator_<kind>[_c<c>]``
+(``pipelines.recipes.artifact``; the ``register`` stage registers it as a forecaster version
+of ``<dataset>-emulator``, bundled with its autoencoder's registered version).
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from pipelines.config import CacheLatentsConfig, DataConfig, TrainEmulatorConfig
 from pipelines.data.validate import ensure_valid
 from pipelines.data.windows import WellWindows, trajectories
 from pipelines.evaluation.scoring import Persistence, Scores, Truth, score_baseline, score_forecaster, window_label
+from pipelines.recipes import artifact
 from pipelines.recipes.emulator import build, latent_windows, objective, pixel_windows
 from pipelines.recipes.training import TrainResult
 from pipelines.stages.runner import Finished, StageSummary, TrainingJob, run_training
-from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
 
 STAGE = "train_emulator"
@@ -38,7 +40,7 @@ class Trained:
 
 def run(cfg: TrainEmulatorConfig, data: DataConfig, cache: CacheLatentsConfig, kind: str,
         latent_channels: int | None = None, progress: bool = True, stop_at: int | None = None) -> Trained:
-    """Train, score, track and register one emulator of ``kind`` (``models.kinds``): a latent
+    """Train, score, track and save one emulator of ``kind`` (``models.kinds``): a latent
     kind with ``latent_channels``, a pixel kind without. ``stop_at`` stops early, leaving a
     checkpoint to resume from."""
     if kind not in emulator_kinds():
@@ -53,7 +55,7 @@ def run(cfg: TrainEmulatorConfig, data: DataConfig, cache: CacheLatentsConfig, k
     label = name.removeprefix("emulator_")
     autoencoder_dir = layout.model_dir(layout.autoencoder(latent_channels)) if latent else None
     space = _space(cfg, data, cache, scoring, latent_channels, autoencoder_dir)
-    train_set, valid_set, channels, normalizer, model_cfg, ae_model, ae_tags, cache_path = space
+    train_set, valid_set, channels, normalizer, model_cfg, ae_model, ae_tags, cache_path, ae_lineage = space
 
     model, arguments = build(kind, channels, len(scoring.condition_names), model_cfg, cfg.train.seed)
     tags = {"kind": kind, **ae_tags}
@@ -78,17 +80,19 @@ def run(cfg: TrainEmulatorConfig, data: DataConfig, cache: CacheLatentsConfig, k
         persistence = score_baseline(Persistence(), truth, cfg.score, data.stride)
         rollout = _rollout_summary(scores, persistence, cfg)
         mlflow.log_metrics(rollout)
-        _log_scores(scores, persistence, label, cfg.score.split)
-        example = {"states": truth.initial(data.stride)[:1].permute(0, 2, 3, 4, 1).numpy(),  # (1, K, H, W, C)
-                   "cond": truth.cond[:1].numpy()}
-        version = registry.register_forecaster(
-            forecaster, autoencoder_dir, example, job.dataset,
-            {**tags, "data_hash": digest, "run_id": run_id})  # its scores: the run, then evaluate's eval.* tags
+        _log_scores(scores, persistence, cfg.score.split)
+        initial = truth.initial(data.stride)[:1].permute(0, 2, 3, 4, 1)  # (1, K, H, W, C): the input example
+        rollout_curves = {"split": cfg.score.split, "leads": list(scores.leads),
+                          "vrmse": scores.by_lead("vrmse").tolist(), "persistence": persistence.by_lead("vrmse").tolist()}
+        saved = artifact.Trained(kind, model, arguments, run_id, digest, tags,
+                        {"normalizer": normalizer.to_dict(), "settings": forecaster.settings(),
+                         "autoencoder": ae_lineage, "rollout": rollout_curves},
+                        {"states": initial, "cond": truth.cond[:1]})
         trained.append(forecaster)
         rows = [f"{lead},{m:.6g},{p:.6g}" for lead, m, p in zip(scores.leads, scores.by_lead("vrmse").tolist(),
                                                                  persistence.by_lead("vrmse").tolist())]
-        return Finished(version, {"kind": kind, "latent_channels": latent_channels,
-                                  **{k.replace("/", "_"): round(v, 5) for k, v in rollout.items()}},
+        return Finished(saved, {"kind": kind, "latent_channels": latent_channels,
+                                **{k.replace("/", "_"): round(v, 5) for k, v in rollout.items()}},
                         (layout.emulator_rollout(name), "\n".join(["lead,vrmse,persistence", *rows]) + "\n"))
 
     summary = run_training(job, finish, layout.emulator_summary(name), progress, stop_at)
@@ -98,21 +102,22 @@ def run(cfg: TrainEmulatorConfig, data: DataConfig, cache: CacheLatentsConfig, k
 def _space(cfg: TrainEmulatorConfig, data: DataConfig, cache: CacheLatentsConfig, scoring: WellWindows,
            latent_channels: int | None, autoencoder_dir: Path | None) -> tuple:
     """The emulator's space: ``(train_set, valid_set, channels, normalizer, model config,
-    autoencoder network or None, autoencoder tags, latent cache or None)``."""
+    autoencoder network or None, autoencoder tags, latent cache or None, autoencoder lineage
+    or None)``; the lineage (which trained autoencoder, by directory and training run) lets
+    the ``register`` stage bundle its registered version."""
     if autoencoder_dir is not None:
-        autoencoder = registry.load_exported_autoencoder(autoencoder_dir)
+        autoencoder = artifact.load_autoencoder(autoencoder_dir)
         cache_path = layout.latent_cache(cache.output, latent_channels)
-        train_set, valid_set = latent_windows(cache_path, autoencoder.version, data)
-        tags = {"latent_channels": str(latent_channels), "compression_rate": f"{autoencoder.model.compression_rate:g}",
-                "autoencoder_version": str(autoencoder.version)}
+        train_set, valid_set = latent_windows(cache_path, autoencoder.run_id, data)
+        tags = {"latent_channels": str(latent_channels), "compression_rate": f"{autoencoder.model.compression_rate:g}"}
         return (train_set, valid_set, latent_channels, autoencoder.normalizer, cfg.latent, autoencoder.model, tags,
-                cache_path)
+                cache_path, {"model": autoencoder.name, "run_id": autoencoder.run_id})
     if any(n % cfg.pixel.patch for n in scoring.resolution):
         raise ValueError(f"{STAGE}.pixel.patch: {cfg.pixel.patch} does not divide the resolution "
                          f"{list(scoring.resolution)}")
     train_set, valid_set = (pixel_windows(data, split) for split in ("train", "valid"))
     tags = {"latent_channels": "none", "compression_rate": "1", "autoencoder_version": "none"}
-    return train_set, valid_set, len(scoring.channels), scoring.normalizer, cfg.pixel, None, tags, None
+    return train_set, valid_set, len(scoring.channels), scoring.normalizer, cfg.pixel, None, tags, None, None
 
 
 def _rollout_summary(scores: Scores, persistence: Scores, cfg: TrainEmulatorConfig) -> dict[str, float]:
@@ -130,12 +135,9 @@ def _rollout_summary(scores: Scores, persistence: Scores, cfg: TrainEmulatorConf
     return out
 
 
-def _log_scores(scores: Scores, persistence: Scores, name: str, split: str) -> None:
-    """Rollout VRMSE per lead as step metrics (lead = step) and as a plot."""
+def _log_scores(scores: Scores, persistence: Scores, split: str) -> None:
+    """Rollout VRMSE per lead as step metrics (lead = step); the ``register`` stage plots them."""
     curve, baseline = scores.by_lead("vrmse").tolist(), persistence.by_lead("vrmse").tolist()
     for lead, model, repeat in zip(scores.leads, curve, baseline):
         mlflow.log_metrics({f"rollout_{split}/vrmse": model, f"rollout_{split}/persistence": repeat}, step=lead,
                            synchronous=False)
-    tracking.log_figure(plots.curves({name: (scores.leads, curve), "persistence": (scores.leads, baseline)},
-                                     f"rollout VRMSE on {split}", "VRMSE (physical, mean over fields)",
-                                     xlabel="lead time (stored steps)"), "plots/rollout_vrmse.png")

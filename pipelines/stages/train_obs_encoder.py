@@ -1,9 +1,9 @@
 """Stage ``train_obs_encoder@<layout>-<c>``: train LD-EnSF's observation encoder (the recipe:
 ``pipelines.recipes.obs_encoder``) for one sensor layout of ``sensors.layouts`` into the latents
-of the exported autoencoder with ``c`` channels, with the shared training loop; calibrate its
-errors on the valid split; track it, and register it as a version of ``<dataset>-obs-encoder``
-(tags: the layout, the autoencoder version, the data hash), exported to
-``data/models/obs_encoder_<layout>_c<c>``.
+of the trained autoencoder with ``c`` channels, with the shared training loop; calibrate its
+errors on the valid split; track it, and save it to ``data/models/obs_encoder_<layout>_c<c>``
+(``pipelines.recipes.artifact``; the ``register`` stage registers it as a version of
+``<dataset>-obs-encoder``, tagged with the layout, its autoencoder's version, the data hash).
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ import json
 
 import mlflow
 
+from models.kinds import OBS_ENCODER
 from pipelines import layout as paths
 from pipelines.config import CacheLatentsConfig, DataConfig, SensorsConfig, TrainObsEncoderConfig
 from pipelines.data.validate import ensure_valid
 from pipelines.data.windows import trajectories
 from pipelines.data.observations import layout_of
+from pipelines.recipes.artifact import Trained, load_autoencoder
 from pipelines.recipes.obs_encoder import EncoderObjective, build, calibrate, sequences
 from pipelines.recipes.training import TrainResult
 from pipelines.stages.runner import Finished, StageSummary, TrainingJob, run_training
-from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
 
 STAGE = "train_obs_encoder"
@@ -29,13 +30,13 @@ STAGE = "train_obs_encoder"
 
 def run(cfg: TrainObsEncoderConfig, sensors: SensorsConfig, data: DataConfig, cache: CacheLatentsConfig,
         layout_name: str, latent_channels: int, progress: bool = True, stop_at: int | None = None) -> StageSummary:
-    """Train, calibrate, track and register the encoder of layout ``layout_name`` into the
+    """Train, calibrate, track and save the encoder of layout ``layout_name`` into the
     latents of the autoencoder with ``latent_channels``. ``stop_at`` stops early, leaving a
     checkpoint to resume from."""
     sensor_layout = sensors.layout(layout_name, "--layout")
     ensure_valid(data.root)
     windows = trajectories(data, "valid")
-    autoencoder = registry.load_exported_autoencoder(paths.model_dir(paths.autoencoder(latent_channels)))
+    autoencoder = load_autoencoder(paths.model_dir(paths.autoencoder(latent_channels)))
     cache_path = paths.latent_cache(cache.output, latent_channels)
     if not (cache_path / "train.h5").is_file():
         raise FileNotFoundError(f"{cache_path}/train.h5: no latent cache; run `latentops cache-latents "
@@ -46,7 +47,7 @@ def run(cfg: TrainObsEncoderConfig, sensors: SensorsConfig, data: DataConfig, ca
     objective = EncoderObjective(cfg.dropout)
     name = paths.obs_encoder(layout_name, latent_channels)
     tags = {"layout": layout_name, "sensors": str(len(layout.channel)), "latent_channels": str(latent_channels),
-            "autoencoder_version": str(autoencoder.version), "parameters": ",".join(cfg.parameters)}
+            "parameters": ",".join(cfg.parameters), "layout_settings": json.dumps(dataclasses.asdict(sensor_layout))}
 
     def lineage() -> None:
         digest, _ = tracking.data_hash(cache_path)
@@ -64,13 +65,11 @@ def run(cfg: TrainObsEncoderConfig, sensors: SensorsConfig, data: DataConfig, ca
         calibration = calibrate(model, valid_set, cfg.shrinkage, cfg.train.seed)
         mlflow.log_metrics({f"calibration/{k}": v for k, v in calibration.items()})
         mlflow.log_dict(layout.to_dict(), "layout.json")
-        metadata = {"layout": layout.to_dict(), "parameters": list(cfg.parameters),
-                    "autoencoder_version": autoencoder.version}
-        version = registry.register_obs_encoder(model, metadata, job.dataset,
-                                                {**tags, "layout_settings": json.dumps(dataclasses.asdict(sensor_layout)),
-                                                 "data_hash": digest, "run_id": run_id})
+        metadata = {"layout": layout.to_dict(), "parameters": list(cfg.parameters)}
+        saved = Trained(OBS_ENCODER, model, model.arguments(), run_id, digest, tags,
+                        {"metadata": metadata, "autoencoder": {"model": autoencoder.name, "run_id": autoencoder.run_id}})
         rows = [f"{h['step']},{h['val/latent_mse']:.6g},{h['val/parameter_mae']:.6g}" for h in result.history]
-        return Finished(version, {"layout": layout_name, "latent_channels": latent_channels,
+        return Finished(saved, {"layout": layout_name, "latent_channels": latent_channels,
                                   **{k: round(v, 5) for k, v in calibration.items()}},
                         (paths.obs_encoder_curve(name), "\n".join(["step,latent_mse,parameter_mae", *rows]) + "\n"))
 

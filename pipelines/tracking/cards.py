@@ -32,7 +32,7 @@ from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from models.kinds import AUTOENCODER, KINDS
+from models.kinds import AUTOENCODER, KINDS, OBS_ENCODER
 from pipelines.evaluation.scorecard import AE_TRUTH, HEADLINE, Scorecard
 
 __all__ = ["ASSIMILATOR", "BASELINES_FILE", "EVAL", "LIMIT", "OBS_ENCODER", "PROMOTION", "SCORECARD_FILE",
@@ -43,7 +43,6 @@ PROMOTION = "promotion."  # prefix of the promotion tags
 SCORECARD_FILE = "scorecard.json"  # in the evaluation run: the whole card
 BASELINES_FILE = "baselines.json"  # in the evaluation run: the baselines' cards on the same trajectories
 ASSIMILATOR = "assimilator"  # the kind of every <dataset>-assimilator version
-OBS_ENCODER = "obs_encoder"  # the kind of every <dataset>-obs-encoder version
 LIMIT = 5000  # characters of a version description the stores keep (PostgreSQL: varchar(5000))
 HISTORY_LIMIT = 500  # characters of promotion.history kept (the oldest moves drop first)
 _WINDOW = re.compile(r"^(?P<metric>.+)_(?P<window>\d+-\d+)$")

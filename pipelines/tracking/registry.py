@@ -36,15 +36,15 @@ from mlflow.models import ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
 
 import models
-from models.autoencoder import Autoencoder
-from models.kinds import AUTOENCODER
+from models.autoencoder import Autoencoder, LoadedAutoencoder
+from models.kinds import AUTOENCODER, OBS_ENCODER
 from models.observation import ObservationEncoder
 from models.forecaster import Forecaster
 from models.normalizer import FieldNormalizer
 import pipelines
 from pipelines.io import atomic_path, write_json
 from pipelines.serving.artifacts import WEIGHTS, ModifiedArtifactError, digests, save_weights
-from pipelines.serving.autoencoder import LoadedAutoencoder, load_autoencoder_dir
+from pipelines.serving.autoencoder import load_autoencoder_dir
 from pipelines.serving.forecaster import EMULATOR_FILE, PREDICT_PARAMS
 from pipelines.serving.observation import load_obs_encoder_dir
 from pipelines.tracking import cards
@@ -100,7 +100,7 @@ def _log_pyfunc(name: str, entry: Path, artifacts: dict[str, str], config: dict[
 
     A run that registered a version already (killed after registering, before exporting,
     and resumed) gets that version back instead of a second one."""
-    if (existing := _version_of_run(registered, tags.get("run_id"))) is not None:
+    if (existing := version_of_run(registered, tags.get("run_id"))) is not None:
         return existing
     with tempfile.TemporaryDirectory() as tmp:
         info = mlflow.pyfunc.log_model(
@@ -111,7 +111,7 @@ def _log_pyfunc(name: str, entry: Path, artifacts: dict[str, str], config: dict[
     return _register(info, registered, tags)
 
 
-def _version_of_run(name: str, run_id: str | None) -> ModelVersion | None:
+def version_of_run(name: str, run_id: str | None) -> ModelVersion | None:
     """The version of ``name`` whose ``run_id`` tag is ``run_id``, if there is one."""
     if not run_id:
         return None
@@ -223,7 +223,7 @@ def register_obs_encoder(model: ObservationEncoder, metadata: dict[str, Any], da
     the MLmodel file and ``tags`` on the version."""
     configure()
     return _log_network(model.cpu().eval(), "obs_encoder", OBS_ENCODER_ENTRY, {}, obs_encoder_name(dataset),
-                        {"kind": cards.OBS_ENCODER, **tags}, metadata=metadata)
+                        {"kind": OBS_ENCODER, **tags}, metadata=metadata)
 
 
 def register_assimilator(forecaster_dir: str | Path, encoder_dir: str | Path | None, config: dict[str, Any],

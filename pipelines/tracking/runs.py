@@ -272,19 +272,3 @@ def log_figure(figure: Any, artifact_file: str) -> None:
 
     mlflow.log_figure(figure, artifact_file)
     plt.close(figure)
-
-
-def log_training_curves(history: list[dict[str, float]], validation: Mapping[str, str], title: str,
-                        artifact_file: str = "plots/loss_curves.png") -> None:
-    """The active run's ``train/loss`` history and the validation ``history`` entries named
-    in ``validation`` (label -> metric key), on one log-scale plot."""
-    from pipelines import plots
-
-    if not history:
-        return
-    mlflow.flush_async_logging()
-    train_loss = MlflowClient().get_metric_history(mlflow.active_run().info.run_id, "train/loss")
-    steps = [h["step"] for h in history]
-    series = {"train loss": ([m.step for m in train_loss], [m.value for m in train_loss])}
-    series.update({label: (steps, [h[key] for h in history]) for label, key in validation.items()})
-    log_figure(plots.curves(series, title, "value"), artifact_file)
