@@ -195,7 +195,8 @@ def cache_throughput(batches: int, lr: float | None = None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "test.h5"
         whole = trajectories(data, "test")
-        encode_split(path, whole, autoencoder, CacheLatentsConfig(), {}, [None] * len(whole), "cache", False)
+        cache_cfg = load_section(CacheLatentsConfig, "cache_latents", REPO / "params.yaml")
+        encode_split(path, whole, autoencoder, cache_cfg, {}, [None] * len(whole), "cache", False)
         g = torch.Generator().manual_seed(0)
 
         start = time.perf_counter()

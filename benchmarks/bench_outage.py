@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from mlflow import MlflowClient  # noqa: E402
 
 from pipelines.config import DataConfig  # noqa: E402
-from tests.conftest import VENV_BIN, tool_env, write_random_dataset  # noqa: E402
+from tests.conftest import VENV_BIN, configured, tool_env, write_random_dataset  # noqa: E402
 from tests.pipeline.conftest import free_port, postgres_cluster, tiny_cfg, write_params  # noqa: E402
 
 
@@ -57,7 +57,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="latentops-outage-") as tmp, postgres_cluster(("mlflow",)) as postgres:
         root = Path(tmp)
-        data = DataConfig(root=str(write_random_dataset(root / "random", resolution=16, n_steps=12)), log_fields=())
+        data = configured(DataConfig, "data", root=str(write_random_dataset(root / "random", resolution=16, n_steps=12)),
+                          log_fields=())
         cfg = tiny_cfg(steps=args.steps)
         cfg = replace(cfg, train=replace(cfg.train, val_every=args.steps // 4, checkpoint_every=args.steps // 4))
         params = write_params(root / "params.yaml", {"data": data, "train_autoencoder": cfg})

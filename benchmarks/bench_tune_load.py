@@ -17,7 +17,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +27,7 @@ from mlflow import MlflowClient  # noqa: E402
 
 from pipelines.config import DataConfig, SamplerStudyConfig, ScoreConfig, TuneConfig  # noqa: E402
 from pipelines.stages import cache_latents, simulate, train_autoencoder, train_emulator  # noqa: E402
-from tests.conftest import tiny_config  # noqa: E402
+from tests.conftest import configured, tiny_config  # noqa: E402
 from tests.pipeline.conftest import (CACHE, finish, inside, latentops, postgres_cluster, tiny_cfg,  # noqa: E402
                                      tiny_emulator_cfg, write_params)
 
@@ -42,16 +41,17 @@ def main() -> None:
         root = Path(tmp)
         started = time.monotonic()
         simulate.run(tiny_config(), root / "euler", progress=False)
-        data = DataConfig(root=str(root / "euler"))
+        data = configured(DataConfig, "data", root=str(root / "euler"))
         with inside(root):
             train_autoencoder.run(tiny_cfg(steps=2), data, 4, progress=False)
             cache_latents.run(CACHE, data, 4, progress=False)
             train_emulator.run(tiny_emulator_cfg(), data, CACHE, "diffusion", 4, progress=False)
         print(f"tiny dataset and diffusion emulator in {time.monotonic() - started:.0f} s", flush=True)
         storage = f"{postgres}/optuna"
-        study_cfg = SamplerStudyConfig(trials=args.trials, steps=(2, 6),
-                                       score=ScoreConfig(trajectories=1, members=2, lead_windows=((1, 8),)))
-        cfg = replace(TuneConfig(), storage=storage, heartbeat=2, sampler=study_cfg)
+        study_cfg = configured(SamplerStudyConfig, "tune.sampler", trials=args.trials, steps=(2, 6),
+                               score=configured(ScoreConfig, "tune.sampler.score", trajectories=1, members=2,
+                                                lead_windows=((1, 8),)))
+        cfg = configured(TuneConfig, "tune", storage=storage, heartbeat=2, sampler=study_cfg)
         params = write_params(root / "params.yaml", {"data": data, "train_autoencoder": tiny_cfg(),
                                                      "train_emulator": tiny_emulator_cfg(), "cache_latents": CACHE,
                                                      "tune": cfg})

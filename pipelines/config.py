@@ -4,7 +4,12 @@
 (``simulate:``, ``data:``, ...). Each stage reads its own section with
 :func:`load_section`, which converts the YAML mapping into the stage's dataclass and fails
 at start with a :class:`ConfigError` naming the file, the key and what would be valid:
-unknown keys, wrong types and out-of-range values never reach the stage.
+unknown or missing keys, wrong types and out-of-range values never reach the stage.
+
+The dataclasses hold no values of their own: a key that ``params.yaml`` sets has no
+dataclass default (a params file must give it), so no default can silently disagree with
+the file. Only keys that a params file may leave out keep one, equal to ``params.yaml``'s
+(``tests/code/test_config.py`` checks both).
 
 Nothing here reads configuration at import time: callers pass the path.
 """
@@ -70,9 +75,9 @@ def check_windows(windows: tuple[tuple[int, int], ...], key: str) -> None:
 class Splits:
     """Number of trajectories per split."""
 
-    train: int = 48
-    valid: int = 8
-    test: int = 8
+    train: int
+    valid: int
+    test: int
 
     def validate(self, key: str) -> None:
         for name, value in dataclasses.asdict(self).items():
@@ -84,22 +89,22 @@ class SimulateConfig:
     """``simulate:`` section: the built-in Clawpack Euler dataset (The Well's
     ``euler_multi_quadrants`` recipe at a small resolution)."""
 
-    dataset: str = "euler_mini"
-    output: str = "data/raw/euler_mini"
-    resolution: int = 64
-    n_steps: int = 101
-    dt: float = 0.015
-    trajectories: Splits = Splits()
-    seed: int = 0
-    workers: int = 0  # 0 = all cores
-    boundaries: tuple[Literal["open", "periodic"], ...] = ("open", "periodic")
-    gammas: tuple[float, ...] = WELL_EULER_GAMMAS
-    quadrants: tuple[int, int] = (2, 4)  # min, max blocks per axis
-    density: tuple[float, float] = (0.1, 2.0)
-    pressure: tuple[float, float] = (0.1, 2.0)
-    velocity: tuple[float, float] = (-0.8, 0.8)
-    cfl: float = 0.8
-    max_redraws: int = 20
+    dataset: str
+    output: str
+    resolution: int
+    n_steps: int
+    dt: float
+    trajectories: Splits
+    seed: int
+    workers: int  # 0 = all cores
+    boundaries: tuple[Literal["open", "periodic"], ...]
+    gammas: tuple[float, ...]
+    quadrants: tuple[int, int]  # min, max blocks per axis
+    density: tuple[float, float]
+    pressure: tuple[float, float]
+    velocity: tuple[float, float]
+    cfl: float
+    max_redraws: int
 
     def validate(self, key: str) -> None:
         check(self.dataset.replace("_", "").isalnum(), f"{key}.dataset",
@@ -128,12 +133,12 @@ class DataConfig:
     """``data:`` section: which dataset the learning stages read and how it is windowed
     and normalised."""
 
-    root: str = "data/raw/euler_mini"
-    log_fields: tuple[str, ...] = ("energy", "density", "pressure")
-    context: int = 1
-    horizon: int = 4
-    stride: int = 4
-    cache: bool = True  # keep file reads in memory (small datasets; off for large real ones)
+    root: str
+    log_fields: tuple[str, ...]
+    context: int
+    horizon: int
+    stride: int
+    cache: bool  # keep file reads in memory (small datasets; off for large real ones)
 
     def validate(self, key: str) -> None:
         check(self.context >= 1, f"{key}.context", f"must be >= 1, got {self.context}")
@@ -145,11 +150,11 @@ class DataConfig:
 class OptimConfig:
     """Optimizer and schedule of the shared training loop."""
 
-    optimizer: Literal["psgd", "adamw", "muon"] = "psgd"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup: int = 50  # linear warm-up steps, then cosine decay to 0
-    grad_clip: float = 1.0  # max gradient norm; 0 = off
+    optimizer: Literal["psgd", "adamw", "muon"]
+    lr: float
+    weight_decay: float
+    warmup: int  # linear warm-up steps, then cosine decay to 0
+    grad_clip: float  # max gradient norm; 0 = off
 
     def validate(self, key: str) -> None:
         check(self.lr > 0, f"{key}.lr", f"must be > 0, got {self.lr}")
@@ -162,17 +167,17 @@ class OptimConfig:
 class TrainConfig:
     """Settings of the shared training loop (``pipelines/recipes/training.py``)."""
 
-    steps: int = 1000
-    batch_size: int = 32
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["bf16", "fp32"] = "bf16"  # bf16 autocast applies on GPU only
-    num_workers: int = 0  # DataLoader processes
-    log_every: int = 10
-    val_every: int = 200
-    val_batches: int = 4
-    checkpoint_every: int = 200
-    optim: OptimConfig = OptimConfig()
+    steps: int
+    batch_size: int
+    seed: int
+    device: Literal["auto", "cpu", "cuda"]
+    precision: Literal["bf16", "fp32"]  # bf16 autocast applies on GPU only
+    num_workers: int  # DataLoader processes
+    log_every: int
+    val_every: int
+    val_batches: int
+    checkpoint_every: int
+    optim: OptimConfig
 
     def validate(self, key: str) -> None:
         for name in ("steps", "batch_size", "log_every", "val_every"):
@@ -187,12 +192,12 @@ class TrainConfig:
 class AutoencoderModelConfig:
     """Architecture of ``models.autoencoder.Autoencoder``."""
 
-    patch: int = 4
-    widths: tuple[int, ...] = (64, 128, 256)
-    blocks: tuple[int, ...] = (1, 1, 1)
-    attention_heads: int = 4
-    dropout: float = 0.05
-    bound: float = 5.0
+    patch: int
+    widths: tuple[int, ...]
+    blocks: tuple[int, ...]
+    attention_heads: int
+    dropout: float
+    bound: float
 
     @property
     def downsampling(self) -> int:
@@ -221,11 +226,11 @@ class AutoencoderModelConfig:
 class TrainAutoencoderConfig:
     """``train_autoencoder:`` section, one model per entry of ``latent_channels``."""
 
-    latent_channels: tuple[int, ...] = (16, 4, 1)
-    loss: Literal["mse", "vrmse"] = "mse"
-    augment: bool = True  # random axis flips, permutations and periodic rolls
-    model: AutoencoderModelConfig = AutoencoderModelConfig()
-    train: TrainConfig = TrainConfig()
+    latent_channels: tuple[int, ...]
+    loss: Literal["mse", "vrmse"]
+    augment: bool  # random axis flips, permutations and periodic rolls
+    model: AutoencoderModelConfig
+    train: TrainConfig
 
     def validate(self, key: str) -> None:
         check(len(self.latent_channels) >= 1, f"{key}.latent_channels", "needs at least one width")
@@ -237,10 +242,10 @@ class TrainAutoencoderConfig:
 class CacheLatentsConfig:
     """``cache_latents:`` section: encoding every split once with a registered autoencoder."""
 
-    output: str = "data/latents"
-    batch_size: int = 64
-    augmented_copies: int = 0  # extra randomly flipped/permuted/rolled copies of the train split
-    seed: int = 0
+    output: str
+    batch_size: int
+    augmented_copies: int  # extra randomly flipped/permuted/rolled copies of the train split
+    seed: int
 
     def validate(self, key: str) -> None:
         check(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
@@ -251,11 +256,11 @@ class CacheLatentsConfig:
 class EmulatorModelConfig:
     """Architecture of the emulators' space-time transformer (``models.transformer``)."""
 
-    width: int = 128
-    depth: int = 4
-    heads: int = 4
-    patch: int = 1  # spatial patch per token: 1 on latents, e.g. 8 on pixels
-    mlp_ratio: int = 4
+    width: int
+    depth: int
+    heads: int
+    patch: int  # spatial patch per token: 1 on latents, e.g. 8 on pixels
+    mlp_ratio: int
 
     def validate(self, key: str) -> None:
         for name in ("width", "depth", "heads", "patch", "mlp_ratio"):
@@ -270,7 +275,12 @@ class EmulatorModelConfig:
 @dataclasses.dataclass(frozen=True)
 class SamplerConfig(ODESampler):
     """Probability-flow ODE sampler of the diffusion emulator: the configured
-    :class:`models.samplers.ODESampler` itself, checked."""
+    :class:`models.samplers.ODESampler` itself, checked, every setting required (the model's
+    defaults are not the configuration's)."""
+
+    name: str = dataclasses.field()
+    order: int = dataclasses.field()
+    steps: int = dataclasses.field()
 
     def validate(self, key: str) -> None:
         check(self.name in FAMILIES, f"{key}.name", f"must be one of {list(FAMILIES)}, got {self.name!r}")
@@ -284,10 +294,11 @@ class ScoreConfig:
     trajectories of ``split``, ``members`` ensemble members, metrics per lead-time window,
     power-spectrum RMSE in ``bands`` log-spaced bands."""
 
-    split: Literal["train", "valid", "test"] = "valid"
-    trajectories: int = 8  # first N trajectories of the split
-    members: int = 4  # ensemble members (stochastic emulators)
-    lead_windows: tuple[tuple[int, int], ...] = ((1, 20), (21, 60), (61, 100))  # in stored time steps
+    split: Literal["train", "valid", "test"]
+    trajectories: int  # first N trajectories of the split
+    members: int  # ensemble members (stochastic emulators)
+    lead_windows: tuple[tuple[int, int], ...]  # in stored time steps
+    # optional (only evaluate: sets them in params.yaml), with its values
     bands: int = 3
     batch: int = 4  # trajectories forecast at once
     seed: int = 0
@@ -312,15 +323,15 @@ class TrainEmulatorConfig:
     pixel-space neural solver. Windows are ``data.context + data.horizon`` states every
     ``data.stride`` stored steps; forecasts start from ``data.context`` states."""
 
-    kinds: tuple[str, ...] = emulator_kinds(latent=True)
-    context_rate: float = 1.0  # Poisson rate lambda of the training context size k = 1 + Poisson(lambda) mod (L - 1)
-    flip: float = 0.34  # share of training masks reversed (backward-in-time prediction; LoLA)
-    overlap: int = 1  # states carried from one rollout window to the next
-    sampler: SamplerConfig = SamplerConfig()
-    latent: EmulatorModelConfig = EmulatorModelConfig()
-    pixel: EmulatorModelConfig = EmulatorModelConfig(width=256, patch=8)
-    train: TrainConfig = TrainConfig()
-    score: ScoreConfig = ScoreConfig()
+    kinds: tuple[str, ...]
+    context_rate: float  # Poisson rate lambda of the training context size k = 1 + Poisson(lambda) mod (L - 1)
+    flip: float  # share of training masks reversed (backward-in-time prediction; LoLA)
+    overlap: int  # states carried from one rollout window to the next
+    sampler: SamplerConfig
+    latent: EmulatorModelConfig
+    pixel: EmulatorModelConfig
+    train: TrainConfig
+    score: ScoreConfig
 
     def validate(self, key: str) -> None:
         check(len(self.kinds) >= 1, f"{key}.kinds", f"needs at least one of {list(emulator_kinds(latent=True))}")
@@ -339,14 +350,11 @@ class TrainEmulatorConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EvaluateConfig(ScoreConfig):
-    """``evaluate:`` section: how every registered version is scored, the same way for all
-    (on the test split by default)."""
+    """``evaluate:`` section: how every registered version is scored, the same way for all."""
 
-    split: Literal["train", "valid", "test"] = "test"
-    trajectories: int = 32
-    members: int = 8
-    confidence: float = 0.95  # level of the bootstrap intervals, and of the findings' verdicts
-    assimilation_trajectories: int = 4  # the first N of them observed in the twin experiment of each assimilator
+    # keyword-only, so that they can be required after the score's optional keys:
+    confidence: float = dataclasses.field(kw_only=True)  # level of the bootstrap intervals and the findings' verdicts
+    assimilation_trajectories: int = dataclasses.field(kw_only=True)  # the first N observed by each assimilator
 
     def validate(self, key: str) -> None:
         super().validate(key)
@@ -360,11 +368,11 @@ class GateConfig:
     """The gate a candidate version must pass to become ``production`` of its registered
     model (``pipelines.stages.promote``). Lower ``metric`` is better."""
 
-    metric: str = "vrmse_mean"  # a headline evaluation number against the truth, e.g. vrmse_61-100 or crps_61-100
-    margin: float = 0.0  # relative improvement over the current production required (0.05 = 5 %)
-    probability: float = 0.95  # paired-bootstrap probability that the candidate beats production, at least
-    spread_skill: tuple[float, float] = (0.5, 2.0)  # allowed spread-skill ratio of ensembles
-    max_seconds: float = 120.0  # latency ceiling: seconds per trajectory (all members, decoded)
+    metric: str  # a headline evaluation number against the truth, e.g. vrmse_61-100 or crps_61-100
+    margin: float  # relative improvement over the current production required (0.05 = 5 %)
+    probability: float  # paired-bootstrap probability that the candidate beats production, at least
+    spread_skill: tuple[float, float]  # allowed spread-skill ratio of ensembles
+    max_seconds: float  # latency ceiling: seconds per trajectory (all members, decoded)
 
     def validate(self, key: str) -> None:
         check(bool(self.metric), f"{key}.metric", "must name an evaluation metric, e.g. vrmse_mean")
@@ -383,8 +391,8 @@ class PromoteConfig(GateConfig):
     """``promote:`` section: the gate of ``<dataset>-emulator`` versions of ``kinds`` (its own
     fields), and that of ``<dataset>-assimilator`` versions (``assimilators``)."""
 
-    kinds: tuple[str, ...] = emulator_kinds()
-    assimilators: GateConfig = GateConfig(metric="vrmse_61-100", spread_skill=(0.3, 3.0))
+    kinds: tuple[str, ...]
+    assimilators: GateConfig
 
     def validate(self, key: str) -> None:
         super().validate(key)
@@ -399,11 +407,11 @@ class SensorLayoutConfig:
     every ``every`` stored steps, with Gaussian noise of ``noise`` times the field's standard
     deviation over the trajectory (``pipelines.data.observations``)."""
 
-    fraction: float = 0.01
-    fields: tuple[str, ...] = ()
-    every: int = 4
-    noise: float = 0.1
-    seed: int = 0
+    fraction: float
+    fields: tuple[str, ...]
+    every: int
+    noise: float
+    seed: int
 
     def validate(self, key: str) -> None:
         check(0 < self.fraction <= 1, f"{key}.fraction", f"must be a fraction in (0, 1], got {self.fraction}")
@@ -411,32 +419,56 @@ class SensorLayoutConfig:
         check(self.noise > 0, f"{key}.noise", f"must be > 0, got {self.noise}")
 
 
+class Named:
+    """A section whose one field maps names to sub-configurations (``sensors.layouts``,
+    ``register_assimilator.assimilators``): at least one entry, each name letters, digits and
+    underscores, and :meth:`entry` to look one up by name. A subclass says how its messages
+    call an entry: ``NOUN`` ("layout"), and ``LOOKUP_NOUN`` in a failed look-up ("sensor layout")."""
+
+    NOUN: typing.ClassVar[str]
+    LOOKUP_NOUN: typing.ClassVar[str]
+
+    def _entries(self) -> tuple[str, dict[str, Any]]:
+        """The field's name and its mapping of names to entries."""
+        (field,) = dataclasses.fields(self)  # type: ignore[arg-type]
+        return field.name, getattr(self, field.name)
+
+    def validate(self, key: str) -> None:
+        field, entries = self._entries()
+        check(len(entries) >= 1, f"{key}.{field}", f"needs at least one {self.NOUN}")
+        article = "an" if self.NOUN[0] in "aeiou" else "a"
+        for name in entries:
+            check(name.replace("_", "").isalnum(), f"{key}.{field}.{name}",
+                  f"{article} {self.NOUN}'s name must be letters, digits and underscores")
+
+    def entry(self, name: str, key: str) -> Any:
+        """The entry ``name``; a :class:`ConfigError` naming ``key`` and the valid names otherwise."""
+        field, entries = self._entries()
+        section = next(s for s, cls in SECTIONS.items() if cls is type(self))
+        check(name in entries, key, f"no {self.LOOKUP_NOUN} {name!r}; {section}.{field} has {sorted(entries)}")
+        return entries[name]
+
+
 @dataclasses.dataclass(frozen=True)
-class SensorsConfig:
+class SensorsConfig(Named):
     """``sensors:`` section: the sensor layouts, by name. The twin experiment observes one
     (``assimilate.layout``); an observation encoder is trained for each."""
 
-    layouts: dict[str, SensorLayoutConfig] = dataclasses.field(
-        default_factory=lambda: {"sparse": SensorLayoutConfig()})
+    NOUN, LOOKUP_NOUN = "layout", "sensor layout"
 
-    def validate(self, key: str) -> None:
-        check(len(self.layouts) >= 1, f"{key}.layouts", "needs at least one layout")
-        for name in self.layouts:
-            check(name.replace("_", "").isalnum(), f"{key}.layouts.{name}",
-                  "a layout's name must be letters, digits and underscores")
+    layouts: dict[str, SensorLayoutConfig]
 
     def layout(self, name: str, key: str) -> SensorLayoutConfig:
         """The layout ``name``; a :class:`ConfigError` naming ``key`` and the valid names otherwise."""
-        check(name in self.layouts, key, f"no sensor layout {name!r}; sensors.layouts has {sorted(self.layouts)}")
-        return self.layouts[name]
+        return self.entry(name, key)
 
 
 @dataclasses.dataclass(frozen=True)
 class ObsEncoderModelConfig:
     """Architecture of ``models.observation.ObservationEncoder``."""
 
-    hidden: int = 128
-    layers: int = 1
+    hidden: int
+    layers: int
 
     def validate(self, key: str) -> None:
         check(self.hidden >= 1, f"{key}.hidden", f"must be >= 1, got {self.hidden}")
@@ -451,12 +483,12 @@ class TrainObsEncoderConfig:
     readings drawn uniformly from ``[0, dropout]``, and gets the layout's noise. Its latent
     errors' covariance on the valid split is shrunk toward its diagonal by ``shrinkage``."""
 
-    parameters: tuple[str, ...] = ("gamma",)
-    length: int = 25
-    dropout: float = 0.3
-    shrinkage: float = 0.1
-    model: ObsEncoderModelConfig = ObsEncoderModelConfig()
-    train: TrainConfig = TrainConfig()
+    parameters: tuple[str, ...]
+    length: int
+    dropout: float
+    shrinkage: float
+    model: ObsEncoderModelConfig
+    train: TrainConfig
 
     def validate(self, key: str) -> None:
         check(self.length >= 1, f"{key}.length", f"must be >= 1, got {self.length}")
@@ -467,7 +499,14 @@ class TrainObsEncoderConfig:
 @dataclasses.dataclass(frozen=True)
 class FilterConfig(ScoreFilter):
     """The ensemble score filter's settings: the configured
-    :class:`models.assimilation.ScoreFilter` itself, checked (its own ``problems``)."""
+    :class:`models.assimilation.ScoreFilter` itself, checked (its own ``problems``), every
+    setting required (the model's defaults are not the configuration's)."""
+
+    steps: int = dataclasses.field()
+    eps_alpha: float = dataclasses.field()
+    eps_beta: float = dataclasses.field()
+    inflation: float = dataclasses.field()
+    min_spread: float = dataclasses.field()
 
     def __post_init__(self) -> None:  # checked by validate, which names the key
         pass
@@ -483,7 +522,7 @@ class MMPSConfig:
     ``pipelines.serving.assimilator``): ``iterations`` of the linear solver (GMRES) in
     azula's ``MMPSDenoiser`` at each denoising step (LoLA: 1 to 3)."""
 
-    iterations: int = 1
+    iterations: int
 
     def validate(self, key: str) -> None:
         check(self.iterations >= 1, f"{key}.iterations", f"must be >= 1, got {self.iterations}")
@@ -497,11 +536,11 @@ class EnKFConfig:
     relative noise ``perturbation``, the LETKF with Gaspari-Cohn localisation of ``radius``
     (domain units, [0, 1]^2) and multiplicative ``inflation``. ``trajectories: 0`` skips it."""
 
-    trajectories: int = 2
-    members: int = 12
-    perturbation: float = 0.05
-    radius: float = 0.1
-    inflation: float = 1.1
+    trajectories: int
+    members: int
+    perturbation: float
+    radius: float
+    inflation: float
 
     def validate(self, key: str) -> None:
         check(self.trajectories >= 0, f"{key}.trajectories", f"must be >= 0, got {self.trajectories}")
@@ -521,19 +560,19 @@ class AssimilateConfig:
     it estimates the conditioning entries ``estimate`` with the state), a stochastic kind also guided by MMPS (``mmps``),
     and Clawpack with the full-space LETKF (``enkf``) on the first of them."""
 
-    kinds: tuple[str, ...] = ("solver", "diffusion")
-    split: Literal["train", "valid", "test"] = "test"
-    trajectories: int = 8
-    layout: str = "sparse"
-    estimate: tuple[str, ...] = ("gamma",)
-    members: int = 16
-    filter: FilterConfig = FilterConfig()
-    encoder_filter: FilterConfig = FilterConfig(min_spread=0.6)
-    mmps: MMPSConfig = MMPSConfig()
-    enkf: EnKFConfig = EnKFConfig()
-    lead_windows: tuple[tuple[int, int], ...] = ((1, 20), (21, 60), (61, 100))
-    confidence: float = 0.95
-    seed: int = 0
+    kinds: tuple[str, ...]
+    split: Literal["train", "valid", "test"]
+    trajectories: int
+    layout: str
+    estimate: tuple[str, ...]
+    members: int
+    filter: FilterConfig
+    encoder_filter: FilterConfig
+    mmps: MMPSConfig
+    enkf: EnKFConfig
+    lead_windows: tuple[tuple[int, int], ...]
+    confidence: float
+    seed: int
 
     def validate(self, key: str) -> None:
         check(len(self.kinds) >= 1, f"{key}.kinds", "needs at least one latent emulator kind")
@@ -552,12 +591,12 @@ class AssimilatorConfig:
     decoder, or with ``encoder`` through the layout's observation encoder (which estimates
     ``train_obs_encoder.parameters`` with the state)."""
 
-    kind: str = "solver"
-    latent_channels: int = 16
-    layout: str = "sparse"
-    encoder: bool = False
-    members: int = 8
-    filter: FilterConfig = FilterConfig()
+    kind: str
+    latent_channels: int
+    layout: str
+    encoder: bool
+    members: int
+    filter: FilterConfig
 
     def validate(self, key: str) -> None:
         check_names((self.kind,), emulator_kinds(latent=True), f"{key}.kind")
@@ -566,24 +605,17 @@ class AssimilatorConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class RegisterAssimilatorConfig:
+class RegisterAssimilatorConfig(Named):
     """``register_assimilator:`` section: the assimilators registered as versions of
     ``<dataset>-assimilator``, by name (``pipelines.stages.register_assimilator``)."""
 
-    assimilators: dict[str, AssimilatorConfig] = dataclasses.field(
-        default_factory=lambda: {"ensf_solver": AssimilatorConfig()})
+    NOUN, LOOKUP_NOUN = "assimilator", "assimilator"
 
-    def validate(self, key: str) -> None:
-        check(len(self.assimilators) >= 1, f"{key}.assimilators", "needs at least one assimilator")
-        for name in self.assimilators:
-            check(name.replace("_", "").isalnum(), f"{key}.assimilators.{name}",
-                  "an assimilator's name must be letters, digits and underscores")
+    assimilators: dict[str, AssimilatorConfig]
 
     def assimilator(self, name: str, key: str) -> AssimilatorConfig:
         """The assimilator ``name``; a :class:`ConfigError` naming ``key`` and the valid names otherwise."""
-        check(name in self.assimilators, key,
-              f"no assimilator {name!r}; register_assimilator.assimilators has {sorted(self.assimilators)}")
-        return self.assimilators[name]
+        return self.entry(name, key)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -594,14 +626,14 @@ class SweepObservationsConfig:
     otherwise), on the first ``trajectories`` trajectories of ``split``
     (``pipelines.stages.sweep_observations``)."""
 
-    assimilator: str = "ensf_solver"
-    fractions: tuple[float, ...] = (0.0025, 0.01, 0.04)
-    noises: tuple[float, ...] = (0.05, 0.2)
-    split: Literal["train", "valid", "test"] = "test"
-    trajectories: int = 2
-    lead_windows: tuple[tuple[int, int], ...] = ((1, 20), (21, 60), (61, 100))
-    confidence: float = 0.95
-    seed: int = 0
+    assimilator: str
+    fractions: tuple[float, ...]
+    noises: tuple[float, ...]
+    split: Literal["train", "valid", "test"]
+    trajectories: int
+    lead_windows: tuple[tuple[int, int], ...]
+    confidence: float
+    seed: int
 
     def validate(self, key: str) -> None:
         check(len(self.fractions) >= 2 and all(0 < f <= 1 for f in self.fractions), f"{key}.fractions",
@@ -622,12 +654,12 @@ class SamplerStudyConfig:
     samplers and their settings for one registered diffusion emulator, two objectives
     (validation VRMSE, seconds per trajectory)."""
 
-    trials: int = 24  # finished trials the study aims at (resumed studies run the rest)
-    version: str = "latest"  # registered <dataset>-emulator version, alias, or latest diffusion version
-    samplers: tuple[str, ...] = tuple(FAMILIES)
-    orders: tuple[int, int] = (1, 3)  # Adams-Bashforth order range (zab, vab)
-    steps: tuple[int, int] = (4, 64)  # denoising steps, searched on a log scale
-    score: ScoreConfig = ScoreConfig(trajectories=4, members=4)
+    trials: int  # finished trials the study aims at (resumed studies run the rest)
+    version: str  # registered <dataset>-emulator version, alias, or latest diffusion version
+    samplers: tuple[str, ...]
+    orders: tuple[int, int]  # Adams-Bashforth order range (zab, vab)
+    steps: tuple[int, int]  # denoising steps, searched on a log scale
+    score: ScoreConfig
 
     def validate(self, key: str) -> None:
         check(self.trials >= 1, f"{key}.trials", f"must be >= 1, got {self.trials}")
@@ -646,16 +678,16 @@ class CompressionStudyConfig:
     validation VRMSE of an emulator trained on its latents. Intermediate values (the
     autoencoder's validation loss) let ``pruner`` stop bad trials early."""
 
-    trials: int = 12
-    latent_channels: tuple[int, ...] = (1, 2, 4, 8, 16)
-    lr: tuple[float, float] = (3e-4, 5e-3)  # autoencoder learning rate, log scale
-    widths: tuple[int, ...] = (32, 64)  # first-level width; deeper levels double it
-    kind: str = "solver"  # a latent emulator kind
-    autoencoder_steps: int = 300
-    emulator_steps: int = 150
-    pruner: Literal["median", "hyperband", "none"] = "median"  # keys of pipelines.stages.tune.PRUNERS
-    startup_trials: int = 3  # trials the median pruner lets finish before pruning
-    score: ScoreConfig = ScoreConfig(trajectories=4, members=2)
+    trials: int
+    latent_channels: tuple[int, ...]
+    lr: tuple[float, float]  # autoencoder learning rate, log scale
+    widths: tuple[int, ...]  # first-level width; deeper levels double it
+    kind: str  # a latent emulator kind
+    autoencoder_steps: int
+    emulator_steps: int
+    pruner: Literal["median", "hyperband", "none"]  # keys of pipelines.stages.tune.PRUNERS
+    startup_trials: int  # trials the median pruner lets finish before pruning
+    score: ScoreConfig
 
     def validate(self, key: str) -> None:
         check(self.trials >= 1, f"{key}.trials", f"must be >= 1, got {self.trials}")
@@ -675,12 +707,12 @@ class CompressionStudyConfig:
 class TuneConfig:
     """``tune:`` section: Optuna studies (``pipelines.stages.tune``)."""
 
-    storage: str = "sqlite:///optuna.db"  # SQLAlchemy URL, or journal:<file> for parallel workers on one machine
-    heartbeat: int = 60  # seconds (SQL storages): a trial silent for twice this is failed and retried
-    seed: int = 0
-    output: str = "tuned"  # best params files: <output>/<study>.yaml
-    sampler: SamplerStudyConfig = SamplerStudyConfig()
-    compression: CompressionStudyConfig = CompressionStudyConfig()
+    storage: str  # SQLAlchemy URL, or journal:<file> for parallel workers on one machine
+    heartbeat: int  # seconds (SQL storages): a trial silent for twice this is failed and retried
+    seed: int
+    output: str  # best params files: <output>/<study>.yaml
+    sampler: SamplerStudyConfig
+    compression: CompressionStudyConfig
 
     def validate(self, key: str) -> None:
         check(bool(self.storage), f"{key}.storage", "must be a SQLAlchemy URL or journal:<file>")
@@ -720,7 +752,7 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
 
 def check_sections(names: typing.Iterable[str], where: str) -> None:
     """Every one of ``names`` is a section of :data:`SECTIONS`: a misspelt section would
-    otherwise be ignored and its stage run on defaults. The :class:`ConfigError` starts
+    otherwise be ignored and its stage fail on missing keys. The :class:`ConfigError` starts
     with ``where`` and names the first unknown one, the valid ones and the likely intended one."""
     unknown = sorted(str(name) for name in names if name not in SECTIONS)
     if unknown:
@@ -757,9 +789,15 @@ def parse_section(params: dict[str, Any], cls: type[T], section: str, path: str 
         raise ConfigError(f"{path}: {error}") from None
 
 
+def has_default(field: dataclasses.Field) -> bool:
+    """Whether a params file may leave ``field`` out (it has a default or a default factory)."""
+    return field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
+
+
 def from_mapping(cls: type[T], raw: Any, key: str) -> T:
     """Convert a YAML mapping into the dataclass ``cls``, recursively, then run its
-    ``validate(key)``. Missing keys take the dataclass defaults."""
+    ``validate(key)``. Every key without a dataclass default must be given (``params.yaml``
+    is the one source of the values); the few optional ones take their defaults."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{key}: expected a mapping, got {raw!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -769,6 +807,11 @@ def from_mapping(cls: type[T], raw: Any, key: str) -> T:
                           f"{did_you_mean(unknown[0], fields)}")
     hints = typing.get_type_hints(cls)
     values = {name: _convert(hints[name], value, f"{key}.{name}") for name, value in raw.items()}
+    required = [name for name, field in fields.items() if not has_default(field)]
+    missing = [name for name in required if name not in raw]
+    if missing:  # after the given values: a wrong one is named wherever it is
+        raise ConfigError(f"{key}.{missing[0]}: missing; required keys are {sorted(required)}"
+                          + (f" (also missing: {missing[1:]})" if len(missing) > 1 else ""))
     obj = cls(**values)
     validate = getattr(obj, "validate", None)
     if validate is not None:

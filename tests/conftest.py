@@ -8,16 +8,45 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from functools import reduce
+from operator import getitem
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+import yaml
 
-from pipelines.config import SimulateConfig, Splits
+from pipelines.config import SimulateConfig, Splits, from_mapping, load_params
 from pipelines.data.welldata import SPLITS, WellFile, write_stats, write_well_file
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = str(Path(sys.executable).parent)
+
+T = TypeVar("T")
+
+
+def configured(cls: type[T], key: str, **changes: Any) -> T:
+    """``key`` of the repository's params.yaml (a section, or a dotted key inside one such
+    as ``"train_emulator.train"``) as ``cls``, with ``changes`` (as :func:`dataclasses.replace`):
+    tests start from the one source of settings, the config classes having no defaults."""
+    raw = reduce(getitem, key.split("."), load_params(REPO / "params.yaml"))
+    return dataclasses.replace(from_mapping(cls, raw, key), **changes)
+
+
+def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes``: mappings merged key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def params_with(path: Path, changes: dict[str, Any]) -> Path:
+    """The repository's params.yaml with ``changes`` (sections of keys to set, merged key by
+    key), written to ``path``: a complete params file that differs only where a test says."""
+    path.write_text(yaml.safe_dump(merged(load_params(REPO / "params.yaml"), changes), sort_keys=False))
+    return path
 
 
 MLFLOW_URIS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
@@ -57,7 +86,7 @@ def isolated_mlflow_store():
 
 def tiny_config(**changes) -> SimulateConfig:
     """A fast Clawpack configuration: 16^2, 2 + 1 + 1 trajectories, one worker."""
-    base = SimulateConfig(resolution=16, trajectories=Splits(2, 1, 1), workers=1)
+    base = configured(SimulateConfig, "simulate", resolution=16, trajectories=Splits(2, 1, 1), workers=1)
     return dataclasses.replace(base, **changes)
 
 

@@ -160,7 +160,7 @@ def _runs(v: Version, cfg: AssimilateConfig, initial: torch.Tensor, cond: torch.
 
 
 def run(cfg: AssimilateConfig, sensors_cfg: SensorsConfig, data: DataConfig,
-        simulate: SimulateConfig = SimulateConfig(), progress: bool = True) -> dict[str, object]:
+        simulate: SimulateConfig, progress: bool = True) -> dict[str, object]:
     """Run the twin experiment (``sensors_cfg``: the layouts, of which ``cfg.layout`` is
     observed; ``simulate``: the Clawpack settings of the full-space baseline); returns a
     summary (rows, VRMSE ratios to the free forecast, timings, parameter errors)."""

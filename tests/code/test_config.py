@@ -3,16 +3,20 @@ the file, the key and what would be valid."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
+import typing
+from typing import Any
 
 import pytest
 import yaml
 
+from pipelines import config
 from pipelines.cli import main
 from pipelines.config import ConfigError, DataConfig, SimulateConfig, Splits, load_section
-from tests.conftest import REPO, tool_env
+from tests.conftest import REPO, configured, params_with, tool_env
 
 
 def test_repository_params_parse():
@@ -24,10 +28,91 @@ def test_repository_params_parse():
     assert data.root == cfg.output
 
 
-def write(tmp_path, section: dict) -> str:
+def _default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return dataclasses.MISSING
+
+
+def contradictions(cls: type, raw: dict[str, Any], key: str) -> list[str]:
+    """Every dataclass default of ``cls`` (and of the dataclasses inside it, nested or in
+    mappings of names) that the params mapping ``raw`` at ``key`` sets to another value."""
+    hints = typing.get_type_hints(cls)
+    found = []
+    for field in dataclasses.fields(cls):
+        if field.name not in raw:
+            continue
+        hint, value, where = hints[field.name], raw[field.name], f"{key}.{field.name}"
+        default = _default(field)
+        if default is not dataclasses.MISSING and default != (given := config._convert(hint, value, where)):
+            found.append(f"{where}: {cls.__name__} default {default!r}, params.yaml {given!r}")
+        if dataclasses.is_dataclass(hint):
+            found += contradictions(hint, value, where)
+        elif typing.get_origin(hint) is dict and dataclasses.is_dataclass(entry := typing.get_args(hint)[1]):
+            for name, item in value.items():
+                found += contradictions(entry, item, f"{where}.{name}")
+    return found
+
+
+def test_no_dataclass_default_contradicts_params_yaml():
+    """params.yaml is the one source of settings: a key it sets has no dataclass default, or
+    one equal to its value (kept only where a params file may leave the key out)."""
+    params = config.load_params(REPO / "params.yaml")
+    found = [line for section, cls in config.SECTIONS.items() for line in contradictions(cls, params[section], section)]
+    assert not found, "dataclass defaults that contradict params.yaml:\n" + "\n".join(found)
+
+
+def test_repository_params_load_through_every_section_class():
+    params = config.load_params(REPO / "params.yaml")
+    assert set(params) == set(config.SECTIONS)
+    for section, cls in config.SECTIONS.items():
+        assert isinstance(load_section(cls, section, REPO / "params.yaml"), cls)
+
+
+def test_a_missing_key_is_named_with_the_required_ones(tmp_path):
+    params = config.load_params(REPO / "params.yaml")
+    del params["train_emulator"]["train"]["steps"]
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"simulate": section}))
-    return str(path)
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError) as error:
+        load_section(config.TrainEmulatorConfig, "train_emulator", path)
+    assert str(error.value).startswith(f"{path}: train_emulator.train.steps: missing; required keys are [")
+    assert "'batch_size'" in str(error.value)
+    with pytest.raises(ConfigError, match=r"train_emulator\.kinds: missing; .*also missing: \[.context_rate."):
+        config.parse_section({}, config.TrainEmulatorConfig, "train_emulator", "params.yaml")
+
+
+@pytest.mark.parametrize(("section", "names", "message"), [
+    ("sensors", [], "sensors.layouts: needs at least one layout"),
+    ("sensors", ["a-b"], "sensors.layouts.a-b: a layout's name must be letters, digits and underscores"),
+    ("register_assimilator", [], "register_assimilator.assimilators: needs at least one assimilator"),
+    ("register_assimilator", ["a b"],
+     "register_assimilator.assimilators.a b: an assimilator's name must be letters, digits and underscores"),
+])
+def test_named_mappings_check_their_names(section, names, message):
+    (field, entries), = config.load_params(REPO / "params.yaml")[section].items()
+    raw = {field: dict.fromkeys(names, next(iter(entries.values())))}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config.from_mapping(config.SECTIONS[section], raw, section)
+
+
+def test_named_mappings_look_up_by_name():
+    sensors = configured(config.SensorsConfig, "sensors")
+    assimilators = configured(config.RegisterAssimilatorConfig, "register_assimilator")
+    assert sensors.layout("sparse", "assimilate.layout") is sensors.layouts["sparse"]
+    assert assimilators.assimilator("ensf_solver", "--name") is assimilators.assimilators["ensf_solver"]
+    with pytest.raises(ConfigError, match=re.escape("--layout: no sensor layout 'dense'; sensors.layouts has ['sparse']")):
+        sensors.layout("dense", "--layout")
+    with pytest.raises(ConfigError, match=re.escape(
+            "--name: no assimilator 'x'; register_assimilator.assimilators has ['encoded_solver', 'ensf_solver']")):
+        assimilators.assimilator("x", "--name")
+
+
+def write(tmp_path, section: dict) -> str:
+    """The repository's params.yaml with ``section``'s keys of ``simulate:`` changed."""
+    return str(params_with(tmp_path / "params.yaml", {"simulate": section}))
 
 
 @pytest.mark.parametrize(("section", "message"), [
@@ -59,8 +144,7 @@ def test_bad_values_name_the_key(tmp_path, section, message):
 def test_bad_evaluation_settings_name_the_key(tmp_path, section, key, message):
     from pipelines.config import EvaluateConfig, PromoteConfig
 
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({key: section}))
+    path = params_with(tmp_path / "params.yaml", {key: section})
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_section({"promote": PromoteConfig, "evaluate": EvaluateConfig}[key], key, path)
     assert load_section(PromoteConfig, "promote", REPO / "params.yaml").metric == "vrmse_mean"
@@ -124,8 +208,7 @@ def test_gpu_configuration_parses_and_scales_up():
 def test_bad_emulator_values_name_the_key(tmp_path, section, message):
     from pipelines.config import TrainEmulatorConfig
 
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"train_emulator": section}))
+    path = params_with(tmp_path / "params.yaml", {"train_emulator": section})
     with pytest.raises(ConfigError, match=".*" + message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
         load_section(TrainEmulatorConfig, "train_emulator", path)
 
@@ -134,7 +217,8 @@ def test_an_overlap_as_long_as_the_window_is_refused():
     from pipelines.config import TrainEmulatorConfig
 
     with pytest.raises(ConfigError, match=r"train_emulator.overlap: must be < the window of data.context \+ data.horizon = 5"):
-        TrainEmulatorConfig(overlap=5).check_window(DataConfig(), "train_emulator")
+        configured(TrainEmulatorConfig, "train_emulator", overlap=5).check_window(configured(DataConfig, "data"),
+                                                                                  "train_emulator")
 
 
 def test_every_section_of_both_configurations_parses():
@@ -160,8 +244,7 @@ def test_every_section_of_both_configurations_parses():
 def test_bad_tune_values_name_the_key(tmp_path, section, message):
     from pipelines.config import TuneConfig
 
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"tune": section}))
+    path = params_with(tmp_path / "params.yaml", {"tune": section})
     with pytest.raises(ConfigError, match=".*" + message.replace("[", r"\[").replace("]", r"\]")):
         load_section(TuneConfig, "tune", path)
 

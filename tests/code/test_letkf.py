@@ -65,14 +65,13 @@ def test_the_clawpack_letkf_pulls_a_perturbed_ensemble_to_the_readings():
     members (their RMSE against the truth, averaged) at least twice as close to the truth as
     the same members forecast without readings. (The ensemble mean of a perfect model with
     white initial noise is already close to the truth: the members are what the filter moves.)"""
-    import dataclasses
-
     from pipelines.config import SimulateConfig
+    from tests.conftest import configured
     from pipelines.data import euler
     from pipelines.evaluation.letkf import ClawpackLETKF
     from pipelines.stages.simulate import draw_quadrants
 
-    cfg = dataclasses.replace(SimulateConfig(), resolution=16)
+    cfg = configured(SimulateConfig, "simulate", resolution=16)
     gamma, stride = 1.4, 2
     q = euler.solve(euler.conserved(draw_quadrants(np.random.default_rng(3), cfg), gamma), gamma, "periodic", cfg.dt,
                     2 * stride, cfg.cfl)

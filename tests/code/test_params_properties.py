@@ -54,8 +54,9 @@ def typos(key: str) -> st.SearchStrategy[str]:
 @st.composite
 def mutated(draw: st.DrawFn) -> tuple[dict[str, Any], str, str | None]:
     """``(params, what was done, the dotted key an error must name)``: the mutated key, or for a
-    dropped one the mapping that held it (a rule such as "needs at least one layout"); ``None``
-    for a dropped section, which must load (every key has a default)."""
+    dropped one the mapping that held it (its message says the key is missing, or a rule such as
+    "needs at least one layout"); ``None`` for a dropped section, which must load (check_params
+    checks the sections a file has)."""
     path = draw(st.sampled_from(PATHS))
     params = copy.deepcopy(BASE)
     parent = reduce(getitem, path[:-1], params)

@@ -17,6 +17,7 @@ from pipelines.evaluation.bootstrap import intervals, paired
 from pipelines.evaluation.findings import HOLDS, INCONCLUSIVE, NOT_HOLDS, findings
 from pipelines.evaluation.scorecard import Estimate, Result, Scorecard
 from pipelines.evaluation.scoring import ConservedMean, Persistence, Scorer, Truth, score_baseline, suite
+from tests.conftest import configured
 
 
 def test_the_bootstrap_interval_covers_the_true_mean_at_its_level():
@@ -77,7 +78,7 @@ def _truth(n: int = 6, steps: int = 9, size: int = 16, seed: int = 0) -> Truth:
 
 
 def test_baselines_score_as_their_definition_says():
-    truth, cfg = _truth(), ScoreConfig(trajectories=6, lead_windows=((1, 8),), batch=4)
+    truth, cfg = _truth(), configured(ScoreConfig, "train_emulator.score", trajectories=6, lead_windows=((1, 8),), batch=4)
     constant = score_baseline(ConservedMean(), truth, cfg, stride=1)
     # A constant field at the spatial mean: VRMSE ~1 (the states are independent noise around that mean).
     assert constant.summary([(1, 8)])["vrmse_1-8"] == pytest.approx(1.0, abs=0.05)
@@ -94,7 +95,7 @@ def test_the_suite_scores_an_ensemble_by_its_mean_and_keeps_every_trajectory():
     g = torch.Generator().manual_seed(1)
     centre = targets.mean(dim=(-2, -1), keepdim=True)
     members = centre[:, None] + torch.randn(4, 8, *targets.shape[1:], generator=g)  # calibrated around the mean
-    scorer = Scorer(suite(ScoreConfig(bands=3)), [1, 2, 3, 4], truth.channels)
+    scorer = Scorer(suite(configured(ScoreConfig, "train_emulator.score", bands=3)), [1, 2, 3, 4], truth.channels)
     scorer.add(members[:2], targets[:2], encoded=targets[:2] + 0.1)
     scorer.add(members[2:], targets[2:], encoded=targets[2:] + 0.1)
     scores = scorer.scores()
@@ -104,7 +105,7 @@ def test_the_suite_scores_an_ensemble_by_its_mean_and_keeps_every_trajectory():
     assert float(ratio) == pytest.approx(math.sqrt(2 * 8 / 9), rel=0.05)
     assert float(scores.values["spread_skill"].mean()) == pytest.approx(1.0, rel=0.1)
     assert int(scores.ranks.sum()) == targets.numel()
-    card = Scorer(suite(ScoreConfig()), [1, 2, 3, 4], truth.channels)
+    card = Scorer(suite(configured(ScoreConfig, "train_emulator.score")), [1, 2, 3, 4], truth.channels)
     card.add(members, targets)
     summary = card.scores(seconds=2.0).scorecard([(1, 2), (3, 4)])
     assert set(summary.trajectories) == {f"{m}_{w}" for m in ("vrmse", "vrmse_members", "crps", "spread_skill")

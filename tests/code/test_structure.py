@@ -13,6 +13,7 @@ from pipelines import config, layout
 from pipelines.cli import build_parser
 from pipelines.config import load_section
 from tests.code.imports import ROOT, closure, files, imports, module_of
+from tests.conftest import REPO, params_with
 
 #: What each package (or module) of the project may import from the project, besides itself.
 BASE = {"models", "pipelines", "pipelines.io", "pipelines.config", "pipelines.layout", "pipelines.plots",
@@ -93,12 +94,13 @@ def test_every_mirror_of_the_kinds_table_agrees_with_it(tmp_path):
     assert emulator_kinds() == tuple(k.name for k in KINDS if k.emulator)
     for k in KINDS:  # the class says the same as the row
         assert bool(getattr(k.cls, "stochastic", False)) == k.stochastic, k.name
-    # configuration: defaults and the accepted values are the table's
-    assert config.TrainEmulatorConfig().kinds == emulator_kinds(latent=True)
-    assert config.PromoteConfig().kinds == emulator_kinds()
+    # configuration: params.yaml trains and promotes the table's kinds, and accepts only those
+    assert load_section(config.TrainEmulatorConfig, "train_emulator", REPO / "params.yaml").kinds == \
+        emulator_kinds(latent=True)
+    assert load_section(config.PromoteConfig, "promote", REPO / "params.yaml").kinds == emulator_kinds()
     params = tmp_path / "params.yaml"
     for kind in emulator_kinds():
-        params.write_text(f"promote: {{kinds: [{kind}]}}\ntrain_emulator: {{kinds: [{kind}]}}\n")
+        params_with(params, {"promote": {"kinds": [kind]}, "train_emulator": {"kinds": [kind]}})
         load_section(config.PromoteConfig, "promote", params)
         if kind in emulator_kinds(latent=True):
             load_section(config.TrainEmulatorConfig, "train_emulator", params)
@@ -117,7 +119,7 @@ def test_every_mirror_of_the_kinds_table_agrees_with_it(tmp_path):
 def test_samplers_and_pruners_mirror_their_tables():
     from pipelines.stages import tune
 
-    assert config.SamplerStudyConfig().samplers == tuple(FAMILIES)
+    assert load_section(config.TuneConfig, "tune", REPO / "params.yaml").sampler.samplers == tuple(FAMILIES)
     pruner = typing.get_type_hints(config.CompressionStudyConfig)["pruner"]
     assert set(typing.get_args(pruner)) == set(tune.PRUNERS)
     assert set(tune.OBJECTIVES) == set(next(a for a in _subcommand("tune")._actions if a.dest == "study").choices)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pipelines.data.latent import TrajectoryWindows
+from tests.conftest import configured
 
 
 def write_cache(path, n: int, steps: int = 21, seed: int = 0) -> np.ndarray:
@@ -51,7 +52,7 @@ def test_pixel_windows_from_whole_trajectories_equal_the_wells_windows(tiny_data
     from pipelines.config import DataConfig
     from pipelines.data.windows import WellWindows, trajectories
 
-    data = DataConfig(root=str(tiny_dataset))
+    data = configured(DataConfig, "data", root=str(tiny_dataset))
     ours = TrajectoryWindows.from_trajectories(trajectories(data, "train"), length=5, stride=4)
     theirs = WellWindows(data.root, "train", 5, 0, 4, data.log_fields)
     assert len(ours) == len(theirs)

@@ -12,12 +12,14 @@ from models.normalizer import FieldNormalizer
 from pipelines.config import ConfigError, DataConfig
 from pipelines.data.welldata import split_files
 from pipelines.data.windows import WellWindows, normalizer_from_stats
+from tests.conftest import configured
 
 LOG_FIELDS = ("energy", "density", "pressure")
 
 
 def test_windows_are_strided_channels_first_and_normalised(tiny_dataset):
-    windows = WellWindows.from_config(DataConfig(root=str(tiny_dataset), context=2, horizon=3, stride=4), "test")
+    windows = WellWindows.from_config(configured(DataConfig, "data", root=str(tiny_dataset), context=2, horizon=3, stride=4),
+                                      "test")
     assert windows.channels == ["energy", "density", "pressure", "momentum_x", "momentum_y"]
     # 101 frames, windows of 5 frames 4 apart span 17 steps: 85 start times per trajectory.
     assert len(windows) == 2 * 85

@@ -12,11 +12,12 @@ from pipelines.config import DataConfig
 from pipelines.data.observations import ObservationError, Observations, read
 from pipelines.data.windows import trajectories
 from pipelines.stages import observe
+from tests.conftest import configured
 
 
 @pytest.fixture
 def data(random_dataset) -> DataConfig:
-    return DataConfig(root=str(random_dataset), log_fields=("density",))
+    return configured(DataConfig, "data", root=str(random_dataset), log_fields=("density",))
 
 
 def _truth(data: DataConfig, trajectory: int = 0) -> np.ndarray:

@@ -20,7 +20,7 @@ from pipelines.config import WELL_EULER_GAMMAS, SimulateConfig, Splits
 from pipelines.data import euler
 from pipelines.data.welldata import SPLITS, split_files
 from pipelines.stages import simulate
-from tests.conftest import REPO, tiny_config, tool_env
+from tests.conftest import REPO, configured, tiny_config, tool_env
 
 BC_CODE = {"open": 1, "periodic": 2}  # the_well.data.datasets.BoundaryCondition
 
@@ -104,7 +104,7 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
 def test_nonphysical_runs_are_redrawn_deterministically():
     # At 64^2 with the default ranges, train slot 9 of seed 0 goes non-physical on its
     # first draw (the Roe solver produces negative pressure).
-    cfg = SimulateConfig()
+    cfg = configured(SimulateConfig, "simulate")
     slot = simulate.Slot(split=0, index=9, cfg=cfg)
     gamma, boundary = slot.parameters()
     first = simulate.draw_quadrants(slot.rng(1), cfg)
@@ -123,7 +123,7 @@ def test_nonphysical_runs_are_redrawn_deterministically():
 
 
 def test_run_reports_redraws(tmp_path):
-    cfg = SimulateConfig(trajectories=Splits(10, 1, 1), workers=2)
+    cfg = configured(SimulateConfig, "simulate", trajectories=Splits(10, 1, 1), workers=2)
     summary = simulate.run(cfg, tmp_path / "d", progress=False)
     assert summary["trajectories"] == 12
     assert summary["redraws"] >= 1 and summary["redrawn"] >= 1

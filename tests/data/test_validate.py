@@ -17,7 +17,7 @@ from pipelines.cli import main
 from pipelines.data.validate import DataValidationError, ensure_valid, validate_dataset
 from pipelines.data.welldata import SPLITS
 from pipelines.data.windows import WellWindows
-from tests.conftest import REPO, tool_env, write_random_dataset
+from tests.conftest import REPO, configured, tool_env, write_random_dataset
 
 
 def test_the_wells_dummy_data_passes_and_loads(tmp_path):
@@ -144,7 +144,7 @@ def test_loader_refuses_an_invalid_dataset(random_dataset):
 
     (random_dataset / "stats.yaml").unlink()
     with pytest.raises(DataValidationError, match="stats.yaml"):
-        WellWindows.from_config(DataConfig(root=str(random_dataset), log_fields=()), "train")
+        WellWindows.from_config(configured(DataConfig, "data", root=str(random_dataset), log_fields=()), "train")
 
 
 def test_stats_command_refuses_a_broken_dataset(random_dataset, capsys):

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from models.autoencoder import Autoencoder
 from pipelines.config import OptimConfig, TrainConfig
 from pipelines.recipes.training import Hooks, train
+from tests.conftest import configured
 
 
 class NoisyImages(torch.utils.data.Dataset):
@@ -46,9 +47,10 @@ def make(optimizer: str, steps: int, checkpoint_every: int = 0,
          dropout: float = 0.2) -> tuple[nn.Module, MSE, NoisyImages, TrainConfig]:
     torch.manual_seed(1)
     model = Autoencoder(2, 2, patch=2, widths=(8, 16), blocks=(1, 1), attention_heads=2, dropout=dropout)
-    cfg = TrainConfig(steps=steps, batch_size=8, seed=3, device="cpu", val_every=3, val_batches=1,
-                      checkpoint_every=checkpoint_every, log_every=1,
-                      optim=OptimConfig(optimizer=optimizer, lr=3e-3, warmup=2))
+    cfg = configured(TrainConfig, "train_emulator.train", steps=steps, batch_size=8, seed=3, device="cpu", val_every=3,
+                     val_batches=1, checkpoint_every=checkpoint_every, log_every=1,
+                     optim=configured(OptimConfig, "train_emulator.train.optim", optimizer=optimizer, lr=3e-3,
+                                      warmup=2))
     return model, MSE(), NoisyImages(), cfg
 
 

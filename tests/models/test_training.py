@@ -16,10 +16,19 @@ from torch import Tensor
 from pipelines.config import OptimConfig, TrainConfig
 from pipelines.io import OutputError
 from pipelines.recipes.training import OPTIMIZERS, Hooks, StepBatches, cosine_with_warmup, latest_checkpoint, train
-from tests.conftest import REPO, tool_env
+from tests.conftest import REPO, configured, tool_env
 from tests.models.resume_job import make
 
 STEPS = 8
+#: The autoencoder's optimizer in params.yaml: Muon at 0.02.
+OPTIM = configured(OptimConfig, "train_autoencoder.train.optim")
+
+
+def _short(steps: int, batch_size: int, lr: float) -> TrainConfig:
+    """``steps`` steps of AdamW at ``lr`` without warm-up, validation or checkpoints, on the CPU."""
+    return configured(TrainConfig, "train_emulator.train", steps=steps, batch_size=batch_size, seed=0, device="cpu",
+                      val_batches=0, checkpoint_every=0,
+                      optim=configured(OptimConfig, "train_emulator.train.optim", lr=lr, warmup=0))
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "psgd", "muon"])
@@ -61,8 +70,7 @@ class PoisonedImages(torch.utils.data.Dataset):
 def test_non_finite_gradient_skips_the_step_without_corrupting_weights():
     model, objective, _, cfg = make("adamw", 1)
     data = PoisonedImages()
-    cfg = TrainConfig(steps=4, batch_size=16, seed=0, device="cpu", val_batches=0, checkpoint_every=0,
-                      optim=OptimConfig(optimizer="adamw", lr=1e-2, warmup=0))
+    cfg = _short(steps=4, batch_size=16, lr=1e-2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     logged = []
     result = train(model, objective, data, None, cfg, hooks=Hooks(on_step=lambda s, m: logged.append(m)),
@@ -77,8 +85,7 @@ def test_non_finite_gradient_skips_the_step_without_corrupting_weights():
 def test_skipping_only_the_bad_batches():
     model, objective, _, _ = make("adamw", 1)
     data = PoisonedImages()
-    cfg = TrainConfig(steps=8, batch_size=4, seed=0, device="cpu", val_batches=0, checkpoint_every=0,
-                      optim=OptimConfig(optimizer="adamw", lr=1e-2, warmup=0))
+    cfg = _short(steps=8, batch_size=4, lr=1e-2)
     bad = sum(any(i == 0 for i, _ in StepBatches(16, 4, 0, 0, 8).indices(s)) for s in range(8))
     result = train(model, objective, data, None, cfg, progress=False)
     assert result.skipped_steps == bad == 2  # two epochs of 4 batches: item 0 once per epoch
@@ -106,9 +113,9 @@ def test_optimizers_come_from_a_mapping():
     assert set(OPTIMIZERS) == {"adamw", "psgd", "muon"}
     params = [torch.nn.Parameter(torch.randn(4, 4))]
     cpu = torch.device("cpu")
-    assert type(OPTIMIZERS["adamw"](params, OptimConfig(), cpu)).__name__ == "AdamW"
-    assert type(OPTIMIZERS["psgd"](params, OptimConfig(), cpu)).__name__ == "PSGDKron"
-    assert type(OPTIMIZERS["muon"](params, OptimConfig(), cpu)).__name__ == "MuonAdamWFloat64"
+    assert type(OPTIMIZERS["adamw"](params, OPTIM, cpu)).__name__ == "AdamW"
+    assert type(OPTIMIZERS["psgd"](params, OPTIM, cpu)).__name__ == "PSGDKron"
+    assert type(OPTIMIZERS["muon"](params, OPTIM, cpu)).__name__ == "MuonAdamWFloat64"
     import heavyball
 
     assert heavyball.utils.compile_mode is None  # no torch.compile on CPU
@@ -127,7 +134,7 @@ def test_cpu_muon_takes_heavyballs_steps_in_float64():
     moves = []
     for make in (heavyball.MuonAdamW, OPTIMIZERS["muon"]):
         params = [torch.nn.Parameter(p.clone()) for p in start]
-        optimizer = make(params, lr=0.02) if make is heavyball.MuonAdamW else make(params, OptimConfig(lr=0.02),
+        optimizer = make(params, lr=0.02) if make is heavyball.MuonAdamW else make(params, OPTIM,
                                                                                   torch.device("cpu"))
         for _ in range(3):
             for p, g in zip(params, grads):
@@ -172,8 +179,7 @@ def test_progress_lines_give_step_loss_and_time_left(capsys):
     from pipelines.recipes.training import Progress
 
     model, objective, data, cfg = make("adamw", 1)
-    cfg = TrainConfig(steps=3, batch_size=8, seed=0, device="cpu", val_batches=0, checkpoint_every=0,
-                      optim=OptimConfig(optimizer="adamw", lr=1e-3, warmup=0))
+    cfg = _short(steps=3, batch_size=8, lr=1e-3)
     train(model, objective, data, None, cfg, progress=False, label="train_emulator solver_c16")
     lines = capsys.readouterr().err.strip().splitlines()
     assert re.fullmatch(r"train_emulator solver_c16: step 3/3, loss [0-9.e+-]+, [0-9.]+ s/step, 0 s left", lines[-1])

@@ -22,20 +22,27 @@ import yaml
 
 from pipelines.config import (AutoencoderModelConfig, CacheLatentsConfig, DataConfig, EmulatorModelConfig,
                               OptimConfig, SamplerConfig, ScoreConfig, TrainAutoencoderConfig, TrainConfig,
-                              TrainEmulatorConfig)
+                              TrainEmulatorConfig, load_params)
 from pipelines.stages import cache_latents
 from pipelines.stages import train_autoencoder
 from pipelines.stages import train_emulator
-from tests.conftest import REPO, VENV_BIN, tool_env
+from tests.conftest import REPO, VENV_BIN, configured, tool_env
 
-TINY_MODEL = AutoencoderModelConfig(patch=2, widths=(8, 16), blocks=(1, 1), attention_heads=2)
+TINY_MODEL = configured(AutoencoderModelConfig, "train_autoencoder.model", patch=2, widths=(8, 16), blocks=(1, 1),
+                        attention_heads=2)
+
+
+def tiny_train(**changes) -> TrainConfig:
+    """A short training loop on the CPU, AdamW at 1e-3 warmed up over one step."""
+    return configured(TrainConfig, "train_emulator.train", device="cpu",
+                      optim=configured(OptimConfig, "train_emulator.train.optim", lr=1e-3, warmup=1), **changes)
 
 
 def tiny_cfg(steps: int = 6, **train) -> TrainAutoencoderConfig:
-    return TrainAutoencoderConfig(
-        latent_channels=(4, 2), model=TINY_MODEL,
-        train=TrainConfig(steps=steps, batch_size=8, device="cpu", val_every=3, val_batches=1,
-                          checkpoint_every=3, log_every=1, optim=OptimConfig(optimizer="adamw", warmup=1), **train),
+    return configured(
+        TrainAutoencoderConfig, "train_autoencoder", latent_channels=(4, 2), model=TINY_MODEL,
+        train=tiny_train(steps=steps, batch_size=8, val_every=3, val_batches=1, checkpoint_every=3, log_every=1,
+                         **train),
     )
 
 
@@ -54,16 +61,17 @@ def inside(root: Path) -> Iterator[None]:
             os.environ["MLFLOW_TRACKING_URI"] = uri
 
 
-TINY = EmulatorModelConfig(width=12, depth=1, heads=2)
-CACHE = CacheLatentsConfig(batch_size=32)
+TINY = configured(EmulatorModelConfig, "train_emulator.latent", width=12, depth=1, heads=2)
+CACHE = configured(CacheLatentsConfig, "cache_latents", batch_size=32)
 
 
 def tiny_emulator_cfg(steps: int = 4) -> TrainEmulatorConfig:
-    return TrainEmulatorConfig(
-        sampler=SamplerConfig(steps=3), latent=TINY, pixel=dataclasses.replace(TINY, width=24, patch=8),
-        train=TrainConfig(steps=steps, batch_size=8, device="cpu", val_every=2, val_batches=1, checkpoint_every=2,
-                          log_every=1, optim=OptimConfig(optimizer="adamw", warmup=1)),
-        score=ScoreConfig(trajectories=2, members=2, lead_windows=((1, 20), (21, 100))),
+    return configured(
+        TrainEmulatorConfig, "train_emulator", sampler=configured(SamplerConfig, "train_emulator.sampler", steps=3),
+        latent=TINY, pixel=dataclasses.replace(TINY, width=24, patch=8),
+        train=tiny_train(steps=steps, batch_size=8, val_every=2, val_batches=1, checkpoint_every=2, log_every=1),
+        score=configured(ScoreConfig, "train_emulator.score", trajectories=2, members=2,
+                         lead_windows=((1, 20), (21, 100))),
     )
 
 
@@ -71,7 +79,7 @@ def tiny_emulator_cfg(steps: int = 4) -> TrainEmulatorConfig:
 def latent_workspace(tmp_path_factory, tiny_dataset):
     """A directory with a SQLite store holding a tiny autoencoder (c = 4) and its cache."""
     root = tmp_path_factory.mktemp("emulators")
-    data = DataConfig(root=str(tiny_dataset))
+    data = configured(DataConfig, "data", root=str(tiny_dataset))
     with inside(root):
         train_autoencoder.run(tiny_cfg(steps=2), data, latent_channels=4, progress=False)
         cache_latents.run(CACHE, data, 4, progress=False)
@@ -99,9 +107,10 @@ def trained(latent_workspace):
 
 
 def write_params(path: Path, sections: dict[str, object]) -> Path:
-    """A params file at ``path`` holding ``sections`` (section name -> config dataclass)."""
+    """A params file at ``path``: the repository's params.yaml with ``sections`` (section name ->
+    config dataclass) in place of its own."""
     plain = json.loads(json.dumps({k: dataclasses.asdict(v) for k, v in sections.items()}))
-    path.write_text(yaml.safe_dump(plain, sort_keys=False))
+    path.write_text(yaml.safe_dump({**load_params(REPO / "params.yaml"), **plain}, sort_keys=False))
     return path
 
 
@@ -153,8 +162,8 @@ def tiny_project(dest: Path) -> Path:
     params["assimilate"].update(trajectories=1, members=3)
     params["assimilate"]["filter"]["steps"] = 2
     params["assimilate"]["enkf"].update(trajectories=1, members=3)
-    params["tune"]["sampler"].update(trials=2, steps=[3, 5], score={"trajectories": 1, "members": 2,
-                                                                     "lead_windows": [[1, 8]]})
+    params["tune"]["sampler"].update(trials=2, steps=[3, 5])
+    params["tune"]["sampler"]["score"].update(trajectories=1, members=2, lead_windows=[[1, 8]])
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     return dest

@@ -21,7 +21,7 @@ from pipelines.data.latent import read_cache
 from pipelines.stages import cache_latents
 from pipelines.stages import train_autoencoder
 from pipelines.tracking.registry import autoencoder_name, load_autoencoder
-from tests.conftest import tool_env
+from tests.conftest import configured, params_with, tool_env
 from tests.pipeline.conftest import TINY_MODEL, tiny_cfg
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def workspace(tmp_path, monkeypatch, tiny_dataset):
     """A working directory with its own SQLite MLflow store."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")  # short runs still sample
-    return DataConfig(root=str(tiny_dataset))
+    return configured(DataConfig, "data", root=str(tiny_dataset))
 
 
 def test_train_track_register_and_round_trip(workspace, tmp_path):
@@ -114,7 +114,7 @@ def test_interrupted_run_resumes_the_same_mlflow_run(workspace):
 
 def test_cached_latents_equal_the_registered_encoder(workspace):
     summary = train_autoencoder.run(tiny_cfg(steps=3), workspace, latent_channels=4, progress=False)
-    cfg = CacheLatentsConfig(batch_size=16, augmented_copies=1)
+    cfg = configured(CacheLatentsConfig, "cache_latents", batch_size=16, augmented_copies=1)
     output = cache_latents.run(cfg, workspace, 4, progress=False)  # the version the stage exported
     assert output == Path("data/latents/c4")
     assert sorted(p.name for p in output.iterdir()) == ["test.h5", "train.h5", "train_augmented.h5", "valid.h5"]
@@ -140,13 +140,11 @@ def test_cached_latents_equal_the_registered_encoder(workspace):
     np.testing.assert_array_equal(augmented_cond[:, 0], cond[:, 0])  # same gamma, trajectory by trajectory
 
     # Naming the version explicitly reads the registry itself: the same latents.
-    again = cache_latents.run(CacheLatentsConfig(batch_size=16), workspace, 4, version=summary["version"], progress=False)
+    again = cache_latents.run(configured(CacheLatentsConfig, "cache_latents", batch_size=16), workspace, 4, version=summary["version"], progress=False)
     np.testing.assert_array_equal(read_cache(again / "train.h5")[0], latents)
 
 
 def test_bad_config_fails_at_start_naming_the_key(workspace, tmp_path):
-    import yaml
-
     from pipelines.config import load_section
 
     params = tmp_path / "bad.yaml"
@@ -155,11 +153,12 @@ def test_bad_config_fails_at_start_naming_the_key(workspace, tmp_path):
         ({"train": {"optim": {"optimizer": "sgd"}}}, "train_autoencoder.train.optim.optimizer: must be one of ['psgd', 'adamw', 'muon'], got 'sgd'"),
         ({"model": {"widths": [8, 16], "blocks": [1]}}, "train_autoencoder.model.blocks: needs one entry per level"),
     ]:
-        params.write_text(yaml.safe_dump({"train_autoencoder": section}))
+        params_with(params, {"train_autoencoder": section})
         with pytest.raises(ConfigError, match=".*" + message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
             load_section(TrainAutoencoderConfig, "train_autoencoder", params)
     # 16^2 data and a 32x downsampling: refused before any training, naming the key.
-    cfg = TrainAutoencoderConfig(model=AutoencoderModelConfig(patch=8, widths=(8, 8, 8), blocks=(1, 1, 1), attention_heads=2))
+    cfg = configured(TrainAutoencoderConfig, "train_autoencoder", model=configured(
+        AutoencoderModelConfig, "train_autoencoder.model", patch=8, widths=(8, 8, 8), blocks=(1, 1, 1), attention_heads=2))
     with pytest.raises(ConfigError, match=r"train_autoencoder.model.patch: downsampling .* = 32 does not divide the data's resolution \[16, 16\]"):
         train_autoencoder.run(cfg, workspace, latent_channels=4, progress=False)
     assert not Path("mlflow.db").exists()
@@ -173,13 +172,12 @@ def test_a_missing_registered_version_is_a_clear_error(workspace):
 def test_the_stage_under_torchrun_tracks_and_registers_once(tmp_path, tiny_dataset):
     """Two gloo processes train one autoencoder: rank 0 alone opens the run (every step
     logged once), checkpoints, registers and exports."""
-    import yaml
-
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
+    params_with(tmp_path / "params.yaml", {
         "data": {"root": str(tiny_dataset)},
         "train_autoencoder": {"model": {"patch": 2, "widths": [8, 16], "blocks": [1, 1], "attention_heads": 2},
                               "train": {"steps": 6, "batch_size": 8, "val_every": 3, "val_batches": 1,
-                                        "checkpoint_every": 3, "log_every": 1, "device": "cpu"}}}))
+                                        "checkpoint_every": 3, "log_every": 1, "device": "cpu",
+                                        "optim": {"optimizer": "psgd", "lr": 1e-3}}}})
     job = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc-per-node", "2",
                           "-m", "pipelines.cli", "train-autoencoder", "--latent-channels", "4", "--quiet"],
                          cwd=tmp_path, env=tool_env(), capture_output=True, text=True)

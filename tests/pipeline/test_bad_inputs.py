@@ -24,7 +24,7 @@ import yaml
 from pipelines.cli import main
 from pipelines.config import DataConfig
 from pipelines.stages import observe
-from tests.conftest import REPO, tool_env
+from tests.conftest import REPO, params_with, tool_env
 from tests.data.test_observations import _h5
 from tests.data.test_validate import _edit, _first_file, _replace
 
@@ -150,8 +150,9 @@ def test_bad_data(case: str, random_dataset: Path, capsys: pytest.CaptureFixture
 # --------------------------------------------------------------------------- params
 
 
-PARAMS: dict[str, tuple[str | None, list[str], list[str]]] = {
-    # case: (params.yaml text, None = no file; options and command; what the error says)
+PARAMS: dict[str, tuple[str | dict | None, list[str], list[str]]] = {
+    # case: (params.yaml text, or a mapping: the repository's with these keys changed, None = no
+    # file; options and command; what the error says)
     "misspelt section": ("simulat:\n  resolution: 16\n", ["simulate"],
                          ["params.yaml: simulat: unknown section", "did you mean 'simulate'?"]),
     "misspelt key": ("simulate:\n  resolutoin: 16\n", ["simulate"],
@@ -163,8 +164,8 @@ PARAMS: dict[str, tuple[str | None, list[str], list[str]]] = {
                              ["simulate.trajectories: expected a mapping, got 5"]),
     "text for a boolean": ("data:\n  cache: 'yes'\n", ["observe"], ["data.cache: expected true or false, got 'yes'"]),
     "list for a number": ("simulate:\n  dt: [0.1]\n", ["simulate"], ["simulate.dt: expected a number, got [0.1]"]),
-    "zero stride": ("data:\n  stride: 0\n", ["observe"], ["data.stride: must be >= 1, got 0"]),
-    "dropout above 1": ("train_autoencoder:\n  model:\n    dropout: 1.5\n", ["train-autoencoder", "--latent-channels", "4"],
+    "zero stride": ({"data": {"stride": 0}}, ["observe"], ["data.stride: must be >= 1, got 0"]),
+    "dropout above 1": ({"train_autoencoder": {"model": {"dropout": 1.5}}}, ["train-autoencoder", "--latent-channels", "4"],
                         ["train_autoencoder.model.dropout: must be in [0, 1), got 1.5"]),
     "unknown optimizer": ("train_emulator:\n  train:\n    optim:\n      optimizer: sgd\n",
                           ["train-emulator", "--kind", "solver", "--latent-channels", "4"],
@@ -183,7 +184,7 @@ PARAMS: dict[str, tuple[str | None, list[str], list[str]]] = {
                            ["data.strid: unknown key", "did you mean 'stride'?"]),
     "--set text for an integer": ("", ["--set", "data.stride=fast", "observe"],
                                   ["data.stride: expected an integer, got 'fast'"]),
-    "--set out of range": ("", ["--set", "simulate.cfl=2", "simulate"], ["simulate.cfl: must be in (0, 1], got 2.0"]),
+    "--set out of range": ({}, ["--set", "simulate.cfl=2", "simulate"], ["simulate.cfl: must be in (0, 1], got 2.0"]),
     "--set under a number": ("data:\n  stride: 4\n", ["--set", "data.stride.every=2", "observe"],
                              ["params.yaml: data.stride.every: data.stride is 4, not a mapping with keys to set"]),
 }
@@ -195,7 +196,9 @@ def test_bad_params(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     text, argv, expected = PARAMS[case]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    if text is not None:
+    if isinstance(text, dict):
+        params_with(tmp_path / "params.yaml", text)
+    elif text is not None:
         (tmp_path / "params.yaml").write_bytes(text.encode("utf-8", "surrogateescape"))
     before = snapshot(tmp_path)
     refused(["--params", "params.yaml", *argv, "--output" if argv[-1] in ("simulate", "observe") else "--quiet",
@@ -215,7 +218,7 @@ def test_apply_params_with_a_misspelt_key_changes_nothing(tmp_path: Path, capsys
 
 
 def test_a_bad_params_file_in_a_subprocess_exits_2_without_traceback(tmp_path: Path) -> None:
-    (tmp_path / "params.yaml").write_text("simulate:\n  resolution: 4\n")
+    params_with(tmp_path / "params.yaml", {"simulate": {"resolution": 4}})
     result = subprocess.run(["latentops", "--params", "params.yaml", "simulate", "--output", "out"], cwd=tmp_path,
                             env=tool_env(), capture_output=True, text=True)
     assert result.returncode == 2
@@ -299,7 +302,7 @@ def test_bad_observations(case: str, random_dataset: Path, tmp_path: Path, monke
     work.mkdir()
     monkeypatch.chdir(work)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
-    (work / "params.yaml").write_text(yaml.safe_dump({"data": {"root": str(random_dataset), "log_fields": ["density"]}}))
+    params_with(work / "params.yaml", {"data": {"root": str(random_dataset), "log_fields": ["density"]}})
     path = make(work)
     before = snapshot(work)
     refused(["assimilate", "--model", "1", "--observations", path, "--output", "analysis"], capsys, path, expected)
@@ -312,8 +315,7 @@ def test_bad_observations(case: str, random_dataset: Path, tmp_path: Path, monke
 ])
 def test_bad_observe_options_write_nothing(options: list[str], expected: str, random_dataset: Path, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"data": {"root": str(random_dataset), "log_fields": ["density"]}}))
+    params = params_with(tmp_path / "params.yaml", {"data": {"root": str(random_dataset), "log_fields": ["density"]}})
     refused(["--params", str(params), "observe", *options, "--output", str(tmp_path / "obs.h5")], capsys, expected)
     assert not (tmp_path / "obs.h5").exists()
 
@@ -335,7 +337,7 @@ def store(trained: dict, workspace: DataConfig, tmp_path: Path, monkeypatch: pyt
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": {"root": workspace.root}}))
+    params_with(tmp_path / "params.yaml", {"data": {"root": workspace.root}})
     observe.run(workspace, tmp_path / "obs.h5", fraction=0.1)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 

@@ -22,7 +22,7 @@ from pipelines import layout
 from pipelines.config import DataConfig
 from pipelines.stages import train_emulator
 from pipelines.tracking.registry import emulator_name, load_pyfunc
-from tests.conftest import tool_env
+from tests.conftest import params_with, tool_env
 from tests.pipeline.conftest import CACHE, free_port, served, tiny_emulator_cfg
 
 def test_each_kind_is_tracked_scored_and_registered(trained, workspace):
@@ -358,8 +358,8 @@ def test_an_observation_file_is_assimilated_with_a_registered_version(trained, w
     from pipelines.cli import main
     from pipelines.stages import observe
 
-    params = tmp_path / "params.yaml"
-    params.write_text(f"data: {{root: {workspace.root}}}\nassimilate: {{members: 3, filter: {{steps: 4}}}}\n")
+    params = params_with(tmp_path / "params.yaml", {"data": {"root": workspace.root},
+                                                    "assimilate": {"members": 3, "filter": {"steps": 4}}})
     observations = tmp_path / "obs.h5"
     observe.run(workspace, observations, "test", 0, fraction=0.1, every=4, noise=0.1)
     output = tmp_path / "out" / "analysis"

@@ -26,10 +26,10 @@ from pipelines.stages import promote
 from pipelines.stages import train_emulator
 from pipelines.tracking import cards
 from pipelines.tracking.evaluations import registered
-from tests.conftest import tool_env
+from tests.conftest import configured, params_with, tool_env
 from tests.pipeline.conftest import CACHE, finish, latentops, tiny_emulator_cfg, write_params
 
-EVAL = EvaluateConfig(trajectories=2, members=3, lead_windows=((1, 20), (21, 100)), batch=2)
+EVAL = configured(EvaluateConfig, "evaluate", trajectories=2, members=3, lead_windows=((1, 20), (21, 100)), batch=2)
 NAME = "euler_mini-emulator"
 
 
@@ -143,7 +143,7 @@ def test_results_runs_tags_and_report(evaluated_once, workspace):
 
 def test_promotion_is_gated_recorded_and_loads_in_a_fresh_process(evaluated_once, workspace, tmp_path):
     client = mlflow.MlflowClient()
-    gate = PromoteConfig()
+    gate = configured(PromoteConfig, "promote")
     dry = promote.run(gate, EVAL, workspace, dry_run=True)["emulator"]
     assert dry.promoted and "no production version yet" in dry.reason
     with pytest.raises(mlflow.exceptions.MlflowException):
@@ -240,7 +240,7 @@ def _emulators(gate: PromoteConfig) -> promote.Family:
 
 
 def test_each_gate_rule_states_why_it_refuses():
-    gate = PromoteConfig(margin=0.1, max_seconds=5.0, spread_skill=(0.5, 2.0))
+    gate = configured(PromoteConfig, "promote", margin=0.1, max_seconds=5.0, spread_skill=(0.5, 2.0))
     slow = _result(2, "solver", 0.1, seconds=9.0)
     overconfident = _result(3, "diffusion", 0.1, spread=0.2)
     decision = promote.decide([slow, overconfident], None, None, _emulators(gate))
@@ -267,7 +267,7 @@ def test_promotion_needs_evidence_beyond_the_noise():
     production = _result(1, "solver", list(hardness))
     noisy = _result(2, "solver", list(hardness * 0.97 + rng.normal(0, 0.15, 16)))  # 3 % better on average, noisy
     steady = _result(3, "solver", list(hardness * 0.9 + rng.normal(0, 0.01, 16)))  # 10 % better on every trajectory
-    gate = PromoteConfig(probability=0.95)
+    gate = configured(PromoteConfig, "promote", probability=0.95)
 
     refused = promote.decide([production, noisy], production, 1, _emulators(gate))
     assert noisy.card.value("vrmse_mean") < production.card.value("vrmse_mean")  # the point estimate is better
@@ -284,10 +284,9 @@ def test_promotion_needs_evidence_beyond_the_noise():
 def test_compare_prints_the_table(evaluated_once, workspace, capsys):
     from pipelines.cli import main
 
-    params = Path("params.yaml")
-    params.write_text(json.dumps({"evaluate": {"trajectories": 2, "members": 3, "batch": 2,
-                                               "lead_windows": [[1, 20], [21, 100]]},
-                                  "data": {"root": workspace.root}}))
+    params = params_with(Path("params.yaml"), {"evaluate": {"trajectories": 2, "members": 3, "batch": 2,
+                                                            "lead_windows": [[1, 20], [21, 100]]},
+                                               "data": {"root": workspace.root}})
     assert main(["--params", str(params), "compare"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Every number: the mean over 2 test trajectories") and "| diffusion | 20 |" in out
@@ -301,9 +300,8 @@ def test_new_settings_or_force_evaluate_everything_again(evaluated_once, workspa
     count = len([r for r in evaluated_once["results"] if r.version])  # baselines are not registered versions
     changed = evaluate.run(dataclasses.replace(EVAL, members=2), workspace, progress=False)
     assert len(changed["evaluated"]) == count
-    params = Path("params.yaml")
     section = {"trajectories": 2, "members": 2, "batch": 2, "lead_windows": [[1, 20], [21, 100]]}
-    params.write_text(json.dumps({"evaluate": section, "data": {"root": workspace.root}}))
+    params = params_with(Path("params.yaml"), {"evaluate": section, "data": {"root": workspace.root}})
     assert main(["--params", str(params), "evaluate", "--quiet"]) == 0  # same settings: nothing to do
     assert evaluate.run(dataclasses.replace(EVAL, members=2), workspace, progress=False)["evaluated"] == []
     assert main(["--params", str(params), "evaluate", "--quiet", "--force"]) == 0

@@ -11,18 +11,20 @@ import pytest
 import torch
 
 from pipelines import layout
-from pipelines.config import OptimConfig, SensorLayoutConfig, SensorsConfig, TrainConfig, TrainObsEncoderConfig
+from pipelines.config import SensorLayoutConfig, SensorsConfig, TrainObsEncoderConfig
 from pipelines.stages import train_obs_encoder
 from pipelines.tracking import registry
-from tests.pipeline.conftest import CACHE
+from tests.conftest import configured
+from tests.pipeline.conftest import CACHE, tiny_train
 
-SENSORS = SensorsConfig({"few": SensorLayoutConfig(fraction=0.05, fields=("density", "pressure"), every=4)})
+SENSORS = SensorsConfig({"few": configured(SensorLayoutConfig, "sensors.layouts.sparse", fraction=0.05,
+                                           fields=("density", "pressure"), every=4)})
 
 
 def _cfg(steps: int = 4) -> TrainObsEncoderConfig:
-    return TrainObsEncoderConfig(length=5, train=TrainConfig(steps=steps, batch_size=4, device="cpu", val_every=2,
-                                                             val_batches=1, checkpoint_every=2, log_every=1,
-                                                             optim=OptimConfig(optimizer="adamw", warmup=1)))
+    return configured(TrainObsEncoderConfig, "train_obs_encoder", length=5,
+                      train=tiny_train(steps=steps, batch_size=4, val_every=2, val_batches=1, checkpoint_every=2,
+                                       log_every=1))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, tool_env
+from tests.conftest import REPO, params_with, tool_env
 from tests.pipeline.conftest import mlflow_server as server, postgres_bin, postgres_cluster
 
 ADMIN_PASSWORD = "test-only-password"  # pragma: allowlist secret
@@ -57,12 +57,13 @@ def test_a_stage_tracks_to_the_platform_server_on_postgres_and_s3(mlflow_server,
 
     params = tmp_path / "params.yaml"
     ae = tiny_cfg(steps=4)
-    params.write_text(yaml.safe_dump({
+    params_with(params, {
         "data": {"root": str(tiny_dataset)},
         "train_autoencoder": {"model": {"patch": 2, "widths": [8, 16], "blocks": [1, 1], "attention_heads": 2},
                               "train": {"steps": ae.train.steps, "batch_size": 8, "val_every": 2, "val_batches": 1,
-                                        "checkpoint_every": 2, "log_every": 1, "device": "cpu"}},
-    }))
+                                        "checkpoint_every": 2, "log_every": 1, "device": "cpu",
+                                        "optim": {"optimizer": "psgd", "lr": 1e-3}}},
+    })
     credentials = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD}
     env = {**tool_env(), "MLFLOW_TRACKING_URI": mlflow_server, **credentials}
     wrong = subprocess.run(["latentops", "--params", str(params), "train-autoencoder", "--latent-channels", "4",

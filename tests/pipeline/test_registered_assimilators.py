@@ -6,6 +6,7 @@ alias loads in a fresh process and assimilates a file written by `latentops obse
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -16,36 +17,38 @@ import numpy as np
 import pytest
 
 from pipelines import layout
-from pipelines.config import (AssimilatorConfig, EvaluateConfig, FilterConfig, GateConfig, OptimConfig, PromoteConfig,
-                              RegisterAssimilatorConfig, SensorLayoutConfig, SensorsConfig, TrainConfig,
-                              TrainObsEncoderConfig)
+from pipelines.config import (AssimilatorConfig, EvaluateConfig, FilterConfig, GateConfig, PromoteConfig,
+                              RegisterAssimilatorConfig, SensorLayoutConfig, SensorsConfig, TrainObsEncoderConfig)
 from pipelines.stages import evaluate, promote, register_assimilator, train_obs_encoder
 from pipelines.tracking import registry
-from tests.conftest import VENV_BIN, tool_env
-from tests.pipeline.conftest import CACHE, inside
+from tests.conftest import VENV_BIN, configured, params_with, tool_env
+from tests.pipeline.conftest import CACHE, inside, tiny_train
 
 NAME = "euler_mini-assimilator"
-SENSORS = SensorsConfig({"few": SensorLayoutConfig(fraction=0.05, fields=("density", "pressure"), every=4)})
-FILTER = FilterConfig(steps=2)
+SENSORS = SensorsConfig({"few": configured(SensorLayoutConfig, "sensors.layouts.sparse", fraction=0.05,
+                                           fields=("density", "pressure"), every=4)})
+FILTER = configured(FilterConfig, "assimilate.filter", steps=2)
+ENSF = "register_assimilator.assimilators.ensf_solver"  # the decoder route's settings
 ASSIMILATORS = RegisterAssimilatorConfig({
-    "ensf": AssimilatorConfig(kind="solver", latent_channels=4, layout="few", members=3, filter=FILTER),
-    "encoded": AssimilatorConfig(kind="solver", latent_channels=4, layout="few", encoder=True, members=3,
-                                 filter=FilterConfig(steps=2, min_spread=0.6)),
+    "ensf": configured(AssimilatorConfig, ENSF, kind="solver", latent_channels=4, layout="few", members=3,
+                       filter=FILTER),
+    "encoded": configured(AssimilatorConfig, ENSF, kind="solver", latent_channels=4, layout="few", encoder=True,
+                          members=3, filter=dataclasses.replace(FILTER, min_spread=0.6)),
     # members scattered over the whole latent range at every analysis: a far worse ensemble mean
-    "wild": AssimilatorConfig(kind="solver", latent_channels=4, layout="few", members=3,
-                              filter=FilterConfig(steps=2, min_spread=50.0))})
-EVAL = EvaluateConfig(trajectories=2, members=3, lead_windows=((1, 20), (21, 100)), batch=2,
-                      assimilation_trajectories=2)
-GATE = PromoteConfig(assimilators=GateConfig(metric="vrmse_21-100", spread_skill=(0, 100)))
+    "wild": configured(AssimilatorConfig, ENSF, kind="solver", latent_channels=4, layout="few", members=3,
+                       filter=dataclasses.replace(FILTER, min_spread=50.0))})
+EVAL = configured(EvaluateConfig, "evaluate", trajectories=2, members=3, lead_windows=((1, 20), (21, 100)), batch=2,
+                  assimilation_trajectories=2)
+GATE = configured(PromoteConfig, "promote", assimilators=configured(GateConfig, "promote.assimilators",
+                                                                    metric="vrmse_21-100", spread_skill=(0, 100)))
 
 
 @pytest.fixture(scope="module")
 def registered(latent_workspace, trained):
     """The encoder of layout ``few`` trained, then ``ensf`` and ``encoded`` registered."""
     root, data = latent_workspace
-    encoder_cfg = TrainObsEncoderConfig(length=5, train=TrainConfig(
-        steps=4, batch_size=4, device="cpu", val_every=2, val_batches=1, checkpoint_every=2, log_every=1,
-        optim=OptimConfig(optimizer="adamw", warmup=1)))
+    encoder_cfg = configured(TrainObsEncoderConfig, "train_obs_encoder", length=5, train=tiny_train(
+        steps=4, batch_size=4, val_every=2, val_batches=1, checkpoint_every=2, log_every=1))
     with inside(root):
         train_obs_encoder.run(encoder_cfg, SENSORS, data, CACHE, "few", 4, progress=False)
         return {name: register_assimilator.run(ASSIMILATORS, name, SENSORS, data) for name in ("ensf", "encoded")}
@@ -103,8 +106,7 @@ def test_evaluated_once_promoted_and_a_worse_one_refused(registered, workspace, 
     assert int(client.get_model_version_by_alias(NAME, "production").version) == production
 
     # The alias loads in a fresh process and assimilates a file written by `latentops observe`.
-    params = tmp_path / "params.yaml"
-    params.write_text(json.dumps({"data": {"root": workspace.root}, "assimilate": {"members": 3}}))
+    params = params_with(tmp_path / "params.yaml", {"data": {"root": workspace.root}, "assimilate": {"members": 3}})
     env = {**tool_env(), "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
     latentops = str(Path(VENV_BIN) / "latentops")
     observations = tmp_path / "observations.h5"
@@ -132,12 +134,13 @@ def decent(tmp_path_factory, tiny_dataset):
     from pipelines.stages import cache_latents, train_autoencoder, train_emulator
     from tests.pipeline.conftest import tiny_cfg, tiny_emulator_cfg
 
-    root, data = tmp_path_factory.mktemp("decent"), DataConfig(root=str(tiny_dataset))
+    root, data = tmp_path_factory.mktemp("decent"), configured(DataConfig, "data", root=str(tiny_dataset))
     base = tiny_cfg(steps=300)
     cfg = dataclasses.replace(base, model=dataclasses.replace(base.model, widths=(16, 32)), train=dataclasses.replace(
         base.train, val_every=150, checkpoint_every=300, optim=dataclasses.replace(base.train.optim, lr=3e-3)))
-    assimilators = RegisterAssimilatorConfig({"ensf": AssimilatorConfig(kind="solver", latent_channels=16, layout="few",
-                                                                        members=3, filter=FilterConfig(steps=8))})
+    assimilators = RegisterAssimilatorConfig({"ensf": configured(AssimilatorConfig, ENSF, kind="solver", latent_channels=16,
+                                                                 layout="few", members=3,
+                                                                 filter=dataclasses.replace(FILTER, steps=8))})
     with inside(root):
         train_autoencoder.run(cfg, data, latent_channels=16, progress=False)
         cache_latents.run(CACHE, data, 16, progress=False)
@@ -156,8 +159,8 @@ def test_skill_improves_with_sensor_density(decent, monkeypatch):
     root, data = decent
     monkeypatch.chdir(root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    cfg = SweepObservationsConfig(assimilator="ensf", fractions=(0.02, 0.2, 0.8), noises=(0.05, 1.0), trajectories=2,
-                                  lead_windows=((1, 20), (21, 40)))
+    cfg = configured(SweepObservationsConfig, "sweep_observations", assimilator="ensf", fractions=(0.02, 0.2, 0.8),
+                     noises=(0.05, 1.0), trajectories=2, lead_windows=((1, 20), (21, 40)))
     outcome = sweep_observations.run(cfg, data, progress=False)
     for window in ("1-20", "21-40"):
         vrmse = np.array(outcome["vrmse"][window])  # (fractions, noises)
@@ -180,4 +183,4 @@ def test_the_sweep_refuses_the_encoder_route(registered, workspace):
     from pipelines.stages import sweep_observations
 
     with pytest.raises(ValueError, match="assimilates through its observation encoder.*encoder: false"):
-        sweep_observations.run(SweepObservationsConfig(assimilator="encoded", trajectories=1), workspace, progress=False)
+        sweep_observations.run(configured(SweepObservationsConfig, "sweep_observations", assimilator="encoded", trajectories=1), workspace, progress=False)

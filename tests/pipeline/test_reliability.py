@@ -27,7 +27,7 @@ from pipelines.cli import main
 from pipelines.config import DataConfig
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
-from tests.conftest import tool_env
+from tests.conftest import configured, tool_env
 from tests.pipeline.conftest import CACHE, free_port, tiny_cfg, write_params
 
 HOLD_A_RUN = """
@@ -85,7 +85,7 @@ def test_a_killed_process_run_is_marked_killed_and_a_live_one_is_left_alone(tmp_
 def test_sigterm_ends_the_stage_run_failed_and_writes_nothing(random_dataset, tmp_path):
     """``kill`` (SIGTERM, as a scheduler or ``docker stop`` sends it) in the middle of
     training: exit status 143, the run FAILED (not RUNNING), no exported model."""
-    params = write_params(tmp_path / "params.yaml", {"data": DataConfig(root=str(random_dataset), log_fields=()),
+    params = write_params(tmp_path / "params.yaml", {"data": configured(DataConfig, "data", root=str(random_dataset), log_fields=()),
                                                      "train_autoencoder": tiny_cfg(steps=100_000)})
     env = {**tool_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "--params", str(params), "train-autoencoder",

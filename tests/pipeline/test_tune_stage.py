@@ -22,17 +22,20 @@ from pipelines.evaluation.scoring import Truth
 from pipelines.stages import tune
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
+from tests.conftest import configured
 from tests.pipeline.conftest import CACHE, finish, inside, latentops, tiny_cfg, tiny_emulator_cfg, write_params
 
-SCORE = ScoreConfig(trajectories=1, members=2, lead_windows=((1, 8),))
+SCORE = configured(ScoreConfig, "tune.sampler.score", trajectories=1, members=2, lead_windows=((1, 8),))
 
 
 def tiny_tune(storage: str, **sampler) -> TuneConfig:
-    return TuneConfig(
-        storage=storage, heartbeat=1,
-        sampler=SamplerStudyConfig(**{"trials": 6, "steps": (2, 6), "score": SCORE, **sampler}),
-        compression=CompressionStudyConfig(trials=4, latent_channels=(2, 4), lr=(1e-3, 30.0), widths=(4, 8),
-                                           autoencoder_steps=6, emulator_steps=2, startup_trials=2, score=SCORE),
+    return configured(
+        TuneConfig, "tune", storage=storage, heartbeat=1,
+        sampler=configured(SamplerStudyConfig, "tune.sampler", **{"trials": 6, "steps": (2, 6), "score": SCORE,
+                                                                  **sampler}),
+        compression=configured(CompressionStudyConfig, "tune.compression", trials=4, latent_channels=(2, 4),
+                               lr=(1e-3, 30.0), widths=(4, 8), autoencoder_steps=6, emulator_steps=2,
+                               startup_trials=2, score=SCORE),
     )
 
 
