@@ -12,6 +12,7 @@ settings, the filter's settings.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -24,6 +25,7 @@ from pipelines.config import DataConfig, RegisterAssimilatorConfig, SensorsConfi
 from pipelines.data.observations import layout_of
 from pipelines.data.validate import ensure_valid
 from pipelines.data.windows import trajectories
+from pipelines.options import add_quiet, section
 from pipelines.serving.assimilator_model import settings
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
@@ -89,3 +91,27 @@ def run(cfg: RegisterAssimilatorConfig, name: str, sensors: SensorsConfig, data:
     registry.export_version(model, version.version, paths.model_dir(paths.assimilator(name)))
     return {"name": name, "registered_model": model, "version": int(version.version), "registered": new,
             "uri": f"models:/{model}/{version.version}", **tags}
+
+
+# --------------------------------------------------------------------------- latentops register-assimilator
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Bundle the assimilator NAME (the exported emulator of its kind and latent width, its score filter "
+        "and members, its sensor layout of sensors.layouts and, with encoder: true, that layout's exported "
+        "observation encoder) as one pyfunc and register it as a version of <dataset>-assimilator, tagged "
+        "with its lineage (emulator, autoencoder, data hash, encoder, layout); exported to "
+        f"{paths.model_dir(paths.assimilator('NAME'))}. When an existing version has the same parts and "
+        "settings, that one is exported instead.")
+    add_quiet(parser)
+    parser.add_argument("--name", required=True, help="an assimilator of register_assimilator.assimilators")
+
+
+def main(args: argparse.Namespace) -> int:
+    summary = run(section(args, RegisterAssimilatorConfig, "register_assimilator"), args.name,
+                  section(args, SensorsConfig, "sensors"), section(args, DataConfig, "data"))
+    state = "registered as" if summary["registered"] else "unchanged: already"
+    print(f"register_assimilator: {args.name} ({summary['route']} route on {summary['emulator']}, layout "
+          f"{summary['layout']}) {state} {summary['registered_model']} version {summary['version']}")
+    return 0

@@ -5,12 +5,14 @@ register it as a version of ``<dataset>-autoencoder``, exported to ``data/models
 
 from __future__ import annotations
 
+import argparse
 import torch
 
 from models.autoencoder import Autoencoder
 from pipelines import layout, plots
 from pipelines.config import DataConfig, TrainAutoencoderConfig
 from pipelines.data.windows import WellWindows
+from pipelines.options import add_quiet, add_steps, section, steps_override
 from pipelines.recipes.autoencoder import ReconstructionObjective, build, states
 from pipelines.recipes.training import TrainResult
 from pipelines.stages.runner import Finished, StageSummary, TrainingJob, run_training
@@ -63,3 +65,28 @@ def _log_reconstructions(model: Autoencoder, objective: ReconstructionObjective,
         tracking.log_figure(plots.reconstruction_panel(truth, recon, norm.channels,
                                                        f"c={latent_channels}, validation state {index}"),
                             f"plots/reconstruction_{index}.png")
+
+
+# --------------------------------------------------------------------------- latentops train-autoencoder
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Train the autoencoder of one latent width on data.root with the shared training loop, "
+                          "track it in MLflow and register it as <dataset>-autoencoder. Resumes from its latest "
+                          "checkpoint if a previous run was interrupted.")
+    add_quiet(parser)
+    parser.add_argument("--latent-channels", type=int, required=True,
+                        help="latent channels c (sets the compression rate)")
+    add_steps(parser, "train_autoencoder")
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = section(args, TrainAutoencoderConfig, "train_autoencoder", steps_override(args))
+    data = section(args, DataConfig, "data")
+    summary = run(cfg, data, args.latent_channels, progress=not args.quiet)
+    if summary.rank:  # a torchrun worker: rank 0 reports
+        return 0
+    print(f"train_autoencoder: c={args.latent_channels} (rate {summary['compression_rate']:g}) registered as "
+          f"{summary['registered_model']} version {summary['version']}; validation VRMSE "
+          f"{summary.get('val_vrmse', float('nan')):.4f} (median {summary.get('val_vrmse_median', float('nan')):.4f})")
+    return 0
