@@ -101,7 +101,7 @@ class _Peek(argparse.ArgumentParser):
         raise ValueError(message)
 
 
-def command_of(argv: Sequence[str]) -> str | None:
+def _command_of(argv: Sequence[str]) -> str | None:
     """The sub-command named in ``argv`` (after the global options), if any."""
     peek = _Peek(add_help=False, allow_abbrev=False)
     _add_global_options(peek)
@@ -123,7 +123,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(command_of(argv)).parse_args(argv)
+    args = build_parser(_command_of(argv)).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # MLflow's INFO lines (database migrations, monitor start/stop) are noise here
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
