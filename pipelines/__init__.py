@@ -4,6 +4,9 @@
 - ``io``, ``layout``, ``plots``: atomic writes, every artifact path, figures. Nothing else.
 - ``config``: ``params.yaml`` as typed, validated sections. ``io``, the kinds and sampler
   tables of ``models``, ``evaluation.scorecard``.
+- ``options``: what every ``latentops`` command shares: the protocol of a command module
+  (``add_arguments``, ``main``), sections of ``params.yaml`` with ``--set`` overrides,
+  ``apply-params``. ``io``, ``config``.
 - ``serving``: the registered models' runtime (forecaster, normaliser, loaded autoencoder);
   shipped with every registered version. ``models`` only.
 - ``data``: The Well format, validation, windows, latent caches. Base modules, ``serving``.
@@ -15,5 +18,6 @@
   Base modules, ``serving``, ``evaluation.scorecard``.
 - ``stages``: thin stages (read config, call recipes, record) and ``stages.runner``, the
   lifecycle the training stages share. Everything above; never another stage.
-- ``cli``: the ``latentops`` command. Base modules and the stages (imported on use).
+- ``cli``: the ``latentops`` command: global options and ``COMMANDS``, each command's module
+  by name, imported on use. ``io``, ``config``, ``options``; never a stage.
 """

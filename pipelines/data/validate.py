@@ -8,6 +8,8 @@ or attribute) and what was expected, so a person can fix a dataset in one pass. 
 
 from __future__ import annotations
 
+import argparse
+import sys
 import hashlib
 import itertools
 import tempfile
@@ -19,7 +21,9 @@ import h5py
 import numpy as np
 import yaml
 
-from pipelines.data.welldata import BC_TYPES, FIELD_GROUPS, SPLITS, STATS_KEYS, split_files
+from pipelines.config import DataConfig
+from pipelines.data.welldata import BC_TYPES, FIELD_GROUPS, SPLITS, STATS_KEYS, split_files, write_stats
+from pipelines.options import section
 
 REQUIRED_GROUPS = ("dimensions", "boundary_conditions", "scalars", *FIELD_GROUPS)
 REQUIRED_ROOT_ATTRS = ("dataset_name", "grid_type", "n_spatial_dims", "n_trajectories", "simulation_parameters")
@@ -335,3 +339,39 @@ def _fingerprint(root: Path, require_stats: bool) -> str:
         info = path.stat()
         digest.update(f"|{path.relative_to(root)}:{info.st_size}:{info.st_mtime_ns}".encode())
     return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- latentops validate-data, stats
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Report every problem (file, group/attribute, what was expected) with a The Well dataset "
+                          "directory. Exit status 1 if there is any.")
+    parser.add_argument("path", nargs="?", help="dataset directory (default: data.root)")
+    parser.add_argument("--no-stats", action="store_true", help="do not require stats.yaml")
+
+
+def main(args: argparse.Namespace) -> int:
+    root = args.path or section(args, DataConfig, "data").root
+    problems = validate_dataset(root, require_stats=not args.no_stats)
+    for problem in problems:
+        print(f"ERROR {problem}", file=sys.stderr)
+    if problems:
+        print(f"{root}: {len(problems)} problem(s); not a valid The Well dataset", file=sys.stderr)
+        return 1
+    print(f"{root}: OK (The Well format)")
+    return 0
+
+
+def add_stats_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Compute mean/std/rms (and of one-step deltas) per field over a split and write "
+                          "PATH/stats.yaml.")
+    parser.add_argument("path", help="dataset directory")
+    parser.add_argument("--split", default="train", choices=["train", "valid", "test"])
+
+
+def stats_main(args: argparse.Namespace) -> int:
+    ensure_valid(args.path, require_stats=False)
+    path = write_stats(args.path, args.split)
+    print(f"wrote {path} over the {args.split} split")
+    return 0

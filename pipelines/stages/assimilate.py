@@ -25,6 +25,7 @@ with the model version and the file's hash.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -51,6 +52,7 @@ from pipelines.evaluation.scorecard import Estimate, Result
 from pipelines.evaluation.scoring import Scorer, Truth, curve_table, window_label
 from pipelines.evaluation.twin import METRICS, readings
 from pipelines.io import atomic_path, write_json, write_text
+from pipelines.options import add_quiet, section
 from pipelines.serving.assimilator import Analysis, GuidedForecast, LatentAssimilator, Sensors
 from pipelines.serving.assimilator_model import AssimilatorModel
 from pipelines.tracking import registry
@@ -437,3 +439,70 @@ def assimilate(cfg: AssimilateConfig, data: DataConfig, reference: str, path: st
     return {"model": uri, "output": str(output.with_suffix(".h5")), "figure": str(figure), "cycles": steps,
             "readings_used": used, "seconds_per_cycle": per_cycle, "estimated": estimates,
             "vrmse_analysis": float(scores["analysis"].mean()), "vrmse_free": float(scores["free"].mean())}
+
+
+# --------------------------------------------------------------------------- latentops twin-experiment, assimilate
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "The twin experiment of the assimilate stage: observe the first assimilate.trajectories trajectories "
+        "of assimilate.split with the sensor layout assimilate.layout of sensors.layouts (written under "
+        "data/observations/), forecast them with the best evaluated version of each of assimilate.kinds "
+        "freely, with the latent ensemble score filter (LD-EnSF; assimilate.filter) through the decoder and "
+        "through the layout's observation encoder (assimilate.encoder_filter; estimating assimilate.estimate), "
+        "diffusion also guided by MMPS, and Clawpack with the LETKF (assimilate.enkf); score them all: VRMSE "
+        "and CRPS by lead window with bootstrap intervals, VRMSE over the free forecast's with a paired "
+        "interval, wall time per cycle, the error of the estimated conditioning. Writes "
+        "metrics/assimilation.json, metrics/assimilation/*.csv, reports/assimilation.{md,png} and "
+        "reports/assimilation_panel.png; one MLflow run.")
+    add_quiet(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    outcome = run(section(args, AssimilateConfig, "assimilate"), section(args, SensorsConfig, "sensors"),
+                  section(args, DataConfig, "data"), section(args, SimulateConfig, "simulate"),
+                  progress=not args.quiet)
+    for label, by in outcome["ratios"].items():
+        print(f"twin-experiment: {label}: VRMSE / the free forecast's, by lead window: "
+              + ", ".join(f"{w} {ratio}" for w, ratio in by.items()))
+    print(f"twin-experiment: seconds per cycle {outcome['seconds_per_cycle']}; LETKF's cycle time over each "
+          f"latent method's {outcome['cycle_time_letkf_over']}; through the decoder over through the observation "
+          f"encoder {outcome['cycle_time_decoder_over_encoder']}; error of the estimated conditioning "
+          f"{outcome['parameter_error']} -> {layout.ASSIMILATION}, {layout.ASSIMILATION_REPORT}")
+    return 0
+
+
+def add_assimilate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Run the latent ensemble score filter (LD-EnSF; settings: assimilate.filter) with a registered latent "
+        "<dataset>-emulator version (by default the 'production' alias), or a registered <dataset>-assimilator "
+        "version with its own filter, members and observation encoder (estimating the conditioning entries "
+        "it was trained to), on an observation file (HDF5 or CSV, "
+        "see `latentops observe`) of one trajectory of data.root, starting from its first state. Readings "
+        "at forecast times (multiples of the emulator's stride) are assimilated; the others are ignored and "
+        "counted. Writes OUTPUT.h5 (analysis mean and spread, free-forecast mean and truth, (T, H, W, C); "
+        "the members with --save-members) and OUTPUT.png (truth and sensors, free forecast, analysis, "
+        "spread at the last time); one MLflow run with the model URI and the file's SHA-256.")
+    parser.add_argument("--model", default="production",
+                        help="alias or version number of <dataset>-emulator, or a models:/ URI of an emulator or of "
+                             "an assimilator, e.g. models:/euler_mini-assimilator@production (default: %(default)s)")
+    parser.add_argument("--observations", required=True, help="observation file (.h5, .hdf5 or .csv)")
+    parser.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    parser.add_argument("--trajectory", type=int, default=0, help="index in the split (default: %(default)s)")
+    parser.add_argument("--members", type=int, help="ensemble members (default: assimilate.members)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-members", action="store_true", help="also write every member of the analysis")
+    parser.add_argument("--output", default="assimilations/analysis",
+                        help="output path without suffix (default: %(default)s)")
+
+
+def assimilate_main(args: argparse.Namespace) -> int:
+    summary = assimilate(section(args, AssimilateConfig, "assimilate"), section(args, DataConfig, "data"),
+                         args.model, args.observations, args.split, args.trajectory, args.members,
+                         args.seed, args.output, args.save_members)
+    estimated = "".join(f"; estimated {name} {value:.4f}" for name, value in summary["estimated"].items())
+    print(f"assimilate: {summary['model']}: {summary['cycles']} cycles ({summary['readings_used']} with readings), "
+          f"{summary['seconds_per_cycle']:.3f} s per cycle; VRMSE of the analysis {summary['vrmse_analysis']:.3f}, "
+          f"of the free forecast {summary['vrmse_free']:.3f}{estimated} -> {summary['output']}, {summary['figure']}")
+    return 0

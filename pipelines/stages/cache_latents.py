@@ -14,6 +14,7 @@ The directory is built under a temporary name and renamed when complete.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from pathlib import Path
@@ -30,6 +31,7 @@ from pipelines.data.validate import ensure_valid
 from pipelines.data.welldata import SPLITS
 from pipelines.data.windows import WellWindows, trajectories
 from pipelines.io import atomic_path, require_space
+from pipelines.options import add_quiet, section
 from pipelines.recipes import artifact
 from pipelines.tracking.runs import data_hash
 
@@ -104,3 +106,21 @@ def run(cfg: CacheLatentsConfig, data: DataConfig, latent_channels: int, progres
                          {**base_attrs, "split": "train", "augmented_copies": cfg.augmented_copies},
                          seeds, f"encode augmented train c={latent_channels}", progress)
     return output
+
+
+# --------------------------------------------------------------------------- latentops cache-latents
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Encode every split of data.root with the autoencoder train-autoencoder saved to "
+                          "data/models/autoencoder_c<C> into chunked, compressed HDF5 under cache_latents.output/c<C>/.")
+    add_quiet(parser)
+    parser.add_argument("--latent-channels", type=int, required=True, help="latent channels c of the autoencoder")
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = section(args, CacheLatentsConfig, "cache_latents")
+    data = section(args, DataConfig, "data")
+    output = run(cfg, data, args.latent_channels, progress=not args.quiet)
+    print(f"cache_latents: c={args.latent_channels} encoded into {output}")
+    return 0

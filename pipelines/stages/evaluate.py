@@ -31,6 +31,7 @@ paper's findings (``pipelines.evaluation.report``). ``--force`` re-evaluates eve
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from pathlib import Path
 
@@ -52,6 +53,7 @@ from pipelines.evaluation.scoring import (AE_TRUTH, Baseline, Climatology, Conse
                                curve_table, score_autoencoder, score_baseline, score_forecaster,
                                window_label)
 from pipelines.io import atomic_path, write_json, write_text
+from pipelines.options import add_quiet, section
 from pipelines.tracking import cards, evaluations
 from pipelines.tracking import runs as tracking
 from pipelines.tracking.cards import ASSIMILATOR, BASELINES_FILE, EVAL, SCORECARD_FILE
@@ -235,3 +237,48 @@ def _write_outputs(results: list[Result], base: list[tuple[Result, Scores]], cfg
             write_text(tmp / f"{r.label}.csv", curve_table(columns, CURVE_METRICS))
     forecasts = [r for r in results if r.kind != ASSIMILATOR]
     return report.write(forecasts, [window_label(a, b) for a, b in cfg.lead_windows], cfg.confidence)
+
+
+# --------------------------------------------------------------------------- latentops evaluate, compare
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Query the Model Registry for every version of <dataset>-autoencoder, <dataset>-emulator and "
+        "<dataset>-assimilator and evaluate each one that has no result for the current test data, "
+        "evaluate settings and scoring code: VRMSE of the ensemble mean, member VRMSE, fair CRPS, "
+        "spread-skill and power-spectrum RMSE per trajectory and lead time, against the truth and the "
+        "auto-encoded truth, with bootstrap intervals; the same for the baselines (persistence, conserved "
+        "mean, climatology). Assimilators: the twin experiment on the first "
+        "evaluate.assimilation_trajectories trajectories, observed by each one's sensor layout, with the "
+        "wall time per cycle and the error of the conditioning it estimates. One nested MLflow run per "
+        "version with plots; its scorecard as eval.* tags on the version; metrics/evaluation.json, "
+        "metrics/evaluation/*.csv and reports/comparison.{md,png} with the paper's findings checked.")
+    add_quiet(parser)
+    parser.add_argument("--force", action="store_true", help="re-evaluate versions that already have a result")
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = section(args, EvaluateConfig, "evaluate")
+    data = section(args, DataConfig, "data")
+    outcome = run(cfg, data, force=args.force, progress=not args.quiet)
+    print(f"evaluate: evaluated {len(outcome['evaluated'])} version(s) {outcome['evaluated']}; "
+          f"{len(outcome['skipped'])} already evaluated under the current data and settings")
+    print(f"wrote {layout.EVALUATION}, {layout.EVALUATION_CURVES}/ and {layout.REPORTS}/comparison.md")
+    return 0
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Print the comparison report (the paper's table layout, with intervals, baselines and the "
+                          "paper's four findings checked) of every version evaluated under the current evaluate "
+                          "settings, read from the Model Registry.")
+
+
+def compare_main(args: argparse.Namespace) -> int:
+    cfg = section(args, EvaluateConfig, "evaluate")
+    data = section(args, DataConfig, "data")
+    truth = Truth.load(data, cfg.split, cfg.trajectories)
+    results = evaluated(tracking.configure(), truth.dataset, evaluation_key(cfg, data))
+    results += [result for result, _ in score_baselines(truth, cfg, data)]
+    print(report.table(results, [window_label(a, b) for a, b in cfg.lead_windows], cfg.confidence), end="")
+    return 0

@@ -11,6 +11,7 @@ four lead times.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import h5py
@@ -21,6 +22,7 @@ from pipelines.config import DataConfig
 from pipelines.evaluation.metrics import vrmse
 from pipelines.evaluation.scoring import Truth
 from pipelines.io import atomic_path
+from pipelines.options import section
 from pipelines.tracking import registry
 from pipelines.tracking.references import load_model
 
@@ -64,3 +66,33 @@ def run(data: DataConfig, reference: str = "production", split: str = "test", tr
         plots.plt.close(fig)
     return {"model": uri, "output": str(output.with_suffix(".h5")), "figure": str(figure) if leads else None,
             "leads": leads, "vrmse": score.mean(axis=1).tolist(), "shape": list(prediction.shape)}
+
+
+# --------------------------------------------------------------------------- latentops forecast
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Load a registered <dataset>-emulator version (by default the 'production' alias) and forecast one "
+        "trajectory of a split of data.root from its first state(s); write OUTPUT.h5 (forecast, truth, "
+        "VRMSE per lead and field) and OUTPUT.png (one field at four lead times).")
+    parser.add_argument("--model", default="production",
+                        help="alias, version number or models:/ URI (default: %(default)s)")
+    parser.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    parser.add_argument("--trajectory", type=int, default=0, help="index in the split (default: %(default)s)")
+    parser.add_argument("--horizon", type=int, default=25, help="states to forecast, data.stride steps apart "
+                                                                 "(default: %(default)s)")
+    parser.add_argument("--members", type=int, default=1, help="ensemble members (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default="forecasts/forecast",
+                        help="output path without suffix (default: %(default)s)")
+
+
+def main(args: argparse.Namespace) -> int:
+    data = section(args, DataConfig, "data")
+    summary = run(data, args.model, args.split, args.trajectory, args.horizon, args.members, args.seed, args.output)
+    scores = ", ".join(f"{lead}: {v:.3f}" for lead, v in zip(summary["leads"], summary["vrmse"]))
+    figure = f" and {summary['figure']}" if summary["figure"] else ""
+    print(f"forecast: {summary['model']} -> {summary['output']} {summary['shape']} (members, states, H, W, C)"
+          + figure + (f"; VRMSE by lead: {scores}" if scores else ""))
+    return 0

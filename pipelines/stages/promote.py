@@ -26,6 +26,7 @@ the decision. ``metrics/promotion.json`` has both decisions.
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import time
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,7 @@ from pipelines.evaluation.bootstrap import Difference, paired
 from pipelines.evaluation.key import evaluation_key
 from pipelines.evaluation.scorecard import Result
 from pipelines.io import write_json
+from pipelines.options import section
 from pipelines.tracking import runs as tracking
 from pipelines.tracking import cards
 from pipelines.tracking.cards import ASSIMILATOR
@@ -244,3 +246,32 @@ def _summary(result: Result | None, metric: str) -> dict | None:
     return {"label": result.label, "version": result.version, "kind": result.kind,
             "compression_rate": result.compression_rate, metric: estimate.value,
             f"{metric}_interval": [estimate.low, estimate.high]}
+
+
+# --------------------------------------------------------------------------- latentops promote
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Select the best evaluated <dataset>-emulator version by promote.metric among those passing the gate "
+        "(kinds, latency ceiling, spread-skill window for ensembles) and move the 'production' alias to "
+        "it if it beats the current production by promote.margin and a paired bootstrap over the same test "
+        "trajectories gives at least promote.probability that it is better; the previous one becomes "
+        "'challenger'. The decision (with that probability and the interval of the difference) is recorded "
+        "as an MLflow run, as promotion.* tags and in the model cards; a refusal says which rule failed. The same "
+        "for <dataset>-assimilator versions, with the gate promote.assimilators.")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="show the decision, its probability and the interval of the difference; change nothing")
+    parser.add_argument("--stage", action="store_true", help="also set the deprecated 'Production' stage (older UIs)")
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = section(args, PromoteConfig, "promote")
+    evaluation = section(args, EvaluateConfig, "evaluate")
+    data = section(args, DataConfig, "data")
+    decisions = run(cfg, evaluation, data, dry_run=args.dry_run, set_stage=args.stage)
+    for family, decision in decisions.items():
+        print(("dry run, nothing changed: " if args.dry_run else "promote: ") + f"{family}s: {decision.reason}")
+        for version, why in decision.rejected.items():
+            print(f"  {version} rejected: {why}")
+    return 0

@@ -19,6 +19,7 @@ not registered again), exported to ``data/registry/assimilator_<name>/``.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -36,6 +37,7 @@ from pipelines.config import DataConfig, RegisterAssimilatorConfig, SensorsConfi
 from pipelines.data.observations import layout_of
 from pipelines.data.validate import ensure_valid
 from pipelines.data.windows import trajectories
+from pipelines.options import add_quiet, section
 from pipelines.recipes import artifact
 from pipelines.serving.assimilator_model import settings
 from pipelines.tracking import cards, registry
@@ -203,3 +205,47 @@ def register_assimilator(cfg: RegisterAssimilatorConfig, name: str, sensors: Sen
     registry.export_version(model, version.version, paths.registered_dir(paths.assimilator(name)))
     return {"name": name, "registered_model": model, "version": int(version.version), "registered": new,
             "uri": f"models:/{model}/{version.version}", **tags}
+
+
+# --------------------------------------------------------------------------- latentops register
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "For every trained model under data/models/ (autoencoders first): its figures into its training run, a "
+        "version of <dataset>-autoencoder, -emulator or -obs-encoder with its model card (once per training "
+        "run), exported to data/registry/<model>/; then every assimilator of register_assimilator.assimilators "
+        "(as register-assimilator does).")
+    add_quiet(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    for summary in run(section(args, RegisterAssimilatorConfig, "register_assimilator"),
+                       section(args, SensorsConfig, "sensors"), section(args, DataConfig, "data")):
+        state = "registered as" if summary["registered"] else "unchanged: already"
+        print(f"register: {summary['name']} {state} {summary['registered_model']} version {summary['version']}")
+    return 0
+
+
+# --------------------------------------------------------------------------- latentops register-assimilator
+
+
+def add_register_assimilator_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Bundle the assimilator NAME (the exported emulator of its kind and latent width, its score filter "
+        "and members, its sensor layout of sensors.layouts and, with encoder: true, that layout's exported "
+        "observation encoder) as one pyfunc and register it as a version of <dataset>-assimilator, tagged "
+        "with its lineage (emulator, autoencoder, data hash, encoder, layout); exported to "
+        f"{paths.registered_dir(paths.assimilator('NAME'))}. When an existing version has the same parts and "
+        "settings, that one is exported instead.")
+    add_quiet(parser)
+    parser.add_argument("--name", required=True, help="an assimilator of register_assimilator.assimilators")
+
+
+def register_assimilator_main(args: argparse.Namespace) -> int:
+    summary = register_assimilator(section(args, RegisterAssimilatorConfig, "register_assimilator"), args.name,
+                                   section(args, SensorsConfig, "sensors"), section(args, DataConfig, "data"))
+    state = "registered as" if summary["registered"] else "unchanged: already"
+    print(f"register_assimilator: {args.name} ({summary['route']} route on {summary['emulator']}, layout "
+          f"{summary['layout']}) {state} {summary['registered_model']} version {summary['version']}")
+    return 0

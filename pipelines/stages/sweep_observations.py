@@ -19,6 +19,7 @@ one MLflow run in ``<dataset>/sweep_observations`` with all of them.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from pipelines.data.observations import Layout, place, sensor_count
 from pipelines.evaluation.scoring import Truth, window_label
 from pipelines.evaluation.twin import score_assimilator
 from pipelines.io import atomic_path, write_json, write_text
+from pipelines.options import add_quiet, section
 from pipelines.serving.assimilator_model import AssimilatorModel
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
@@ -117,3 +119,31 @@ def _write(summary: dict, vrmse: np.ndarray, windows: list[str], cfg: SweepObser
         for path in (paths.SWEEP, paths.SWEEP_FIGURE):
             mlflow.log_artifact(str(path))
         mlflow.log_artifacts(str(paths.SWEEP_CURVES), "curves")
+
+
+# --------------------------------------------------------------------------- latentops sweep-observations
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Run the twin experiment of a decoder-route <dataset>-assimilator version on the first "
+        "sweep_observations.trajectories trajectories of sweep_observations.split over a grid of sensor "
+        "fractions (sweep_observations.fractions, nested layouts: denser ones hold every sensor of sparser "
+        "ones) and noise levels (sweep_observations.noises, times each field's std), keeping its fields and "
+        "cadence; score each cell like evaluate (VRMSE and CRPS of the analysis by lead window, bootstrap "
+        f"intervals). Writes {paths.SWEEP}, {paths.SWEEP_CURVES}/noise_<n>.csv (dvc plots) and "
+        f"{paths.SWEEP_FIGURE} (a heat map per lead window and the curves); one MLflow run.")
+    add_quiet(parser)
+    parser.add_argument("--model", help="version, alias or models:/ URI of <dataset>-assimilator (default: the "
+                                        "exported version of sweep_observations.assimilator)")
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = section(args, SweepObservationsConfig, "sweep_observations")
+    outcome = run(cfg, section(args, DataConfig, "data"), args.model, progress=not args.quiet)
+    window, values = list(outcome["vrmse"].items())[-1]
+    for noise, column in zip(outcome["noises"], zip(*values)):
+        print(f"sweep-observations: {outcome['model']}: VRMSE {window} at noise {noise:g}, by sensor fraction "
+              + ", ".join(f"{f:g}: {v:.3f}" for f, v in zip(outcome["fractions"], column)))
+    print(f"wrote {paths.SWEEP}, {paths.SWEEP_CURVES}/ and {paths.SWEEP_FIGURE}")
+    return 0

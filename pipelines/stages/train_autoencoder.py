@@ -6,11 +6,14 @@ registers it as a version of ``<dataset>-autoencoder``).
 
 from __future__ import annotations
 
+import argparse
+
 import torch
 
 from models.kinds import AUTOENCODER
 from pipelines import layout
 from pipelines.config import DataConfig, TrainAutoencoderConfig
+from pipelines.options import add_quiet, add_steps, section, steps_override
 from pipelines.recipes.artifact import Trained
 from pipelines.recipes.autoencoder import ReconstructionObjective, build, states
 from pipelines.recipes.training import TrainResult
@@ -49,3 +52,28 @@ def run(cfg: TrainAutoencoderConfig, data: DataConfig, latent_channels: int, pro
                          "\n".join(["step,val_loss,val_vrmse", *rows]) + "\n"))
 
     return run_training(job, finish, layout.autoencoder_summary(latent_channels), progress, stop_at)
+
+
+# --------------------------------------------------------------------------- latentops train-autoencoder
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Train the autoencoder of one latent width on data.root with the shared training loop, "
+                          "track it in MLflow and save it to data/models/autoencoder_c<C> (`latentops register` registers it as "
+                          "<dataset>-autoencoder). Resumes from its latest checkpoint if a previous run was interrupted.")
+    add_quiet(parser)
+    parser.add_argument("--latent-channels", type=int, required=True,
+                        help="latent channels c (sets the compression rate)")
+    add_steps(parser, "train_autoencoder")
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = section(args, TrainAutoencoderConfig, "train_autoencoder", steps_override(args))
+    data = section(args, DataConfig, "data")
+    summary = run(cfg, data, args.latent_channels, progress=not args.quiet)
+    if summary.rank:  # a torchrun worker: rank 0 reports
+        return 0
+    print(f"train_autoencoder: c={args.latent_channels} (rate {summary['compression_rate']:g}) saved to "
+          f"{summary['model']}; validation VRMSE "
+          f"{summary.get('val_vrmse', float('nan')):.4f} (median {summary.get('val_vrmse_median', float('nan')):.4f})")
+    return 0

@@ -8,18 +8,20 @@ of ``<dataset>-emulator``, bundled with its autoencoder's registered version).
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 
-from models.kinds import emulator_kinds, kind as kind_of
 from models.forecaster import Forecaster
-from pipelines import layout, plots
+from models.kinds import emulator_kinds, kind as kind_of
+from pipelines import layout
 from pipelines.config import CacheLatentsConfig, DataConfig, TrainEmulatorConfig
 from pipelines.data.validate import ensure_valid
 from pipelines.data.windows import WellWindows, trajectories
 from pipelines.evaluation.scoring import Persistence, Scores, Truth, score_baseline, score_forecaster, window_label
+from pipelines.options import add_quiet, add_steps, channels, section, steps_override
 from pipelines.recipes import artifact
 from pipelines.recipes.emulator import build, latent_windows, objective, pixel_windows
 from pipelines.recipes.training import TrainResult
@@ -141,3 +143,34 @@ def _log_scores(scores: Scores, persistence: Scores, split: str) -> None:
     for lead, model, repeat in zip(scores.leads, curve, baseline):
         mlflow.log_metrics({f"rollout_{split}/vrmse": model, f"rollout_{split}/persistence": repeat}, step=lead,
                            synchronous=False)
+
+
+# --------------------------------------------------------------------------- latentops train-emulator
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Train a latent emulator (diffusion or solver, on the latent cache of --latent-channels) or the "
+        "pixel-space neural solver with the shared training loop; score its rollouts against persistence "
+        "on train_emulator.score.split; track it in MLflow and save it to data/models/emulator_<kind>[_c<C>] "
+        "(`latentops register` registers it as a forecaster version of <dataset>-emulator). Resumes from its latest checkpoint if a previous run was interrupted.")
+    add_quiet(parser)
+    parser.add_argument("--kind", required=True, choices=emulator_kinds(), help="emulator kind")
+    parser.add_argument("--latent-channels", type=channels, help="latent channels c of the autoencoder and cache "
+                                                                 "(latent kinds only; 'none' = not given)")
+    add_steps(parser, "train_emulator")
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = section(args, TrainEmulatorConfig, "train_emulator", steps_override(args))
+    data = section(args, DataConfig, "data")
+    cache = section(args, CacheLatentsConfig, "cache_latents")
+    summary = run(cfg, data, cache, args.kind, args.latent_channels, progress=not args.quiet).summary
+    if summary.rank:  # a torchrun worker: rank 0 reports
+        return 0
+    split = cfg.score.split
+    scores = ", ".join(f"{key.split('vrmse_')[1]}: {value:.3f} (persistence {summary[key.replace('vrmse', 'persistence')]:.3f})"
+                       for key, value in summary.values.items() if key.startswith(f"rollout_{split}_vrmse_"))
+    print(f"train_emulator: {layout.emulator(args.kind, args.latent_channels)} saved to {summary['model']}; "
+          f"{split} rollout VRMSE by lead window: {scores}")
+    return 0

@@ -8,6 +8,7 @@ errors on the valid split; track it, and save it to ``data/models/obs_encoder_<l
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 
@@ -19,6 +20,7 @@ from pipelines.config import CacheLatentsConfig, DataConfig, SensorsConfig, Trai
 from pipelines.data.validate import ensure_valid
 from pipelines.data.windows import trajectories
 from pipelines.data.observations import layout_of
+from pipelines.options import add_quiet, add_steps, section, steps_override
 from pipelines.recipes.artifact import Trained, load_autoencoder
 from pipelines.recipes.obs_encoder import EncoderObjective, build, calibrate, sequences
 from pipelines.recipes.training import TrainResult
@@ -74,3 +76,36 @@ def run(cfg: TrainObsEncoderConfig, sensors: SensorsConfig, data: DataConfig, ca
                         (paths.obs_encoder_curve(name), "\n".join(["step,latent_mse,parameter_mae", *rows]) + "\n"))
 
     return run_training(job, finish, paths.obs_encoder_summary(name), progress, stop_at)
+
+
+# --------------------------------------------------------------------------- latentops train-obs-encoder
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Train LD-EnSF's observation encoder for one sensor layout of sensors.layouts: sequences of its "
+        "noisy readings (some dropped at random) to the latents of the trained autoencoder with "
+        "--latent-channels (targets: its latent cache) and the conditioning entries "
+        "train_obs_encoder.parameters, with the shared training loop; calibrate its errors on the valid "
+        "split (the Gaussian likelihood of the encoder route of the latent EnSF); track it in MLflow and "
+        "save it to data/models/obs_encoder_<layout>_c<C> (`latentops register` registers it as "
+        "<dataset>-obs-encoder, tagged with the layout, the autoencoder version and the data hash). Resumes from its latest checkpoint if a previous run was interrupted.")
+    add_quiet(parser)
+    parser.add_argument("--layout", required=True, help="sensor layout: a key of sensors.layouts")
+    parser.add_argument("--latent-channels", type=int, required=True,
+                        help="latent channels c of the autoencoder and cache")
+    add_steps(parser, "train_obs_encoder")
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = section(args, TrainObsEncoderConfig, "train_obs_encoder", steps_override(args))
+    sensors = section(args, SensorsConfig, "sensors")
+    data, cache = section(args, DataConfig, "data"), section(args, CacheLatentsConfig, "cache_latents")
+    summary = run(cfg, sensors, data, cache, args.layout, args.latent_channels, progress=not args.quiet)
+    if summary.rank:
+        return 0
+    print(f"train_obs_encoder: layout {args.layout}, c={args.latent_channels} saved to "
+          f"{summary['model']}; on valid: latent RMSE "
+          f"{summary['latent_rmse']:.3f}, {', '.join(cfg.parameters)} MAE {summary['parameter_mae']:.4f} "
+          f"(at the last reading {summary['parameter_mae_last']:.4f})")
+    return 0

@@ -31,6 +31,7 @@ is printed too).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import logging
 import multiprocessing
@@ -38,6 +39,7 @@ import os
 import socket
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -65,6 +67,7 @@ from pipelines.data.latent import encode_trajectory
 from pipelines.data.windows import WellWindows, trajectories
 from pipelines.evaluation.scoring import Truth, score_forecaster
 from pipelines.io import write_text
+from pipelines.options import add_quiet, section
 from pipelines.recipes import autoencoder as autoencoder_recipe
 from pipelines.recipes import emulator as emulator_recipe
 from pipelines.recipes.training import Hooks, train
@@ -616,3 +619,55 @@ def register_trial(job: Job, study: optuna.Study, trial: FrozenTrial, objective:
              "tuned_from": str(job.version), "optuna.study": study.study_name, "optuna.trial": str(trial.number),
              "sampler": f"{forecaster.sampler.name}/{forecaster.sampler.order}/{forecaster.sampler.steps}"})
     return f"{version.name}/{version.version}"
+
+
+# --------------------------------------------------------------------------- latentops tune
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Optuna studies, tracked in MLflow (a parent run per study, a child run per trial). "
+        "'sampler': sampler family, order and steps of a registered diffusion emulator; objectives "
+        "validation VRMSE and seconds per trajectory; reports the Pareto front. 'compression': latent "
+        "channels, learning rate and width of a short-budget autoencoder, judged by an emulator trained on "
+        "its latents, with pruning. Re-running the command resumes the study up to its number of trials. "
+        "The chosen trial's settings are written to tune.output/<study>.yaml for `latentops apply-params`.")
+    add_quiet(parser)
+    parser.add_argument("--study", required=True, choices=["sampler", "compression"], help="which study")
+    parser.add_argument("--trials", type=int, help="finished trials to reach (default: tune.<study>.trials)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes on the study (default: %(default)s)")
+    parser.add_argument("--storage", help="Optuna storage: SQLAlchemy URL or journal:<file> (default: tune.storage)")
+    parser.add_argument("--name", help="study name (default: <dataset>-sampler-v<version> or <dataset>-compression)")
+    parser.add_argument("--version", help="sampler study: registered emulator version or alias (default: "
+                                          "tune.sampler.version; 'latest' = newest diffusion version)")
+    parser.add_argument("--trial", type=int, help="the trial to write out (and register); default: the best, or the "
+                                                  "most accurate of the Pareto front")
+    parser.add_argument("--register", action="store_true", help="sampler study: register the chosen trial as a new "
+                                                                "emulator version (same weights, its sampler settings)")
+
+
+def main(args: argparse.Namespace) -> int:
+    overrides = {key: value for key, value in (("storage", args.storage), (f"{args.study}.trials", args.trials),
+                                               ("sampler.version", args.version)) if value is not None}
+    job = Job(args.study, section(args, TuneConfig, "tune", overrides),
+              section(args, DataConfig, "data"),
+              section(args, TrainAutoencoderConfig, "train_autoencoder"),
+              section(args, TrainEmulatorConfig, "train_emulator"),
+              section(args, CacheLatentsConfig, "cache_latents"))
+    result = run(job, workers=args.workers, name=args.name, trial=args.trial, register=args.register,
+                 progress=not args.quiet)
+    study = result.study
+    states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
+    print(f"tune: study {study.study_name}: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+          + f"; MLflow run {result.parent_run_id}")
+    names = OBJECTIVES[args.study].names
+    print(("Pareto front" if len(names) > 1 else "best trial") + ":")
+    for t in sorted(result.front, key=lambda t: t.values[0]):
+        values = ", ".join(f"{n} {v:.4g}" for n, v in zip(names, t.values))
+        print(f"  trial {t.number}: {values}; {t.params}")
+    if result.params_file is not None:
+        print(f"wrote {result.params_file} (trial {result.chosen.number}); apply it with "
+              f"`latentops apply-params {result.params_file}`, then `dvc repro`")
+    if result.registered:
+        print(f"registered trial {result.chosen.number} as {result.registered}; `latentops evaluate` scores it")
+    return 0

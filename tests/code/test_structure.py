@@ -3,21 +3,26 @@ mirror agrees with, and ``dvc.yaml`` against ``pipelines.layout``."""
 
 from __future__ import annotations
 
+import ast
+import importlib
+import subprocess
+import sys
 import typing
+
 import pytest
 from dvc.repo import Repo
 
 from models.kinds import KINDS, emulator_kinds
 from models.samplers import FAMILIES
 from pipelines import config, layout
-from pipelines.cli import build_parser
+from pipelines.cli import COMMANDS, build_parser, main
 from pipelines.config import load_section
 from tests.code.imports import ROOT, closure, files, imports, module_of
 from tests.conftest import REPO, params_with
 
 #: What each package (or module) of the project may import from the project, besides itself.
-BASE = {"models", "pipelines", "pipelines.io", "pipelines.config", "pipelines.layout", "pipelines.plots",
-        "pipelines.evaluation.scorecard"}
+BASE = {"models", "pipelines", "pipelines.io", "pipelines.config", "pipelines.options", "pipelines.layout",
+        "pipelines.plots", "pipelines.evaluation.scorecard"}
 RULES: dict[str, set[str]] = {
     "models": {"models"},
     "pipelines.serving": {"models", "pipelines", "pipelines.serving"},
@@ -25,13 +30,14 @@ RULES: dict[str, set[str]] = {
     "pipelines.layout": set(),
     "pipelines.plots": set(),
     "pipelines.config": {"models", "pipelines.io", "pipelines.evaluation.scorecard"},
+    "pipelines.options": {"pipelines.config", "pipelines.io"},
     "pipelines.data": BASE | {"pipelines.data", "pipelines.serving"},
     "pipelines.evaluation": BASE | {"pipelines.evaluation", "pipelines.data", "pipelines.serving"},
     "pipelines.recipes": BASE | {"pipelines.recipes", "pipelines.data", "pipelines.serving", "pipelines.evaluation"},
     "pipelines.tracking": BASE | {"pipelines.tracking", "pipelines.serving", "pipelines.evaluation.scorecard"},
     "pipelines.stages": BASE | {"pipelines.data", "pipelines.serving", "pipelines.evaluation", "pipelines.recipes",
                                 "pipelines.tracking", "pipelines.stages.runner"},
-    "pipelines.cli": BASE | {"pipelines.data", "pipelines.evaluation", "pipelines.tracking", "pipelines.stages"},
+    "pipelines.cli": {"pipelines", "pipelines.config", "pipelines.io", "pipelines.options"},
 }
 MLOPS = ("mlflow", "dvc", "optuna")
 
@@ -77,11 +83,52 @@ def test_models_and_serving_import_no_mlops_library_but_mlflow_in_serving():
                                                                                    "h5py", "yaml")), path
 
 
+# --------------------------------------------------------------------------- the command line
+
+
+def test_the_cli_imports_no_stage():
+    """``pipelines/cli.py`` imports (at module level or in a function) the standard library,
+    yaml and the base modules it needs only; each command's module is imported by name, on use."""
+    assert imports("pipelines.cli") <= RULES["pipelines.cli"]
+    tree = ast.parse((ROOT / "pipelines" / "cli.py").read_text())
+    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+    outside = sorted(n for n in names if n.split(".")[0] not in sys.stdlib_module_names | {"yaml", "__future__"}
+                     and n not in RULES["pipelines.cli"])
+    assert not outside, f"pipelines/cli.py may not import {outside}"
+
+
+def test_latentops_help_imports_no_command_module():
+    code = ("import contextlib, io, sys\nfrom pipelines.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try:\n        main(['--help'])\n    except SystemExit as e:\n        assert e.code == 0\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('pipelines.stages', 'pipelines.data', "
+            "'pipelines.tracking', 'pipelines.recipes', 'pipelines.serving')) or m in ('torch', 'mlflow')))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_module_follows_the_protocol(command, capsys):
+    """Each ``COMMANDS`` entry names a module defining its pair of functions (options, run),
+    and ``latentops COMMAND --help`` shows that module's description and options."""
+    entry = COMMANDS[command]
+    module = importlib.import_module(entry.module)
+    assert callable(getattr(module, entry.add_arguments)) and callable(getattr(module, entry.main)), entry
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: latentops {command}"), out
+    parser = _subcommand(command)
+    assert parser.description and parser.get_default("handler") == getattr(module, entry.main)
+
+
 # --------------------------------------------------------------------------- the kinds table
 
 
 def _subcommand(name: str):
-    parser = build_parser()
+    parser = build_parser(name)
     return next(a for a in parser._actions if isinstance(getattr(a, "choices", None), dict)).choices[name]
 
 
