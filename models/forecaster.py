@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from models.autoencoder import Autoencoder
-from models.kinds import kind
+from models.networks import network_class
 from models.normalizer import FieldNormalizer
 from models.rollout import rollout
 from models.samplers import ODESampler
@@ -144,7 +144,7 @@ def load_forecaster(emulator_path: str | Path, autoencoder: Autoencoder | None) 
     """Rebuild a :class:`Forecaster` from :meth:`Forecaster.save_emulator`'s file and its
     autoencoder."""
     saved = torch.load(emulator_path, map_location="cpu", weights_only=True)
-    emulator = kind(saved["kind"]).cls(**saved["arguments"])
+    emulator = network_class(saved["kind"])(**saved["arguments"])
     emulator.load_state_dict(saved["state"])
     return Forecaster(saved["kind"], emulator.eval(), saved["arguments"], FieldNormalizer.from_dict(saved["normalizer"]),
                       autoencoder, saved["window"], saved["stride"], saved["overlap"], ODESampler(**saved["sampler"]),

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["ROOT", "SHIPPED", "closure", "code_deps", "covering", "differences", "files", "imports",
-           "stage_commands", "write"]
+__all__ = ["ROOT", "SHIPPED", "closure", "code_deps", "covering", "differences", "files", "imports", "reruns",
+           "stage_commands", "stale", "write"]
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("models", "pipelines")
@@ -182,10 +182,67 @@ def write(dvc_yaml: Path = ROOT / "dvc.yaml") -> list[str]:
     return changed
 
 
+def _is_code(path: str) -> bool:
+    return path.split("/")[0] in PACKAGES
+
+
+def stale(root: Path = ROOT) -> dict[str, list[str]]:
+    """``{stage instance: [what changed]}`` for every stage whose code or params deps differ
+    from what ``dvc.lock`` records (or that the lock does not hold): what ``dvc status``
+    reports as changed deps, without the data (which a fresh clone does not have)."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    out: dict[str, list[str]] = {}
+    with Repo(str(root)) as repo:
+        locked = set(yaml.safe_load((root / "dvc.lock").read_text()).get("stages", {})) \
+            if (root / "dvc.lock").is_file() else set()
+        for stage in repo.index.stages:
+            if stage.addressing not in locked:
+                out[stage.addressing] = ["not in dvc.lock"]
+                continue
+            changed = []
+            for dep in stage.deps:
+                if isinstance(dep, ParamsDependency) or _is_code(dep.def_path):
+                    changed += [f"{path}: {state}" for path, state in dep.status().items()]
+            if changed:
+                out[stage.addressing] = changed
+    return out
+
+
+def reruns(root: Path = ROOT) -> dict[str, list[str]]:
+    """``{module file: [stage instances]}``: what ``dvc status`` lists after editing that one
+    file of ``models/`` or ``pipelines/`` (every stage instance whose code deps cover it)."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        deps = {s.addressing: [d.def_path for d in s.deps if _is_code(d.def_path)] for s in repo.index.stages}
+    modules = sorted(p.relative_to(root).as_posix() for package in PACKAGES for p in (root / package).rglob("*.py"))
+    return {m: [stage for stage, paths in deps.items() if any(m == d or m.startswith(d.rstrip("/") + "/")
+                                                             for d in paths)] for m in modules}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.codedeps", description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help="rewrite dvc.yaml's code deps as the closures")
+    parser.add_argument("--lock", action="store_true", help="list the stages dvc.lock records with other code or "
+                                                            "params than the workspace's")
+    parser.add_argument("--table", action="store_true", help="print how many stage instances an edit of each module "
+                                                             "re-runs, as a Markdown table")
     args = parser.parse_args(argv)
+    if args.lock:
+        found = stale()
+        for name, changes in found.items():
+            print(f"{name}: {', '.join(changes)}")
+        return 1 if found else 0
+    if args.table:
+        table = reruns()
+        print("| module | stage instances |\n|---|---|")
+        for module, stages in table.items():
+            print(f"| `{module}` | {len(stages)} |")
+        print(f"\n{len(table)} modules, {sum(map(len, table.values())) / len(table):.2f} stage instances per edit "
+              "on average")
+        return 0
     if args.write:
         print("rewrote the code deps of: " + (", ".join(write()) or "none (already the closures)"))
         return 0

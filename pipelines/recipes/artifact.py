@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,22 +29,16 @@ from typing import Any
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import Tensor, nn
 
-from models.autoencoder import LoadedAutoencoder
-from models.kinds import AUTOENCODER, OBS_ENCODER, kind as kind_of
+from models.autoencoder import Autoencoder, LoadedAutoencoder
+from models.kinds import AUTOENCODER
 from models.normalizer import FieldNormalizer
-from models.observation import ObservationEncoder
 from pipelines.io import atomic_path
 
-__all__ = ["EXAMPLE", "MODEL", "WEIGHTS", "Trained", "load", "load_autoencoder", "network_class"]
+__all__ = ["EXAMPLE", "MODEL", "WEIGHTS", "Trained", "load", "load_autoencoder"]
 
 WEIGHTS = "weights.safetensors"
 EXAMPLE = "example.safetensors"
 MODEL = "model.json"
-
-
-def network_class(kind: str) -> type[nn.Module]:
-    """The ``models`` class of a trained model of ``kind``."""
-    return ObservationEncoder if kind == OBS_ENCODER else kind_of(kind).cls
 
 
 def _sha256(path: Path) -> str:
@@ -82,9 +77,12 @@ class Trained:
         return FieldNormalizer.from_dict(self.config["normalizer"])
 
 
-def load(directory: str | Path, command: str = "dvc repro") -> Trained:
+def load(directory: str | Path, network_class: Callable[[str], type[nn.Module]],
+         command: str = "dvc repro") -> Trained:
     """The trained model in ``directory`` (network in eval mode, on the CPU), its files
-    checked against the digests it was saved with; ``command`` is what makes it."""
+    checked against the digests it was saved with; ``network_class(kind)`` is the class to
+    rebuild it with (``models.networks.network_class`` for any kind; a caller that loads one
+    kind passes that kind's class, so it imports no other network), ``command`` what makes it."""
     directory = Path(directory)
     if not (directory / MODEL).is_file():
         raise FileNotFoundError(f"{directory / MODEL} not found: not a trained model; run `{command}`")
@@ -103,7 +101,10 @@ def load(directory: str | Path, command: str = "dvc repro") -> Trained:
 def load_autoencoder(directory: str | Path, command: str = "dvc repro train_autoencoder") -> LoadedAutoencoder:
     """The trained autoencoder in ``directory`` with its normalisation (not registered:
     ``version`` is ``None``; ``name`` is the directory's)."""
-    trained = load(directory, command)
-    if trained.kind != AUTOENCODER:
-        raise ValueError(f"{directory}: a trained {trained.kind}, not an autoencoder")
+    def autoencoder(kind: str) -> type[nn.Module]:
+        if kind != AUTOENCODER:
+            raise ValueError(f"{directory}: a trained {kind}, not an autoencoder; run `{command}`")
+        return Autoencoder
+
+    trained = load(directory, autoencoder, command)
     return LoadedAutoencoder(trained.network, trained.normalizer, Path(directory).name, None, trained.run_id)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from models.emulators import random_context_mask
-from models.kinds import kind
+from models.networks import network_class
 from models.samplers import ODESampler
 from pipelines.config import DataConfig, EmulatorModelConfig, TrainEmulatorConfig
 from pipelines.data.latent import TrajectoryWindows
@@ -79,7 +79,7 @@ def build(name: str, channels: int, cond_features: int, model: EmulatorModelConf
     ``seed``, and its constructor arguments."""
     arguments = emulator_arguments(channels, cond_features, model)
     torch.manual_seed(seed)
-    return kind(name).cls(**arguments), arguments
+    return network_class(name)(**arguments), arguments
 
 
 def pixel_windows(data: DataConfig, split: str) -> TrajectoryWindows | WellWindows:

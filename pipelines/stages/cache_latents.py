@@ -113,7 +113,8 @@ def run(cfg: CacheLatentsConfig, data: DataConfig, latent_channels: int, progres
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Encode every split of data.root with the autoencoder train-autoencoder saved to "
-                          "data/models/autoencoder_c<C> into chunked, compressed HDF5 under cache_latents.output/c<C>/.")
+                          f"{layout.model_dir(layout.autoencoder('<C>'))} into chunked, compressed HDF5 under "
+                          "cache_latents.output/c<C>/.")
     add_quiet(parser)
     parser.add_argument("--latent-channels", type=int, required=True, help="latent channels c of the autoencoder")
 

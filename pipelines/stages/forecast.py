@@ -23,7 +23,7 @@ from pipelines.evaluation.metrics import vrmse
 from pipelines.evaluation.scoring import Truth
 from pipelines.io import atomic_path
 from pipelines.options import section
-from pipelines.tracking import registry
+from pipelines.tracking import names
 from pipelines.tracking.references import load_model
 
 
@@ -34,7 +34,7 @@ def run(data: DataConfig, reference: str = "production", split: str = "test", tr
         raise ValueError(f"need --horizon >= 1 and --members >= 1; got {horizon}, {members}")
     truth = Truth.load_one(data, split, trajectory)
     states = truth.states  # (1, C, T, H, W)
-    uri, model = load_model(reference, registry.emulator_name(truth.dataset))
+    uri, model = load_model(reference, names.emulator_name(truth.dataset))
     settings = model.metadata.metadata or {}
     stride = int(settings["stride"])
     initial = truth.initial(stride)  # (1, C, K, H, W)

@@ -31,6 +31,7 @@ import torch
 
 from models.forecaster import Forecaster
 from models.kinds import AUTOENCODER, KINDS, OBS_ENCODER
+from models.networks import network_class
 from models.samplers import ODESampler
 from pipelines import layout as paths, plots
 from pipelines.config import DataConfig, RegisterAssimilatorConfig, SensorsConfig
@@ -40,7 +41,7 @@ from pipelines.data.windows import trajectories
 from pipelines.options import add_quiet, section
 from pipelines.recipes import artifact
 from pipelines.serving.assimilator_model import settings
-from pipelines.tracking import cards, registry
+from pipelines.tracking import cards, names, registry
 from pipelines.tracking import runs as tracking
 from pipelines.tracking.cards import ASSIMILATOR
 
@@ -52,7 +53,8 @@ ORDER = (AUTOENCODER, *(k.name for k in KINDS if k.emulator), OBS_ENCODER)
 
 def trained_models() -> list[tuple[str, artifact.Trained]]:
     """Every trained model under ``data/models/`` as ``(name, model)``, in :data:`ORDER`."""
-    found = [(d.name, artifact.load(d)) for d in sorted(paths.MODELS.glob("*")) if (d / artifact.MODEL).is_file()]
+    found = [(d.name, artifact.load(d, network_class)) for d in sorted(paths.MODELS.glob("*"))
+             if (d / artifact.MODEL).is_file()]
     return sorted(found, key=lambda item: ORDER.index(item[1].kind))
 
 
@@ -128,8 +130,8 @@ def register_trained(name: str, trained: artifact.Trained, data: DataConfig) -> 
     client = tracking.configure()
     run = client.get_run(trained.run_id)
     dataset, stage = run.data.tags["dataset"], run.data.tags["stage"]
-    registered = {AUTOENCODER: registry.autoencoder_name, OBS_ENCODER: registry.obs_encoder_name}.get(
-        trained.kind, registry.emulator_name)(dataset)
+    registered = {AUTOENCODER: names.autoencoder_name, OBS_ENCODER: names.obs_encoder_name}.get(
+        trained.kind, names.emulator_name)(dataset)
     version = registry.version_of_run(registered, trained.run_id)
     new = version is None
     if new:
@@ -191,7 +193,7 @@ def register_assimilator(cfg: RegisterAssimilatorConfig, name: str, sensors: Sen
             "data_hash": emulator_tags.get("data_hash", ""), **lineage, "layout": spec.layout,
             "layout_settings": json.dumps(dataclasses.asdict(sensor_layout)), "members": str(spec.members),
             "filter": json.dumps(config["filter"]), "parameters": ",".join(parameters), "digest": digest}
-    model = registry.assimilator_name(windows.dataset_name)
+    model = names.assimilator_name(windows.dataset_name)
     same = [v for v in client.search_model_versions(f"name='{model}'") if v.tags.get("digest") == digest]
     if same:
         version, new = max(same, key=lambda v: int(v.version)), False

@@ -36,6 +36,7 @@ from pipelines.evaluation.twin import score_assimilator
 from pipelines.io import atomic_path, write_json, write_text
 from pipelines.options import add_quiet, section
 from pipelines.serving.assimilator_model import AssimilatorModel
+from pipelines.tracking import names
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
 from pipelines.tracking.references import load_model
@@ -61,7 +62,7 @@ def run(cfg: SweepObservationsConfig, data: DataConfig, reference: str | None = 
     grid. Returns ``{"model", "fractions", "noises", "vrmse": {window: (F, N) nested lists}}``."""
     truth = Truth.load(data, cfg.split, cfg.trajectories)
     reference = reference or str(paths.registered_dir(paths.assimilator(cfg.assimilator)))
-    uri, model = load_model(reference, registry.assimilator_name(truth.dataset))
+    uri, model = load_model(reference, names.assimilator_name(truth.dataset))
     assimilator = model.unwrap_python_model()
     if not isinstance(assimilator, AssimilatorModel):
         raise ValueError(f"--model {reference}: {uri} is not a registered assimilator (<dataset>-assimilator)")

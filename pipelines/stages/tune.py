@@ -72,6 +72,7 @@ from pipelines.recipes import autoencoder as autoencoder_recipe
 from pipelines.recipes import emulator as emulator_recipe
 from pipelines.recipes.training import Hooks, train
 from pipelines.serving.forecaster import ForecasterModel
+from pipelines.tracking import names
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
 from pipelines.tracking.locks import store_lock
@@ -310,7 +311,7 @@ class Job:
 
 def _base_forecaster(dataset: str, version: str) -> tuple[Forecaster, str | None]:
     """Registered emulator ``version`` as a forecaster and its autoencoder's model directory."""
-    name = registry.emulator_name(dataset)
+    name = names.emulator_name(dataset)
     model = registry.load_pyfunc(f"models:/{name}/{version}").unwrap_python_model()
     assert isinstance(model, ForecasterModel)
     return model.forecaster, model.autoencoder_dir
@@ -320,7 +321,7 @@ def resolve_version(dataset: str, version: str) -> str:
     """A version number, an alias (``production``) or ``latest``: the newest version of
     ``<dataset>-emulator`` of a stochastic kind (a sampled one: diffusion)."""
     client = tracking.configure()
-    name = registry.emulator_name(dataset)
+    name = names.emulator_name(dataset)
     if version == "latest":
         found = [int(v.version) for v in client.search_model_versions(f"name='{name}'")
                  if v.tags.get("kind") in emulator_kinds(stochastic=True)]
@@ -606,7 +607,7 @@ def register_trial(job: Job, study: optuna.Study, trial: FrozenTrial, objective:
     truth = objective.truth
     forecaster = dataclasses.replace(objective.base, sampler=objective.sampler(trial.params))
     client = tracking.configure()
-    name = registry.emulator_name(truth.dataset)
+    name = names.emulator_name(truth.dataset)
     base_tags = client.get_model_version(name, str(job.version)).tags
     keep = ("kind", "latent_channels", "compression_rate", "autoencoder_version", "data_hash")
     example = {"states": truth.initial(forecaster.stride)[:1].permute(0, 2, 3, 4, 1).numpy(),  # (1, K, H, W, C)

@@ -13,7 +13,7 @@ from mlflow.entities.model_registry import ModelVersion
 
 from pipelines.evaluation.scorecard import Result, Scorecard
 from pipelines.tracking import cards
-from pipelines.tracking.registry import assimilator_name, autoencoder_name, emulator_name
+from pipelines.tracking.names import assimilator_name, autoencoder_name, emulator_name
 
 __all__ = ["Entry", "card", "evaluated", "registered"]
 

@@ -10,6 +10,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 
 from pipelines.serving.artifacts import ModifiedArtifactError
+from pipelines.tracking import names
 from pipelines.tracking import registry
 from pipelines.tracking.runs import configure, tracking_uri
 
@@ -81,4 +82,4 @@ def _valid(uri: str, name: str) -> str:
 def load_emulator(reference: str, dataset: str) -> tuple[str, mlflow.pyfunc.PyFuncModel]:
     """:func:`load_model` for versions and aliases of ``<dataset>-emulator``, or a version
     of ``<dataset>-assimilator`` given by URI."""
-    return load_model(reference, registry.emulator_name(dataset), registry.assimilator_name(dataset))
+    return load_model(reference, names.emulator_name(dataset), names.assimilator_name(dataset))

@@ -48,6 +48,7 @@ from pipelines.serving.autoencoder import load_autoencoder_dir
 from pipelines.serving.forecaster import EMULATOR_FILE, PREDICT_PARAMS
 from pipelines.serving.observation import load_obs_encoder_dir
 from pipelines.tracking import cards
+from pipelines.tracking.names import assimilator_name, autoencoder_name, emulator_name, obs_encoder_name
 from pipelines.tracking.runs import configure, tracking_uri
 
 MODELS_CODE = Path(models.__file__).parent
@@ -58,22 +59,6 @@ AUTOENCODER_ENTRY = PIPELINES_CODE / "serving" / "autoencoder_entry.py"
 OBS_ENCODER_ENTRY = PIPELINES_CODE / "serving" / "obs_encoder_entry.py"
 #: What the shipped code imports, pinned to the versions that registered it.
 REQUIREMENTS = ("torch", "mlflow", "numpy", "azula", "safetensors")
-
-
-def autoencoder_name(dataset: str) -> str:
-    return f"{dataset}-autoencoder"
-
-
-def emulator_name(dataset: str) -> str:
-    return f"{dataset}-emulator"
-
-
-def obs_encoder_name(dataset: str) -> str:
-    return f"{dataset}-obs-encoder"
-
-
-def assimilator_name(dataset: str) -> str:
-    return f"{dataset}-assimilator"
 
 
 def requirements() -> list[str]:

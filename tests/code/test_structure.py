@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import ast
 import importlib
+import shutil
 import subprocess
 import sys
 import typing
 
 import pytest
+import yaml
 from dvc.repo import Repo
 
 from models.kinds import KINDS, emulator_kinds
+from models.networks import network_class
 from models.samplers import FAMILIES
-from pipelines import config, layout
+from pipelines import codedeps, config, layout
 from pipelines.cli import COMMANDS, build_parser, main
+from pipelines.codedeps import ROOT, imports, module_of
 from pipelines.config import load_section
-from tests.code.imports import ROOT, closure, files, imports, module_of
 from tests.conftest import REPO, params_with
 
 #: What each package (or module) of the project may import from the project, besides itself.
@@ -38,6 +41,7 @@ RULES: dict[str, set[str]] = {
     "pipelines.stages": BASE | {"pipelines.data", "pipelines.serving", "pipelines.evaluation", "pipelines.recipes",
                                 "pipelines.tracking", "pipelines.stages.runner"},
     "pipelines.cli": {"pipelines", "pipelines.config", "pipelines.io", "pipelines.options"},
+    "pipelines.codedeps": {"pipelines", "pipelines.cli"},
 }
 MLOPS = ("mlflow", "dvc", "optuna")
 
@@ -140,7 +144,7 @@ def test_every_mirror_of_the_kinds_table_agrees_with_it(tmp_path):
     assert len(set(names)) == len(names)
     assert emulator_kinds() == tuple(k.name for k in KINDS if k.emulator)
     for k in KINDS:  # the class says the same as the row
-        assert bool(getattr(k.cls, "stochastic", False)) == k.stochastic, k.name
+        assert bool(getattr(network_class(k.name), "stochastic", False)) == k.stochastic, k.name
     # configuration: params.yaml trains and promotes the table's kinds, and accepts only those
     assert load_section(config.TrainEmulatorConfig, "train_emulator", REPO / "params.yaml").kinds == \
         emulator_kinds(latent=True)
@@ -175,12 +179,6 @@ def test_samplers_and_pruners_mirror_their_tables():
 # --------------------------------------------------------------------------- dvc.yaml
 
 
-STAGE_MODULES = {"simulate": "simulate", "train_autoencoder": "train_autoencoder", "cache_latents": "cache_latents",
-                 "train_emulator": "train_emulator", "train_pixel_solver": "train_emulator", "evaluate": "evaluate",
-                 "promote": "promote", "assimilate": "assimilate", "train_obs_encoder": "train_obs_encoder",
-                 "register_assimilator": "register_assimilator", "sweep_observations": "sweep_observations"}
-
-
 @pytest.fixture(scope="module")
 def stages():
     with Repo(str(ROOT)) as repo:
@@ -202,8 +200,7 @@ def _expected_outs() -> dict[str, set[str]]:
             out[f"train_obs_encoder@{name}-{c}"] = {str(layout.model_dir(model)), str(layout.obs_encoder_summary(model)),
                                                     str(layout.obs_encoder_curve(model))}
     out["sweep_observations"] = {str(layout.SWEEP), str(layout.SWEEP_CURVES), str(layout.SWEEP_FIGURE)}
-    for name in params["register_assimilator"]["assimilators"]:
-        out[f"register_assimilator@{name}"] = {str(layout.model_dir(layout.assimilator(name)))}
+    out["register"] = {str(layout.REGISTRY)}
     for c in widths:
         out[f"train_autoencoder@{c}"] = {str(layout.model_dir(layout.autoencoder(c))),
                                          str(layout.autoencoder_summary(c)), str(layout.autoencoder_curve(c))}
@@ -220,17 +217,56 @@ def test_dvc_outputs_are_the_layout_paths(stages):
     assert {name: {o.def_path for o in stage.outs} for name, stage in stages.items()} == _expected_outs()
 
 
-@pytest.mark.parametrize("stage", list(_expected_outs()))
-def test_dvc_code_deps_cover_every_module_the_stage_imports(stages, stage):
-    module = f"pipelines.stages.{STAGE_MODULES[stage.split('@')[0]]}"
-    needed = closure(module)
-    if stage.startswith("train_"):  # a registered forecaster runs the serving entry point
-        needed |= closure("pipelines.serving.entry")
-    if stage.startswith("register_assimilator"):  # and a registered assimilator its own
-        needed |= closure("pipelines.serving.assimilator_entry")
-    deps = [d.def_path for d in stages[stage].deps]
-    uncovered = sorted(p for p in files(needed) if not any(p == d or p.startswith(d.rstrip("/") + "/") for d in deps))
-    assert not uncovered, f"dvc.yaml stage {stage} misses deps {uncovered}"
+def test_dvc_code_deps_are_exactly_each_stage_import_closure():
+    """``dvc.yaml``'s code deps are derived (``python -m pipelines.codedeps --write``): a module
+    the stage's command imports that is missing, or an entry it does not import, fails."""
+    assert codedeps.differences() == {}, "run `python -m pipelines.codedeps --write`"
+
+
+def test_the_code_deps_check_fails_on_a_missing_and_on_a_superfluous_entry(tmp_path):
+    text = (ROOT / "dvc.yaml").read_text()
+    assert "      - pipelines/stages/evaluate.py\n" in text and "pipelines/stages/tune.py" not in text
+    broken = tmp_path / "dvc.yaml"
+    broken.write_text(text.replace("      - pipelines/stages/evaluate.py\n", "      - pipelines/stages/tune.py\n"))
+    assert codedeps.differences(broken) == {"evaluate": (["pipelines/stages/evaluate.py"], ["pipelines/stages/tune.py"])}
+    assert codedeps.write(broken) == ["evaluate"] and codedeps.differences(broken) == {}
+    assert broken.read_text() == text  # rewriting restores the file, comments and all
+
+
+@pytest.mark.parametrize("command", ["train-autoencoder", "cache-latents", "train-emulator", "train-obs-encoder"])
+def test_training_never_imports_packaging(command):
+    """Training produces weights: editing the registry, the model cards, the figures or the
+    serving runtime re-runs no training stage, because no training command imports them."""
+    packaging = ("pipelines.serving", "pipelines.tracking.registry", "pipelines.tracking.cards", "pipelines.plots")
+    found = sorted(m for m in codedeps.closure("pipelines.cli", COMMANDS[command].module) if m.startswith(packaging))
+    assert not found, f"latentops {command} imports {found}"
+
+
+def test_dvc_lock_records_the_code_and_params_of_the_workspace():
+    """The committed outputs are the outputs of the committed code: no stage's code or params
+    differ from what ``dvc.lock`` recorded (re-run ``dvc repro``, never ``dvc commit``)."""
+    assert codedeps.stale() == {}
+
+
+def test_the_stale_lock_check_fails_when_code_or_params_change(tmp_path):
+    for name in ("dvc.yaml", "dvc.lock", "params.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / ".dvc", tmp_path / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp"))
+    for package in ("models", "pipelines"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    fresh = codedeps.stale(tmp_path)
+    with (tmp_path / "pipelines/tracking/cards.py").open("a") as f:
+        f.write("# an edit\n")
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["promote"]["margin"] += 0.5
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    found = codedeps.stale(tmp_path)
+    changed = {stage for stage in found if found[stage] != fresh.get(stage)}  # (the lock may be stale already)
+    assert {"register", "evaluate", "promote"} <= changed, found
+    assert not any(stage.startswith(("train_", "cache_latents", "simulate")) for stage in changed), changed
+    assert any("cards.py" in change for change in found["register"])
+    assert any("promote" in change for change in found["promote"])
 
 
 def test_no_artifact_path_is_spelled_outside_the_layout():

@@ -20,7 +20,8 @@ from pipelines.config import AutoencoderModelConfig, CacheLatentsConfig, ConfigE
 from pipelines.data.latent import read_cache
 from pipelines.stages import cache_latents
 from pipelines.stages import train_autoencoder
-from pipelines.tracking.registry import autoencoder_name, load_autoencoder
+from pipelines.tracking.names import autoencoder_name
+from pipelines.tracking.registry import load_autoencoder
 from tests.conftest import configured, params_with, tool_env
 from tests.pipeline.conftest import TINY_MODEL, tiny_cfg
 

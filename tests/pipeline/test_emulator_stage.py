@@ -21,7 +21,8 @@ import pytest
 from pipelines import layout
 from pipelines.config import DataConfig
 from pipelines.stages import train_emulator
-from pipelines.tracking.registry import emulator_name, load_pyfunc
+from pipelines.tracking.names import emulator_name
+from pipelines.tracking.registry import load_pyfunc
 from tests.conftest import params_with, tool_env
 from tests.pipeline.conftest import CACHE, free_port, served, tiny_emulator_cfg
 
