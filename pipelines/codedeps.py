@@ -198,15 +198,15 @@ def stale(root: Path = ROOT) -> dict[str, list[str]]:
         locked = set(yaml.safe_load((root / "dvc.lock").read_text()).get("stages", {})) \
             if (root / "dvc.lock").is_file() else set()
         for stage in repo.index.stages:
-            if stage.addressing not in locked:
-                out[stage.addressing] = ["not in dvc.lock"]
+            if stage.name not in locked:
+                out[stage.name] = ["not in dvc.lock"]
                 continue
             changed = []
             for dep in stage.deps:
                 if isinstance(dep, ParamsDependency) or _is_code(dep.def_path):
                     changed += [f"{path}: {state}" for path, state in dep.status().items()]
             if changed:
-                out[stage.addressing] = changed
+                out[stage.name] = changed
     return out
 
 
@@ -216,7 +216,7 @@ def reruns(root: Path = ROOT) -> dict[str, list[str]]:
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
-        deps = {s.addressing: [d.def_path for d in s.deps if _is_code(d.def_path)] for s in repo.index.stages}
+        deps = {s.name: [d.def_path for d in s.deps if _is_code(d.def_path)] for s in repo.index.stages}
     modules = sorted(p.relative_to(root).as_posix() for package in PACKAGES for p in (root / package).rglob("*.py"))
     return {m: [stage for stage, paths in deps.items() if any(m == d or m.startswith(d.rstrip("/") + "/")
                                                              for d in paths)] for m in modules}
