@@ -85,7 +85,7 @@ def load(directory: str | Path, network_class: Callable[[str], type[nn.Module]],
     kind passes that kind's class, so it imports no other network), ``command`` what makes it."""
     directory = Path(directory)
     if not (directory / MODEL).is_file():
-        raise FileNotFoundError(f"{directory / MODEL} not found: not a trained model; run `{command}`")
+        raise FileNotFoundError(f"{directory}: not a trained model (no {MODEL}); run `{command}`")
     model = json.loads((directory / MODEL).read_text())
     for name, expected in model["sha256"].items():
         found = _sha256(directory / name) if (directory / name).is_file() else "no file"

@@ -144,10 +144,14 @@ def register_trained(name: str, trained: artifact.Trained, data: DataConfig) -> 
     return {"name": name, "registered_model": registered, "version": int(version.version), "registered": new}
 
 
+def register_models(data: DataConfig) -> list[dict[str, Any]]:
+    """Register every trained model under ``data/models/``; their summaries."""
+    return [register_trained(name, trained, data) for name, trained in trained_models()]
+
+
 def run(cfg: RegisterAssimilatorConfig, sensors: SensorsConfig, data: DataConfig) -> list[dict[str, Any]]:
     """Register every trained model, then every assimilator of ``cfg``; their summaries."""
-    out = [register_trained(name, trained, data) for name, trained in trained_models()]
-    return out + [register_assimilator(cfg, name, sensors, data) for name in cfg.assimilators]
+    return register_models(data) + [register_assimilator(cfg, name, sensors, data) for name in cfg.assimilators]
 
 
 def _exported(directory: Path, command: str) -> dict:

@@ -23,7 +23,8 @@ import yaml
 from pipelines.config import (AutoencoderModelConfig, CacheLatentsConfig, DataConfig, EmulatorModelConfig,
                               OptimConfig, SamplerConfig, ScoreConfig, TrainAutoencoderConfig, TrainConfig,
                               TrainEmulatorConfig, load_params)
-from pipelines.stages import cache_latents
+from pipelines import layout
+from pipelines.stages import cache_latents, register
 from pipelines.stages import train_autoencoder
 from pipelines.stages import train_emulator
 from tests.conftest import REPO, VENV_BIN, configured, tool_env
@@ -77,12 +78,14 @@ def tiny_emulator_cfg(steps: int = 4) -> TrainEmulatorConfig:
 
 @pytest.fixture(scope="package")
 def latent_workspace(tmp_path_factory, tiny_dataset):
-    """A directory with a SQLite store holding a tiny autoencoder (c = 4) and its cache."""
+    """A directory with a SQLite store holding a tiny autoencoder (c = 4), trained and
+    registered, and its cache."""
     root = tmp_path_factory.mktemp("emulators")
     data = configured(DataConfig, "data", root=str(tiny_dataset))
     with inside(root):
         train_autoencoder.run(tiny_cfg(steps=2), data, latent_channels=4, progress=False)
         cache_latents.run(CACHE, data, 4, progress=False)
+        register.register_models(data)
     return root, data
 
 
@@ -96,14 +99,21 @@ def workspace(latent_workspace, monkeypatch):
 
 @pytest.fixture(scope="package")
 def trained(latent_workspace):
-    """The three kinds, trained once: kind -> Trained."""
+    """The three kinds, trained once and registered: kind -> Trained."""
     root, data = latent_workspace
     with inside(root):
-        return {kind: train_emulator.run(tiny_emulator_cfg(), data, CACHE, kind, None if kind == "pixel_solver" else 4,
-                                         progress=False)
-                for kind in ("solver", "diffusion", "pixel_solver")}
+        out = {kind: train_emulator.run(tiny_emulator_cfg(), data, CACHE, kind, None if kind == "pixel_solver" else 4,
+                                        progress=False)
+               for kind in ("solver", "diffusion", "pixel_solver")}
+        register.register_models(data)
+    return out
 
 
+
+
+def registered_version(model: str) -> int:
+    """The registered version the ``register`` stage exported for ``model`` (``layout`` name)."""
+    return json.loads((layout.registered_dir(model) / "registered.json").read_text())["version"]
 
 
 def write_params(path: Path, sections: dict[str, object]) -> Path:

@@ -1,6 +1,7 @@
-"""train_autoencoder and cache_latents end to end on a real MLflow store (SQLite) and a
-small Clawpack dataset: tracking, registration, a registry round trip in a fresh process,
-resumption into the same run, and latent caches equal to the registered encoder's output."""
+"""train_autoencoder, register and cache_latents end to end on a real MLflow store (SQLite) and
+a small Clawpack dataset: tracking, the trained model's files, registration (once per training
+run), a registry round trip in a fresh process, resumption into the same run, and latent caches
+equal to the registered encoder's output."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import torch
 from pipelines import layout
 from pipelines.config import AutoencoderModelConfig, CacheLatentsConfig, ConfigError, DataConfig, TrainAutoencoderConfig
 from pipelines.data.latent import read_cache
-from pipelines.stages import cache_latents
+from pipelines.recipes import artifact
+from pipelines.stages import cache_latents, register
 from pipelines.stages import train_autoencoder
 from pipelines.tracking.names import autoencoder_name
 from pipelines.tracking.registry import load_autoencoder
@@ -36,15 +38,24 @@ def workspace(tmp_path, monkeypatch, tiny_dataset):
 def test_train_track_register_and_round_trip(workspace, tmp_path):
     summary = train_autoencoder.run(tiny_cfg(), workspace, latent_channels=4, progress=False)
     assert (tmp_path / "mlflow.db").is_file()
-    assert summary["registered_model"] == autoencoder_name("euler_mini") and summary["version"] == 1
+    trained_dir = layout.model_dir(layout.autoencoder(4))
+    assert summary["model"] == str(trained_dir)
     assert summary["compression_rate"] == pytest.approx(5 * 4**2 / 4)  # C f^2 / c = 20
-    assert json.loads(Path("metrics/autoencoder/c4.json").read_text())["version"] == 1
+    assert json.loads(Path("metrics/autoencoder/c4.json").read_text())["run_id"] == summary["run_id"]
     assert Path("metrics/autoencoder/c4_curve.csv").read_text().startswith("step,val_loss,val_vrmse\n3,")
     assert not layout.checkpoint_dir("euler_mini", layout.autoencoder(4)).exists()
-    exported = layout.model_dir(layout.autoencoder(4))
+    # training saves weights and what rebuilds them; it registers nothing
+    assert sorted(p.name for p in trained_dir.iterdir()) == [artifact.EXAMPLE, artifact.MODEL, artifact.WEIGHTS]
+    assert not mlflow.MlflowClient().search_model_versions(f"name='{autoencoder_name('euler_mini')}'")
+
+    assert register.register_models(workspace) == [
+        {"name": "autoencoder_c4", "registered_model": "euler_mini-autoencoder", "version": 1, "registered": True}]
+    exported = layout.registered_dir(layout.autoencoder(4))
     assert (exported / "MLmodel").is_file()
     assert json.loads((exported / "registered.json").read_text()) == {
         "name": "euler_mini-autoencoder", "version": 1, "run_id": summary["run_id"]}
+    again = register.register_models(workspace)  # the same training run: the same version, not a second
+    assert [(r["version"], r["registered"]) for r in again] == [(1, False)]
 
     client = mlflow.MlflowClient()
     run = client.get_run(summary["run_id"])
@@ -116,17 +127,18 @@ def test_interrupted_run_resumes_the_same_mlflow_run(workspace):
 def test_cached_latents_equal_the_registered_encoder(workspace):
     summary = train_autoencoder.run(tiny_cfg(steps=3), workspace, latent_channels=4, progress=False)
     cfg = configured(CacheLatentsConfig, "cache_latents", batch_size=16, augmented_copies=1)
-    output = cache_latents.run(cfg, workspace, 4, progress=False)  # the version the stage exported
+    output = cache_latents.run(cfg, workspace, 4, progress=False)  # the autoencoder the stage saved
     assert output == Path("data/latents/c4")
     assert sorted(p.name for p in output.iterdir()) == ["test.h5", "train.h5", "train_augmented.h5", "valid.h5"]
 
     latents, cond, attrs = read_cache(output / "train.h5")
     assert latents.shape == (4, 101, 4, 4, 4)  # (N, T, c, h, w): 16^2 / 4 = 4^2
     assert cond.shape == (4, 13)
-    assert attrs["autoencoder"] == "euler_mini-autoencoder" and attrs["autoencoder_version"] == 1
+    assert attrs["autoencoder"] == "autoencoder_c4" and attrs["autoencoder_run_id"] == summary["run_id"]
     assert attrs["data_hash"] == summary["data_hash"] and attrs["latent_channels"] == 4
 
-    encoder = load_autoencoder("euler_mini", summary["version"])
+    (registered,) = register.register_models(workspace)
+    encoder = load_autoencoder("euler_mini", registered["version"])  # the registered version encodes the same
     path = sorted((Path(workspace.root) / "data" / "train").glob("*.hdf5"))[0]
     with h5py.File(path, "r") as f:
         fields = [f[f"t0_fields/{n}"][0] for n in ("energy", "density", "pressure")]
@@ -139,10 +151,6 @@ def test_cached_latents_equal_the_registered_encoder(workspace):
     assert augmented.shape == latents.shape
     assert not np.allclose(augmented, latents)  # flipped / permuted / rolled copies
     np.testing.assert_array_equal(augmented_cond[:, 0], cond[:, 0])  # same gamma, trajectory by trajectory
-
-    # Naming the version explicitly reads the registry itself: the same latents.
-    again = cache_latents.run(configured(CacheLatentsConfig, "cache_latents", batch_size=16), workspace, 4, version=summary["version"], progress=False)
-    np.testing.assert_array_equal(read_cache(again / "train.h5")[0], latents)
 
 
 def test_bad_config_fails_at_start_naming_the_key(workspace, tmp_path):
@@ -170,9 +178,9 @@ def test_a_missing_registered_version_is_a_clear_error(workspace):
         load_autoencoder("euler_mini", 7)
 
 
-def test_the_stage_under_torchrun_tracks_and_registers_once(tmp_path, tiny_dataset):
+def test_the_stage_under_torchrun_tracks_and_saves_once(tmp_path, tiny_dataset):
     """Two gloo processes train one autoencoder: rank 0 alone opens the run (every step
-    logged once), checkpoints, registers and exports."""
+    logged once), checkpoints and saves the trained model."""
     params_with(tmp_path / "params.yaml", {
         "data": {"root": str(tiny_dataset)},
         "train_autoencoder": {"model": {"patch": 2, "widths": [8, 16], "blocks": [1, 1], "attention_heads": 2},
@@ -183,11 +191,11 @@ def test_the_stage_under_torchrun_tracks_and_registers_once(tmp_path, tiny_datas
                           "-m", "pipelines.cli", "train-autoencoder", "--latent-channels", "4", "--quiet"],
                          cwd=tmp_path, env=tool_env(), capture_output=True, text=True)
     assert job.returncode == 0, job.stderr[-3000:]
-    assert job.stdout.count("registered as euler_mini-autoencoder version 1") == 1, job.stdout + job.stderr[-2000:]
+    assert job.stdout.count("saved to data/models/autoencoder_c4") == 1, job.stdout + job.stderr[-2000:]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = mlflow.MlflowClient(uri, uri)  # the registry too: another test may have set a global one
     (run,) = client.search_runs([client.get_experiment_by_name("euler_mini/train_autoencoder").experiment_id])
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2, 3, 4, 5, 6]
-    assert len(client.search_model_versions("name='euler_mini-autoencoder'")) == 1
-    assert (tmp_path / "data/models/autoencoder_c4/registered.json").is_file()
+    assert not client.search_model_versions("name='euler_mini-autoencoder'")  # the register stage's job
+    assert (tmp_path / "data/models/autoencoder_c4" / artifact.MODEL).is_file()
     assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").rglob("*.pt"))

@@ -346,7 +346,9 @@ def _copy(client: mlflow.MlflowClient, trained: dict, kind: str, name: str = EMU
     """A new version of ``name`` holding a copy (under the working directory) of the files of
     the ``kind`` emulator's version: (its version number, the copy)."""
     copy = Path(f"copy_{kind}")
-    mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{EMULATOR}/{trained[kind].summary['version']}",
+    (registered,) = client.search_model_versions(f"name='{EMULATOR}' and tags.run_id='{trained[kind].summary.run_id}'")
+    version = registered.version  # what the register stage made of that training run
+    mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{EMULATOR}/{version}",
                                         dst_path=str(copy), tracking_uri=client._tracking_client.tracking_uri)
     if name not in {m.name for m in client.search_registered_models()}:
         client.create_registered_model(name)
@@ -445,10 +447,10 @@ def test_bad_model_references(case: str, store: mlflow.MlflowClient, trained: di
         {k: v for k, v in before[0].items() if not k.endswith(("mlflow.db", "/registered_model_meta"))}
 
 
-def test_an_unknown_autoencoder_version_caches_nothing(store: mlflow.MlflowClient,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    refused(["cache-latents", "--latent-channels", "4", "--version", "999"], capsys,
-            "euler_mini-autoencoder version 999 is not in the Model Registry", "latentops train-autoencoder")
+def test_an_untrained_autoencoder_caches_nothing(store: mlflow.MlflowClient,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    refused(["cache-latents", "--latent-channels", "4"], capsys,
+            "data/models/autoencoder_c4: not a trained model (no model.json)", "dvc repro train_autoencoder")
     assert not Path("data").exists()
 
 

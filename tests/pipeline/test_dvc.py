@@ -1,6 +1,6 @@
 """The real DVC pipeline on a copy of the project with tiny parameters: `dvc repro` builds
-the dataset, trains and registers the autoencoders, caches their latents, trains and
-registers every emulator, evaluates them all and promotes one; a second run does nothing;
+the dataset, trains the autoencoders, caches their latents, trains every emulator, registers
+them all, evaluates them all and promotes one; a second run does nothing;
 `dvc push`/`pull` round-trip through the default remote and through an S3 bucket (the README's
 commands, on moto's S3 server); a parameter change reruns only the
 stages that read it; in a fresh clone (no data, models or store) every stage is out of date
@@ -79,8 +79,7 @@ def s3_keys(url: str, bucket: str) -> list[str]:
 STAGES = ("simulate", "train_autoencoder@4", "train_autoencoder@1", "cache_latents@4", "cache_latents@1",
           "train_emulator@diffusion-4", "train_emulator@diffusion-1", "train_emulator@solver-4",
           "train_emulator@solver-1", "train_pixel_solver", "train_obs_encoder@sparse-4", "train_obs_encoder@sparse-1",
-          "register_assimilator@ensf_solver", "register_assimilator@encoded_solver", "evaluate", "promote", "assimilate",
-          "sweep_observations")
+          "register", "evaluate", "promote", "assimilate", "sweep_observations")
 
 
 def test_repro_no_op_push_pull_parameter_change_and_tune(project, s3):
@@ -88,8 +87,9 @@ def test_repro_no_op_push_pull_parameter_change_and_tune(project, s3):
     for stage in STAGES:
         assert f"Running stage '{stage}'" in out
     summary = json.loads((project / "metrics/emulator/diffusion_c1.json").read_text())
-    assert summary["kind"] == "diffusion" and summary["registered_model"] == "euler_mini-emulator"
-    assert (project / "data/models/emulator_pixel_solver/MLmodel").is_file()
+    assert summary["kind"] == "diffusion" and summary["model"] == "data/models/emulator_diffusion_c1"
+    assert (project / "data/models/emulator_pixel_solver/model.json").is_file()
+    assert (project / "data/registry/emulator_pixel_solver/MLmodel").is_file()
     report = (project / "reports/comparison.md").read_text()  # the whole compression sweep, compared
     for row in ("| autoencoder (reconstruction floor) | 20 |", "| autoencoder (reconstruction floor) | 80 |",
                 "| diffusion | 20 |", "| neural solver (latent) | 80 |", "| neural solver (pixel) | 1 |",
@@ -165,10 +165,9 @@ def test_repro_no_op_push_pull_parameter_change_and_tune(project, s3):
     rerun = {stage for stage in STAGES if f"Running stage '{stage}'" in out}
     # (one matrix stage trains both latent kinds, so the solvers re-run too: DVC lists params per stage)
     assert rerun == {f"train_emulator@{kind}-{c}" for kind in ("diffusion", "solver") for c in (4, 1)} | {
-        "register_assimilator@ensf_solver", "register_assimilator@encoded_solver", "evaluate", "promote", "assimilate",
-        "sweep_observations"}
+        "register", "evaluate", "promote", "assimilate", "sweep_observations"}
     for c in (4, 1):
-        model = yaml.safe_load((project / f"data/models/emulator_diffusion_c{c}/MLmodel").read_text())
+        model = yaml.safe_load((project / f"data/registry/emulator_diffusion_c{c}/MLmodel").read_text())
         assert model["metadata"]["sampler"] == {**params["train_emulator"]["sampler"], **tuned}
 
     PASSED.add("the pipeline run")
@@ -319,18 +318,17 @@ def test_a_fresh_clone_rebuilds_from_nothing(project):
     # out of date rather than trust the metrics files, and a chain through training, registration and a
     # stage reading exported versions must rebuild on the empty registry (the whole pipeline
     # on an empty store is the first `dvc repro` above).
-    for path in ("data/raw/euler_mini", "data/models", "data/latents/c4", "data/latents/c1",
+    for path in ("data/raw/euler_mini", "data/models", "data/registry", "data/latents/c4", "data/latents/c1",
                  "mlartifacts", ".dvc/cache"):
         shutil.rmtree(project / path)
     (project / "mlflow.db").unlink()
     status = json.loads(run(["dvc", "status", "--json"], project).split("\n", 1)[0] or "{}")
     # (promote reads only evaluate's metrics, which git holds: it is out of date once evaluate reruns)
     assert set(STAGES) - {"promote"} <= set(status), sorted(set(STAGES) - set(status))
-    chain = ("simulate", "train_autoencoder@4", "cache_latents@4", "train_emulator@solver-4",
-             "register_assimilator@ensf_solver")
+    chain = ("simulate", "train_autoencoder@4", "cache_latents@4", "train_emulator@solver-4", "register")
     out = run(["dvc", "repro", chain[-1]], project)
     for stage in chain:
         assert f"Running stage '{stage}'" in out
     assert (project / "data/latents/c4/train.h5").is_file()
-    assert (project / "data/models/emulator_solver_c4/registered.json").is_file()
-    assert (project / "data/models/assimilator_ensf_solver/registered.json").is_file()
+    assert (project / "data/registry/emulator_solver_c4/registered.json").is_file()
+    assert (project / "data/registry/assimilator_ensf_solver/registered.json").is_file()

@@ -24,21 +24,21 @@ from pipelines.stages import train_emulator
 from pipelines.tracking.names import emulator_name
 from pipelines.tracking.registry import load_pyfunc
 from tests.conftest import params_with, tool_env
-from tests.pipeline.conftest import CACHE, free_port, served, tiny_emulator_cfg
+from tests.pipeline.conftest import CACHE, free_port, registered_version, served, tiny_emulator_cfg
 
 def test_each_kind_is_tracked_scored_and_registered(trained, workspace):
     client = mlflow.MlflowClient()
     for kind, result in trained.items():
         summary = result.summary
         name = layout.emulator(kind, None if kind == "pixel_solver" else 4)
-        assert summary["registered_model"] == emulator_name("euler_mini")
-        assert json.loads(layout.emulator_summary(name).read_text())["version"] == summary["version"]
+        assert summary["model"] == str(layout.model_dir(name))
+        assert json.loads(layout.emulator_summary(name).read_text())["run_id"] == summary["run_id"]
         assert layout.emulator_rollout(name).read_text().startswith("lead,vrmse,persistence\n4,")
-        exported = layout.model_dir(name)
+        exported = layout.registered_dir(name)  # the register stage's export of its version
         assert (exported / "MLmodel").is_file() and (exported / "registered.json").is_file()
         assert not layout.checkpoint_dir("euler_mini", name).exists()
 
-        version = client.get_model_version(summary["registered_model"], str(summary["version"]))
+        version = client.get_model_version(emulator_name("euler_mini"), str(registered_version(name)))
         tags = version.tags
         assert tags["kind"] == kind and tags["run_id"] == summary["run_id"] and len(tags["data_hash"]) == 32
         if kind == "pixel_solver":
@@ -85,7 +85,7 @@ def test_a_fresh_process_forecasts_the_same_trajectory(trained, workspace, tmp_p
         "inputs = dict(np.load(sys.argv[2]))\n"
         "np.save(sys.argv[3], model.predict(inputs, params={'horizon': 6, 'members': 2, 'seed': 3}))\n"
     )
-    uri = f"models:/euler_mini-emulator/{trained[kind].summary['version']}"
+    uri = f"models:/euler_mini-emulator/{registered_version(layout.emulator(kind, 4))}"
     env = {**tool_env(), "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
     result = subprocess.run([sys.executable, "-c", script, uri, str(tmp_path / "inputs.npz"), str(tmp_path / "there.npy")],
                             cwd=tmp_path, env=env, capture_output=True, text=True)
@@ -94,7 +94,7 @@ def test_a_fresh_process_forecasts_the_same_trajectory(trained, workspace, tmp_p
 
 
 def test_the_exported_version_loads_without_the_store(trained, workspace, monkeypatch, tmp_path):
-    exported = layout.model_dir("emulator_solver_c4")
+    exported = layout.registered_dir("emulator_solver_c4")
     version = json.loads((exported / "registered.json").read_text())["version"]  # the latest solver_c4 trained here
     expected = load_pyfunc(f"models:/euler_mini-emulator/{version}").predict(_inputs(workspace), {"horizon": 2})
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
@@ -121,7 +121,7 @@ def test_mlflow_models_serve_answers_a_rest_forecast(trained, workspace, tmp_pat
     from pipelines.serving.assimilator import answer
 
     port = free_port()
-    version = trained["solver"].summary["version"]
+    version = registered_version("emulator_solver_c4")
     env = {**tool_env(), "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
     forecaster = trained["solver"].forecaster
     observed = _observation_request(workspace, forecaster.stride)
@@ -184,7 +184,7 @@ def test_bad_requests_are_clear_errors(trained, workspace):
         train_emulator.run(cfg, workspace, CACHE, "solver", None, progress=False)
     with pytest.raises(ValueError, match="pixel_solver: takes no --latent-channels"):
         train_emulator.run(cfg, workspace, CACHE, "pixel_solver", 4, progress=False)
-    with pytest.raises(ValueError, match="data/models/autoencoder_c2: not an exported autoencoder"):
+    with pytest.raises(FileNotFoundError, match="data/models/autoencoder_c2: not a trained model"):
         train_emulator.run(cfg, workspace, CACHE, "diffusion", 2, progress=False)
     with pytest.raises(ValueError, match="unknown emulator kind 'gan'"):
         train_emulator.run(cfg, workspace, CACHE, "gan", 4, progress=False)
@@ -261,7 +261,7 @@ def test_the_registered_forecaster_runs_in_a_clean_environment(clean_environment
     environment built from its ``requirements.txt`` alone loads it and forecasts what the
     training process does."""
     root, build = clean_environment
-    exported = (Path.cwd() / layout.model_dir("emulator_diffusion_c4")).resolve()
+    exported = (Path.cwd() / layout.registered_dir("emulator_diffusion_c4")).resolve()
     assert (exported / "requirements.txt").read_text().split() == (root / "requirements.txt").read_text().split()
     assert sorted(p.name for p in (exported / "code" / "pipelines").iterdir() if p.name != "__pycache__") == \
         ["__init__.py", "serving"]  # the runtime only, not the training stack
@@ -364,7 +364,7 @@ def test_an_observation_file_is_assimilated_with_a_registered_version(trained, w
     observations = tmp_path / "obs.h5"
     observe.run(workspace, observations, "test", 0, fraction=0.1, every=4, noise=0.1)
     output = tmp_path / "out" / "analysis"
-    solver, pixel = trained["solver"].summary["version"], trained["pixel_solver"].summary["version"]
+    solver, pixel = registered_version("emulator_solver_c4"), registered_version("emulator_pixel_solver")
     command = ["--params", str(params), "assimilate", "--observations", str(observations), "--output", str(output)]
     assert main([*command, "--model", str(solver)]) == 0
     assert "cycles" in capsys.readouterr().out

@@ -23,6 +23,7 @@ from pipelines.evaluation.key import evaluation_key, scoring_code
 from pipelines.evaluation.scorecard import Estimate, Result, Scorecard
 from pipelines.stages import evaluate
 from pipelines.stages import promote
+from pipelines.stages import register
 from pipelines.stages import train_emulator
 from pipelines.tracking import cards
 from pipelines.tracking.evaluations import registered
@@ -51,8 +52,9 @@ def test_every_version_is_evaluated_once_then_a_new_one_alone(evaluated_once, tr
 
     # Two evaluations at once (two people, or `dvc repro` and a hand-run command): the new
     # version is scored once, by one of them; the other waits and finds it scored.
-    extra = train_emulator.run(tiny_emulator_cfg(steps=2), workspace, CACHE, "solver", 4, progress=False)
-    label = f"solver_c4_v{extra.summary['version']}"
+    train_emulator.run(tiny_emulator_cfg(steps=2), workspace, CACHE, "solver", 4, progress=False)
+    version = next(r["version"] for r in register.register_models(workspace) if r["registered"])
+    label = f"solver_c4_v{version}"
     params = write_params(Path.cwd() / "params-evaluate.yaml", {"evaluate": EVAL, "data": workspace})
     both = [latentops(Path.cwd(), params, "evaluate", "-q", env=_store_env()) for _ in range(2)]
     outputs = [finish(process) for process in both]
@@ -60,7 +62,7 @@ def test_every_version_is_evaluated_once_then_a_new_one_alone(evaluated_once, tr
     assert sorted("evaluated 0 version(s) []" in out for out in outputs) == [False, True], outputs
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("euler_mini/evaluate").experiment_id
-    scored = client.search_runs([experiment], f"tags.model_version = '{extra.summary['version']}' and "
+    scored = client.search_runs([experiment], f"tags.model_version = '{version}' and "
                                               f"tags.model = '{NAME}' and tags.evaluation_key = '{_key(workspace)}'")
     assert len(scored) == 1
 

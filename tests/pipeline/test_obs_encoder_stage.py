@@ -1,5 +1,6 @@
 """Stage train_obs_encoder on the tiny latent workspace: an observation encoder trained with
-the shared loop, calibrated, registered with its lineage and exported; the latent EnSF's
+the shared loop, calibrated and saved; the register stage registers it with its lineage and
+exports it; the latent EnSF's
 encoder route with it assimilates without decoding and estimates an unknown gamma."""
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import torch
 
 from pipelines import layout
 from pipelines.config import SensorLayoutConfig, SensorsConfig, TrainObsEncoderConfig
-from pipelines.stages import train_obs_encoder
+from pipelines.stages import register, train_obs_encoder
 from pipelines.tracking import registry
 from tests.conftest import configured
-from tests.pipeline.conftest import CACHE, tiny_train
+from tests.pipeline.conftest import CACHE, registered_version, tiny_train
 
 SENSORS = SensorsConfig({"few": configured(SensorLayoutConfig, "sensors.layouts.sparse", fraction=0.05,
                                            fields=("density", "pressure"), every=4)})
@@ -34,20 +35,23 @@ def encoder(latent_workspace):
     root, data = latent_workspace
     with inside(root):
         summary = train_obs_encoder.run(_cfg(), SENSORS, data, CACHE, "few", 4, progress=False)
+        register.register_models(data)
     return summary
 
 
 def test_the_encoder_is_registered_with_its_layout_and_lineage(encoder, workspace):
-    assert encoder.finished and encoder["registered_model"] == "euler_mini-obs-encoder"
+    assert encoder.finished and encoder["model"] == str(layout.model_dir(layout.obs_encoder("few", 4)))
     assert encoder["latent_rmse"] > 0 and encoder["parameter_mae"] >= 0
     client = registry.configure()
-    version = client.get_model_version("euler_mini-obs-encoder", str(encoder["version"]))
-    autoencoder = json.loads((layout.model_dir(layout.autoencoder(4)) / registry.REGISTERED).read_text())
-    assert version.tags["layout"] == "few" and version.tags["autoencoder_version"] == str(autoencoder["version"])
+    registered = registered_version(layout.obs_encoder("few", 4))
+    version = client.get_model_version("euler_mini-obs-encoder", str(registered))
+    assert version.run_id == encoder["run_id"]  # registered into its training run
+    autoencoder = registered_version(layout.autoencoder(4))
+    assert version.tags["layout"] == "few" and version.tags["autoencoder_version"] == str(autoencoder)
     assert version.tags["data_hash"] and version.tags["parameters"] == "gamma"
     assert json.loads(version.tags["layout_settings"])["fields"] == ["density", "pressure"]
-    loaded = registry.load_exported_obs_encoder(layout.model_dir(layout.obs_encoder("few", 4)))
-    assert loaded.parameters == ("gamma",) and loaded.version == encoder["version"]
+    loaded = registry.load_exported_obs_encoder(layout.registered_dir(layout.obs_encoder("few", 4)))
+    assert loaded.parameters == ("gamma",) and loaded.version == registered and loaded.autoencoder_version == autoencoder
     points = len(loaded.layout["points"])  # 5 % of the 16^2 grid, two fields each
     assert points == round(0.05 * 16 * 16) and loaded.model.sensors == 2 * points
     whitening = loaded.model.latent_whitening  # calibrated: not the identity it starts as
@@ -74,7 +78,7 @@ def test_the_encoder_route_estimates_gamma_without_decoding(encoder, trained, wo
     from models.assimilation import ScoreFilter
 
     forecaster = trained["solver"].forecaster
-    loaded = registry.load_exported_obs_encoder(layout.model_dir(layout.obs_encoder("few", 4)))
+    loaded = registry.load_exported_obs_encoder(layout.registered_dir(layout.obs_encoder("few", 4)))
     truth = Truth.load(workspace, "test", 1)
     sensors_layout = layout_of("few", SENSORS.layouts["few"], truth.channels, tuple(truth.states.shape[-2:]))
     observations = sensors_layout.observe(truth.states[0].movedim(1, 0).numpy(), truth.channels, 0)

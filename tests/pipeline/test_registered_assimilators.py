@@ -1,4 +1,4 @@
-"""Assimilators as registered models on the tiny latent workspace: register_assimilator
+"""Assimilators as registered models on the tiny latent workspace: the register stage
 bundles an exported emulator, a filter, a sensor layout and (encoder route) an observation
 encoder, with their lineage; evaluate scores each new version once with the twin experiment;
 promote gates them with their own production alias and refuses a worse one, saying why; the
@@ -19,7 +19,7 @@ import pytest
 from pipelines import layout
 from pipelines.config import (AssimilatorConfig, EvaluateConfig, FilterConfig, GateConfig, PromoteConfig,
                               RegisterAssimilatorConfig, SensorLayoutConfig, SensorsConfig, TrainObsEncoderConfig)
-from pipelines.stages import evaluate, promote, register_assimilator, train_obs_encoder
+from pipelines.stages import evaluate, promote, register, train_obs_encoder
 from pipelines.tracking import registry
 from tests.conftest import VENV_BIN, configured, params_with, tool_env
 from tests.pipeline.conftest import CACHE, inside, tiny_train
@@ -51,13 +51,14 @@ def registered(latent_workspace, trained):
         steps=4, batch_size=4, val_every=2, val_batches=1, checkpoint_every=2, log_every=1))
     with inside(root):
         train_obs_encoder.run(encoder_cfg, SENSORS, data, CACHE, "few", 4, progress=False)
-        return {name: register_assimilator.run(ASSIMILATORS, name, SENSORS, data) for name in ("ensf", "encoded")}
+        register.register_models(data)
+        return {name: register.register_assimilator(ASSIMILATORS, name, SENSORS, data) for name in ("ensf", "encoded")}
 
 
 def test_a_version_bundles_its_parts_with_their_lineage(registered, workspace):
     ensf, encoded = registered["ensf"], registered["encoded"]
     assert ensf["registered"] and encoded["registered"] and ensf["version"] != encoded["version"]
-    emulator = json.loads((layout.model_dir(layout.emulator("solver", 4)) / registry.REGISTERED).read_text())
+    emulator = json.loads((layout.registered_dir(layout.emulator("solver", 4)) / registry.REGISTERED).read_text())
     client = registry.configure()
     tags = client.get_model_version(NAME, str(encoded["version"])).tags
     emulator_tags = client.get_model_version(emulator["name"], str(emulator["version"])).tags
@@ -65,15 +66,15 @@ def test_a_version_bundles_its_parts_with_their_lineage(registered, workspace):
     assert tags["autoencoder_version"] == emulator_tags["autoencoder_version"]
     assert tags["data_hash"] == emulator_tags["data_hash"] != ""
     assert json.loads(tags["layout_settings"])["fields"] == ["density", "pressure"] and tags["layout"] == "few"
-    encoder = registry.load_exported_obs_encoder(layout.model_dir(layout.obs_encoder("few", 4)))
+    encoder = registry.load_exported_obs_encoder(layout.registered_dir(layout.obs_encoder("few", 4)))
     assert tags["obs_encoder_version"] == str(encoder.version) and tags["parameters"] == "gamma"
     assert "obs_encoder_version" not in client.get_model_version(NAME, str(ensf["version"])).tags
-    assert (layout.model_dir(layout.assimilator("encoded")) / registry.REGISTERED).is_file()
+    assert (layout.registered_dir(layout.assimilator("encoded")) / registry.REGISTERED).is_file()
 
-    again = register_assimilator.run(ASSIMILATORS, "ensf", SENSORS, workspace)  # nothing changed: not registered again
+    again = register.register_assimilator(ASSIMILATORS, "ensf", SENSORS, workspace)  # nothing changed: not registered again
     assert not again["registered"] and again["version"] == ensf["version"]
     with pytest.raises(ValueError, match=r"--name: no assimilator 'dense'; .* has \['encoded', 'ensf', 'wild'\]"):
-        register_assimilator.run(ASSIMILATORS, "dense", SENSORS, workspace)
+        register.register_assimilator(ASSIMILATORS, "dense", SENSORS, workspace)
 
 
 def test_evaluated_once_promoted_and_a_worse_one_refused(registered, workspace, tmp_path):
@@ -98,7 +99,7 @@ def test_evaluated_once_promoted_and_a_worse_one_refused(registered, workspace, 
     assert production == decision.candidate.version
     assert json.loads(Path(layout.PROMOTION).read_text())["assimilator"]["candidate"]["version"] == production
 
-    wild = register_assimilator.run(ASSIMILATORS, "wild", SENSORS, workspace)
+    wild = register.register_assimilator(ASSIMILATORS, "wild", SENSORS, workspace)
     assert evaluate.run(EVAL, workspace, progress=False)["evaluated"] == [f"assimilator_c4_v{wild['version']}"]
     refused = promote.run(GATE, EVAL, workspace)["assimilator"]
     assert not refused.promoted and "already production" in refused.reason
@@ -145,7 +146,8 @@ def decent(tmp_path_factory, tiny_dataset):
         train_autoencoder.run(cfg, data, latent_channels=16, progress=False)
         cache_latents.run(CACHE, data, 16, progress=False)
         train_emulator.run(tiny_emulator_cfg(steps=200), data, CACHE, "solver", 16, progress=False)
-        register_assimilator.run(assimilators, "ensf", SENSORS, data)
+        register.register_models(data)
+        register.register_assimilator(assimilators, "ensf", SENSORS, data)
     return root, data
 
 

@@ -132,7 +132,7 @@ def test_a_full_disk_fails_the_latent_cache_clearly_and_keeps_the_previous_one(w
     before = _digests(disk / "c4")
     params = write_params(tmp_path / "params.yaml", {"data": workspace,
                                                     "cache_latents": dataclasses.replace(CACHE, output=str(disk))})
-    code = main(["--params", str(params), "cache-latents", "--latent-channels", "4", "--version", "1", "-q"])
+    code = main(["--params", str(params), "cache-latents", "--latent-channels", "4", "-q"])
     err = capsys.readouterr().err
     assert code == 2 and f"{disk / 'c4'}: not written, it needs about" in err and "MiB free; the previous c4 is intact" \
         in err, err

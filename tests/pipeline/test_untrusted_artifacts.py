@@ -17,6 +17,7 @@ import torch
 from models.assimilation import ScoreFilter
 from models.observation import ObservationEncoder
 from pipelines import layout
+from pipelines.recipes import artifact
 from pipelines.serving.artifacts import ModifiedArtifactError
 from pipelines.serving.assimilator_model import settings
 from pipelines.tracking import registry
@@ -26,7 +27,7 @@ MODIFIED = r"was modified after it was logged; expected sha256 [0-9a-f]{64}, fou
 
 def _exported(root: Path, name: str, tmp_path: Path) -> Path:
     """A copy of the exported model ``name`` of the shared workspace, free to modify."""
-    return Path(shutil.copytree(root / layout.model_dir(name), tmp_path / name))
+    return Path(shutil.copytree(root / layout.registered_dir(name), tmp_path / name))
 
 
 def _flip_byte(path: Path) -> None:
@@ -69,6 +70,19 @@ def test_a_modified_or_missing_autoencoder_weight_file_fails_to_load(latent_work
     weights.unlink()
     with pytest.raises(ModifiedArtifactError, match=rf"{weights} \(artifact 'weights'\) is missing"):
         registry.load_exported_autoencoder(directory)
+
+
+@pytest.mark.parametrize("part", [artifact.WEIGHTS, artifact.EXAMPLE])
+def test_a_modified_trained_model_is_refused_naming_the_file(latent_workspace, tmp_path, part):
+    """What a training stage saved (weights only, no pickle) is checked on load as well."""
+    root, _ = latent_workspace
+    directory = Path(shutil.copytree(root / layout.model_dir(layout.autoencoder(4)), tmp_path / "trained"))
+    assert not [p for p in directory.iterdir() if _is_pickle(p)]
+    assert artifact.load_autoencoder(directory).run_id
+    _flip_byte(directory / part)
+    with pytest.raises(ValueError, match=rf"{directory / part} was modified after training: expected sha256 "
+                                         r"[0-9a-f]{64}, found [0-9a-f]{64}"):
+        artifact.load_autoencoder(directory)
 
 
 @pytest.mark.parametrize("part", ["emulator.pt", "autoencoder.safetensors"])
