@@ -30,7 +30,7 @@ import mlflow
 import torch
 
 from models.forecaster import Forecaster
-from models.kinds import AUTOENCODER, KINDS, OBS_ENCODER
+from models.kinds import AUTOENCODER, OBS_ENCODER
 from models.networks import network_class
 from models.samplers import ODESampler
 from pipelines import layout as paths, plots
@@ -47,15 +47,17 @@ from pipelines.tracking.cards import ASSIMILATOR
 
 STAGE = "register"
 ASSIMILATOR_STAGE = "register_assimilator"  # the experiment of the assimilators' registration runs
-#: Registration order: a model's autoencoder is registered before it.
-ORDER = (AUTOENCODER, *(k.name for k in KINDS if k.emulator), OBS_ENCODER)
 
 
 def trained_models() -> list[tuple[str, artifact.Trained]]:
-    """Every trained model under ``data/models/`` as ``(name, model)``, in :data:`ORDER`."""
+    """Every trained model under ``data/models/`` as ``(name, model)``: autoencoders first
+    (the others bundle or name their registered version), each role in the order its
+    models were trained (so versions are numbered as the training runs started)."""
+    client = tracking.configure()
     found = [(d.name, artifact.load(d, network_class)) for d in sorted(paths.MODELS.glob("*"))
              if (d / artifact.MODEL).is_file()]
-    return sorted(found, key=lambda item: ORDER.index(item[1].kind))
+    started = {name: client.get_run(trained.run_id).info.start_time for name, trained in found}
+    return sorted(found, key=lambda item: (item[1].kind != AUTOENCODER, started[item[0]]))
 
 
 def _log_curves(client: mlflow.MlflowClient, trained: artifact.Trained) -> None:
