@@ -23,7 +23,7 @@ states, with azula's MMPS guidance (Rozet et al. 2024) and the observation opera
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,9 +35,10 @@ from models.assimilation import LogLikelihood, ScoreFilter
 from models.forecaster import Forecaster
 from models.observation import ObservationEncoder
 from models.rollout import rollout
+from pipelines.serving.methods import METHODS, Analysis, Method, Setup, register
 
-__all__ = ["OBSERVATION_INPUTS", "Analysis", "GuidedForecast", "LatentAssimilator", "Sensors", "answer", "decoder",
-           "physical", "request"]
+__all__ = ["OBSERVATION_INPUTS", "Analysis", "FreeForecast", "GuidedForecast", "LatentAssimilator", "Sensors", "answer",
+           "decoder", "hide", "physical", "request"]
 
 #: The inputs that make a request to a registered forecaster an assimilation (all four):
 #: ``sensor_channel (S,)`` (channel indices), ``sensor_index (S, 2)`` (grid indices ``i, j``),
@@ -95,14 +96,17 @@ def _initial(forecaster: Forecaster, initial: Tensor) -> Tensor:
     return forecaster.to_space(initial[None, :, None].to(forecaster.device))[:, :, 0]
 
 
-@dataclass
-class Analysis:
-    """What :meth:`LatentAssimilator.run` returns: the analysis ensembles ``latents (N, c, T,
-    h, w)`` and each member's conditioning at each cycle, ``cond (N, T, P)`` (the given
-    entries, and the estimates of the unknown ones)."""
+def hide(cond: Tensor, names: Sequence[str], hidden: Sequence[str]) -> Tensor:
+    """A copy of the conditioning ``cond (P,)`` (entries named ``names``) with the entries
+    ``hidden`` unknown (NaN): what an assimilator that estimates them is given."""
+    out = cond.clone()
+    out[[list(names).index(name) for name in hidden]] = float("nan")
+    return out
 
-    latents: Tensor
-    cond: Tensor
+
+def _given(cond: Tensor, members: int, cycles: int) -> Tensor:
+    """Every member's conditioning at every cycle, ``(N, T, P)``, when nothing is estimated."""
+    return cond.to(torch.float32)[None, None].expand(members, cycles, -1)
 
 
 def _packed(latent: LogLikelihood, size: int, target: Tensor, sigma: Tensor) -> LogLikelihood:
@@ -121,13 +125,19 @@ class LatentAssimilator:
     ensembles out (see the module docstring). With an observation ``encoder`` (its estimated
     conditioning entries named by ``parameters``, in its order) the likelihood comes from the
     encoder's estimate instead of the decoder, and unknown conditioning entries are
-    estimated with the state (:meth:`run`)."""
+    estimated with the state (:meth:`run`); twin experiments hide ``estimates`` from it
+    (default: all of ``parameters``)."""
 
     forecaster: Forecaster
     filter: ScoreFilter
     members: int = 16
     encoder: ObservationEncoder | None = None
     parameters: tuple[str, ...] = ()
+    estimates: tuple[str, ...] | None = None
+
+    @property
+    def estimated(self) -> tuple[str, ...]:
+        return self.parameters if self.estimates is None else self.estimates
 
     def __post_init__(self) -> None:
         self.decode = decoder(self.forecaster)
@@ -223,6 +233,7 @@ class GuidedForecast:
     forecaster: Forecaster
     iterations: int = 1
     members: int = 16
+    estimated: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.decode = decoder(self.forecaster)
@@ -256,10 +267,10 @@ class GuidedForecast:
         return guide
 
     def run(self, initial: Tensor, cond: Tensor, sensors: Sensors, readings: Tensor,
-            generator: torch.Generator | None = None) -> Tensor:
+            generator: torch.Generator | None = None) -> Analysis:
         """Forecast from the physical state ``initial (C, H, W)`` with conditioning ``cond (P,)``
         through ``readings (T, S)`` (``stride`` stored steps apart after it; NaN: missing),
-        each window guided by its readings. Returns ``(N, c, T, h, w)`` in the latent space."""
+        each window guided by its readings: latents ``(N, c, T, h, w)``."""
         f = self.forecaster
         device = f.device
         readings = readings.to(device, torch.float32)
@@ -268,7 +279,35 @@ class GuidedForecast:
         window = rollout(f.emulator, _initial(f, initial)[:, :, None], cond.to(device, torch.float32)[None],
                          readings.shape[0], f.window, f.overlap, self.members, f.autoencoder.encoder.bound, guidance,
                          sampler=f.sampler, generator=generator)  # (1, N, c, 1 + T, h, w)
-        return window[0, :, :, 1:]
+        return Analysis(window[0, :, :, 1:], _given(cond, self.members, readings.shape[0]))
+
+
+@dataclass
+class FreeForecast:
+    """The forecaster's own ensemble forecast, readings ignored: the reference the
+    assimilating methods are compared with (a diffusion emulator's draws seeded by the
+    generator's seed)."""
+
+    forecaster: Forecaster
+    members: int = 16
+    estimated: tuple[str, ...] = ()
+
+    def run(self, initial: Tensor, cond: Tensor, sensors: Sensors, readings: Tensor,
+            generator: torch.Generator | None = None) -> Analysis:
+        """``members`` forecasts of ``readings.shape[0]`` states from ``initial (C, H, W)``."""
+        seed = None if generator is None else generator.initial_seed()
+        latents = self.forecaster.forecast(initial[None, :, None], cond[None], readings.shape[0], self.members, seed,
+                                           decode=False)[0, :, :, 1:]
+        return Analysis(latents, _given(cond, self.members, readings.shape[0]))
+
+
+register(Method("free", "free forecast", lambda s: FreeForecast(s.forecaster, s.members)))
+register(Method("ensf", "latent EnSF", lambda s: LatentAssimilator(s.forecaster, s.filter, s.members), served=True))
+register(Method("encoded", "latent EnSF, encoder route",
+                lambda s: LatentAssimilator(s.forecaster, s.encoder_filter, s.members, s.encoder, s.parameters,
+                                            s.estimate), encoder=True))
+register(Method("mmps", "MMPS-guided diffusion", lambda s: GuidedForecast(s.forecaster, s.iterations, s.members),
+                diffusion=True, served=True))
 
 
 def request(forecaster: Forecaster, inputs: dict[str, Any]) -> tuple[Tensor, Tensor, Sensors, Tensor]:
@@ -331,11 +370,11 @@ def answer(forecaster: Forecaster, inputs: dict[str, Any], params: dict[str, Any
     state and the ``M`` analysis members, ``(1, M, 1 + T, H, W, C)`` in physical units."""
     initial, cond, sensors, readings = request(forecaster, inputs)
     method, members = str(params["method"]), int(params["members"])
-    methods = {"ensf": lambda *a: LatentAssimilator(forecaster, ScoreFilter(), members).run(*a).latents,
-               "mmps": lambda *a: GuidedForecast(forecaster, members=members).run(*a)}
+    methods = {name: m for name, m in METHODS.items() if m.served}
     if method not in methods:
         raise ValueError(f"param method: {method!r} is not a method; valid methods are {sorted(methods)}")
     if members < 2:
         raise ValueError(f"param members: an assimilation needs at least 2 members, got {members}")
-    latents = methods[method](initial, cond, sensors, readings, torch.Generator().manual_seed(int(params["seed"])))
-    return physical(forecaster, initial, latents)
+    assimilator = methods[method].build(Setup(forecaster, members))
+    analysis = assimilator.run(initial, cond, sensors, readings, torch.Generator().manual_seed(int(params["seed"])))
+    return physical(forecaster, initial, analysis.latents)
