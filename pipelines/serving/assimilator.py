@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from models.assimilation import LogLikelihood, ScoreFilter
+from models.checks import outside, require
 from models.forecaster import Forecaster
 from models.observation import ObservationEncoder
 from models.rollout import rollout
@@ -317,21 +318,20 @@ def request(forecaster: Forecaster, inputs: dict[str, Any]) -> tuple[Tensor, Ten
     state). Returns the initial state ``(C, H, W)``, ``cond (P,)``, the sensors and the
     readings ``(T, S)``; a ``ValueError`` that names the input otherwise."""
     missing = sorted(OBSERVATION_INPUTS - set(inputs))
-    if missing:
-        raise ValueError(f"an assimilation request needs all of {sorted(OBSERVATION_INPUTS)}; missing {missing}")
+    require([(not missing, f"an assimilation request needs all of {sorted(OBSERVATION_INPUTS)}; missing {missing}")])
     states = torch.as_tensor(np.asarray(inputs["states"], dtype=np.float32))
     cond = torch.as_tensor(np.asarray(inputs["cond"], dtype=np.float32))
     channels, names = list(forecaster.normalizer.channels), forecaster.condition_names
-    if states.ndim != 5 or states.shape[:2] != (1, 1) or states.shape[-1] != len(channels) \
-            or cond.shape != (1, len(names)):
-        raise ValueError(f"an assimilation request takes one initial state, states (1, 1, H, W, {len(channels)}), "
-                         f"and cond (1, {len(names)}); got {tuple(states.shape)} and {tuple(cond.shape)}")
+    require([(states.ndim == 5 and states.shape[:2] == (1, 1) and states.shape[-1] == len(channels)
+              and cond.shape == (1, len(names)),
+              f"an assimilation request takes one initial state, states (1, 1, H, W, {len(channels)}), "
+              f"and cond (1, {len(names)}); got {tuple(states.shape)} and {tuple(cond.shape)}")])
     channel = torch.as_tensor(np.asarray(inputs["sensor_channel"]))
     index = torch.as_tensor(np.asarray(inputs["sensor_index"]))
     std = torch.as_tensor(np.asarray(inputs["noise_std"], dtype=np.float32))
     readings = torch.as_tensor(np.asarray(inputs["readings"], dtype=np.float32))
     s = channel.shape[0] if channel.ndim == 1 else -1
-    rules = [
+    require([
         (channel.ndim == 1 and not channel.is_floating_point(),
          f"sensor_channel must be (S,) integers, got {tuple(channel.shape)} {channel.dtype}"),
         (index.shape == (s, 2) and not index.is_floating_point(),
@@ -340,16 +340,13 @@ def request(forecaster: Forecaster, inputs: dict[str, Any]) -> tuple[Tensor, Ten
                                                       f"{tuple(std.shape)}"),
         (readings.ndim == 2 and readings.shape[1] == s and readings.shape[0] >= 1,
          f"readings must be (T, S), S = {s}, got {tuple(readings.shape)}"),
-    ]
-    for ok, message in rules:
-        if not ok:
-            raise ValueError(message)
-    if bool(((channel < 0) | (channel >= len(channels))).any()):
-        raise ValueError(f"sensor_channel: values must be channel indices in [0, {len(channels)}) ({channels}), "
-                         f"got {sorted(set(channel.tolist()))[:8]}")
-    outside = ((index < 0) | (index >= torch.tensor(states.shape[2:4]))).any(dim=1)  # (S,)
-    if bool(outside.any()):
-        first = int(outside.nonzero()[0])
+        (lambda: not bool(((channel < 0) | (channel >= len(channels))).any()),
+         lambda: f"sensor_channel: values must be channel indices in [0, {len(channels)}) ({channels}), "
+                 f"got {sorted(set(channel.tolist()))[:8]}"),
+    ])
+    away = outside(index, states.shape[2:4])  # (S,)
+    if bool(away.any()):
+        first = int(away.nonzero()[0])
         raise ValueError(f"sensor_index: sensor {first} at {index[first].tolist()} is outside the "
                          f"{states.shape[2]}x{states.shape[3]} grid")
     return states[0, 0].permute(2, 0, 1), cond[0], Sensors(channel.long(), index.long(), std), readings
