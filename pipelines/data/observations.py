@@ -31,7 +31,7 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import h5py
 import numpy as np
@@ -40,10 +40,14 @@ from models.checks import outside, require
 from pipelines.io import atomic_path
 
 if TYPE_CHECKING:
+    import torch
+
     from pipelines.config import SensorLayoutConfig
 
-__all__ = ["FORMAT", "Layout", "ObservationError", "Observations", "layout_of", "place", "read", "read_checked", "sample",
-           "sensor_count"]
+__all__ = ["FORMAT", "Layout", "ObservationError", "Observations", "layout_of", "noise_std", "place", "read",
+           "read_checked", "sample", "sensor_count"]
+
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")
 
 FORMAT = "latentops-observations/1"
 CSV_HEADER = ("time", "field", "i", "j", "value", "noise_std")
@@ -237,6 +241,13 @@ def place(sensors: int, shape: Sequence[int], seed: int = 0) -> np.ndarray:
     return np.stack(np.unravel_index(points, (h, w)), axis=1)
 
 
+def noise_std(field_std: Array, noise: float) -> Array:
+    """The sensors' noise standard deviation: ``noise`` times the standard deviation
+    ``field_std`` of the field each reads over the trajectory, floored at ``1e-12`` (NumPy
+    arrays or torch tensors alike, of any shape)."""
+    return noise * field_std.clip(min=1e-12)
+
+
 def sample(states: np.ndarray, channels: Sequence[str], fields: Sequence[str], index: np.ndarray, every: int,
            noise: float, seed: int = 0, dataset: str = "") -> Observations:
     """Synthetic observations of a trajectory ``states (T, C, H, W)`` (physical units) by
@@ -255,10 +266,10 @@ def sample(states: np.ndarray, channels: Sequence[str], fields: Sequence[str], i
     chans = [list(channels).index(f) for f in fields]
     truth = states[times][:, chans][:, :, index[:, 0], index[:, 1]]  # (T', F, P)
     std = np.array([states[:, k].std() for k in chans])  # (F,)
-    noise_std = np.repeat(noise * np.maximum(std, 1e-12), len(index))  # (F P,)
-    values = truth.reshape(len(times), -1) + noise_std * rng.standard_normal((len(times), len(chans) * len(index)))
+    sensor_std = np.repeat(noise_std(std, noise), len(index))  # (F P,)
+    values = truth.reshape(len(times), -1) + sensor_std * rng.standard_normal((len(times), len(chans) * len(index)))
     return Observations(times, values, np.tile(index, (len(chans), 1)),
-                        tuple(f for f in fields for _ in range(len(index))), noise_std, dataset)
+                        tuple(f for f in fields for _ in range(len(index))), sensor_std, dataset)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from models.observation import ObservationEncoder
 from pipelines.config import DataConfig, TrainObsEncoderConfig
 from pipelines.data.latent import read_cache
-from pipelines.data.observations import Layout
+from pipelines.data.observations import Layout, noise_std
 from pipelines.data.windows import WellWindows, trajectories
 from pipelines.recipes.training import Batch, seeded
 
@@ -63,7 +63,7 @@ def _readings(windows: WellWindows, layout: Layout) -> tuple[Tensor, Tensor]:
     for n in range(len(windows)):
         states = windows.normalizer.denormalize(windows[n]["x"], dim=0)  # (C, T, H, W), physical
         readings.append(states[channels, :, i, j].T)  # (T, S)
-        noise.append(layout.noise * states.flatten(1).std(dim=1, correction=0).clamp_min(1e-12)[channels])
+        noise.append(noise_std(states.flatten(1).std(dim=1, correction=0), layout.noise)[channels])
     return torch.stack(readings).float(), torch.stack(noise).float()
 
 
