@@ -149,6 +149,7 @@ class SpaceTimeTransformer(nn.Module):
         self.position = AbsolutePosition(width)
         self.cond = nn.Sequential(nn.Linear(cond_features, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU())
         self.blocks = nn.ModuleList(Block(width, heads, width, mlp_ratio) for _ in range(depth))
+        self.rotary = AxialRotary(width // heads)  # the rotation every block's attention applies (no weights)
         self.norm = nn.LayerNorm(width, elementwise_affine=False)
         self.head = nn.Linear(width, out_channels * patch**2)
         nn.init.zeros_(self.head.weight)
@@ -163,7 +164,7 @@ class SpaceTimeTransformer(nn.Module):
         grid = torch.meshgrid(*(torch.arange(n, device=x.device) for n in (length, h, w)), indexing="ij")
         positions = torch.stack(grid, dim=-1).reshape(-1, 3)  # (N, 3): t, x, y
         tokens = tokens + self.position(positions, tokens.dtype)  # (N, D), the same for every sample
-        rotation = self.blocks[0].attention.rotary.rotation(positions, tokens.dtype)  # the same in every block
+        rotation = self.rotary.rotation(positions, tokens.dtype)  # the same in every block
         c = self.cond(cond)  # (B, D)
         first_values = None
         for block in self.blocks:
