@@ -306,7 +306,7 @@ register(Method("free", "free forecast", lambda s: FreeForecast(s.forecaster, s.
 register(Method("ensf", "latent EnSF", lambda s: LatentAssimilator(s.forecaster, s.filter, s.members), served=True))
 register(Method("encoded", "latent EnSF, encoder route",
                 lambda s: LatentAssimilator(s.forecaster, s.encoder_filter, s.members, s.encoder, s.parameters,
-                                            s.estimate), encoder=True))
+                                            s.estimate)))
 register(Method("mmps", "MMPS-guided diffusion", lambda s: GuidedForecast(s.forecaster, s.iterations, s.members),
                 diffusion=True, served=True))
 

@@ -97,16 +97,14 @@ class Setup:
 @dataclass(frozen=True)
 class Method:
     """A row of :data:`METHODS`: its ``name`` (row labels ``<name>_<version>``), ``label`` for
-    reports, ``build``; ``diffusion`` (runs only on a stochastic emulator), ``encoder`` (needs
-    the layout's observation encoder), ``served`` (a registered forecaster's param
-    ``method`` may name it) and ``full_space`` (run once, not per emulator version: the
-    version label of its row, e.g. ``clawpack``)."""
+    reports, ``build``; ``diffusion`` (runs only on a stochastic emulator), ``served`` (a
+    registered forecaster's param ``method`` may name it) and ``full_space`` (run once, not
+    per emulator version: the version label of its row, e.g. ``clawpack``)."""
 
     name: str
     label: str
     build: Callable[[Setup], Assimilator]
     diffusion: bool = False
-    encoder: bool = False
     served: bool = False
     full_space: str | None = None
 
