@@ -16,7 +16,6 @@ channel; known states come back unchanged.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -24,6 +23,7 @@ from azula.denoise import Denoiser, KarrasDenoiser
 from azula.noise import RectifiedSchedule
 from torch import Tensor, nn
 
+from models.encodings import sinusoidal
 from models.samplers import ODESampler
 from models.transformer import SpaceTimeTransformer
 
@@ -45,18 +45,10 @@ def _broadcast(mask: Tensor, x: Tensor) -> Tensor:
     return mask[:, None, :, None, None].expand_as(x)  # (B, L) -> (B, C, L, H, W)
 
 
-def time_features(t: Tensor, features: int) -> Tensor:
-    """Sinusoidal embedding ``(B, features)`` of the diffusion time (the denoiser passes
-    ``log(sigma_t / alpha_t)``)."""
-    half = features // 2
-    freqs = torch.exp(-math.log(1e3) * torch.arange(half, device=t.device, dtype=t.dtype) / half)
-    angles = t.reshape(-1, 1) * freqs
-    return torch.cat([angles.sin(), angles.cos()], dim=-1)
-
-
 class MaskedBackbone(nn.Module):
     """The transformer on ``cat(where(mask, known, x), mask)``; conditioning
-    ``cat(cond, time_features(t))`` when ``time_features > 0``."""
+    ``cat(cond, sinusoidal(t))`` (the open frequency grid of :mod:`models.encodings`; the
+    denoiser passes ``t = log(sigma_t / alpha_t)``) when ``time_features > 0``."""
 
     def __init__(self, channels: int, cond_features: int, width: int, depth: int, heads: int,
                  patch: int = 1, time_features: int = 0, mlp_ratio: int = 4):
@@ -71,7 +63,8 @@ class MaskedBackbone(nn.Module):
         x = torch.cat([x, full[:, :1].to(x.dtype)], dim=1)  # (B, C + 1, L, H, W)
         if self.time_features:
             t = t.expand(x.shape[0]) if t.ndim == 0 else t
-            cond = torch.cat([cond.to(x.dtype), time_features(t.to(x.dtype), self.time_features)], dim=-1)
+            times = sinusoidal(t.to(x.dtype).reshape(-1), self.time_features, grid="open")  # (B, time_features)
+            cond = torch.cat([cond.to(x.dtype), times], dim=-1)
         return self.net(x, cond.to(x.dtype))
 
 

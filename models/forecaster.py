@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from models.autoencoder import Autoencoder
+from models.checks import require
 from models.networks import network_class
 from models.normalizer import FieldNormalizer
 from models.rollout import rollout
@@ -116,12 +117,11 @@ class Forecaster:
         settings = {**FORECAST_PARAMS, **(params or {})}
         states = torch.as_tensor(np.asarray(inputs["states"], dtype=np.float32))
         cond = torch.as_tensor(np.asarray(inputs["cond"], dtype=np.float32))
-        if states.ndim != 5 or cond.ndim != 2 or cond.shape[0] != states.shape[0]:
-            raise ValueError(f"expected states (B, K, H, W, C) and cond (B, P); got {tuple(states.shape)} "
-                             f"and {tuple(cond.shape)}")
-        if cond.shape[1] != len(self.condition_names):
-            raise ValueError(f"cond has {cond.shape[1]} entries; this forecaster expects {len(self.condition_names)}: "
-                             f"{self.condition_names}")
+        require([(states.ndim == 5 and cond.ndim == 2 and cond.shape[0] == states.shape[0],
+                   f"expected states (B, K, H, W, C) and cond (B, P); got {tuple(states.shape)} and {tuple(cond.shape)}"),
+                  (lambda: cond.shape[1] == len(self.condition_names),
+                   lambda: f"cond has {cond.shape[1]} entries; this forecaster expects "
+                           f"{len(self.condition_names)}: {self.condition_names}")])
         out = self.forecast(states.permute(0, 4, 1, 2, 3), cond, int(settings["horizon"]), int(settings["members"]),
                             int(settings["seed"]))
         return out.permute(0, 1, 3, 4, 5, 2).cpu().numpy()  # (B, M, K + T, H, W, C)

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.encodings import sinusoidal
+
 
 class AxialRotary(nn.Module):
     r"""Rotary embedding over ``len(axes)`` coordinates: channel pairs of each third of the
@@ -58,19 +60,10 @@ class AxialRotary(nn.Module):
         return self.rotate(x, self.rotation(positions, x.dtype))
 
 
-def sine_encoding(x: Tensor, features: int, omega: float = 1e3) -> Tensor:
-    r"""Sinusoidal encoding ``(*, features)`` of positions ``x`` ``(*)`` (Vaswani et al.
-    2017, in LoLA's form): :math:`(\sin(x \omega_k), \cos(x \omega_k))` with
-    :math:`\omega_k = \omega^{-k / (F/2 - 1)}`, :math:`k = 0 .. F/2 - 1`."""
-    freqs = omega ** -torch.linspace(0, 1, features // 2, device=x.device, dtype=x.dtype)
-    angles = x[..., None] * freqs
-    return torch.cat([angles.sin(), angles.cos()], dim=-1)
-
-
 class AbsolutePosition(nn.Module):
     r"""Absolute position embedding ``(N, D)`` of ``N`` tokens with coordinates
     ``(N, axes)``: :math:`W [e(p_1), \dots, e(p_{axes})] + b`, ``e`` the
-    :func:`sine_encoding` with ``D`` features."""
+    :func:`models.encodings.sinusoidal` (closed grid) with ``D`` features."""
 
     def __init__(self, width: int, axes: int = 3):
         super().__init__()
@@ -80,7 +73,7 @@ class AbsolutePosition(nn.Module):
         self.proj = nn.Linear(axes * width, width)
 
     def forward(self, positions: Tensor, dtype: torch.dtype) -> Tensor:
-        return self.proj(sine_encoding(positions.to(dtype), self.width).flatten(-2))
+        return self.proj(sinusoidal(positions.to(dtype), self.width).flatten(-2))
 
 
 class Attention(nn.Module):
@@ -156,6 +149,7 @@ class SpaceTimeTransformer(nn.Module):
         self.position = AbsolutePosition(width)
         self.cond = nn.Sequential(nn.Linear(cond_features, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU())
         self.blocks = nn.ModuleList(Block(width, heads, width, mlp_ratio) for _ in range(depth))
+        self.rotary = AxialRotary(width // heads)  # the rotation every block's attention applies (no weights)
         self.norm = nn.LayerNorm(width, elementwise_affine=False)
         self.head = nn.Linear(width, out_channels * patch**2)
         nn.init.zeros_(self.head.weight)
@@ -170,7 +164,7 @@ class SpaceTimeTransformer(nn.Module):
         grid = torch.meshgrid(*(torch.arange(n, device=x.device) for n in (length, h, w)), indexing="ij")
         positions = torch.stack(grid, dim=-1).reshape(-1, 3)  # (N, 3): t, x, y
         tokens = tokens + self.position(positions, tokens.dtype)  # (N, D), the same for every sample
-        rotation = self.blocks[0].attention.rotary.rotation(positions, tokens.dtype)  # the same in every block
+        rotation = self.rotary.rotation(positions, tokens.dtype)  # the same in every block
         c = self.cond(cond)  # (B, D)
         first_values = None
         for block in self.blocks:

@@ -31,18 +31,23 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import h5py
 import numpy as np
 
+from models.checks import outside, require
 from pipelines.io import atomic_path
 
 if TYPE_CHECKING:
+    import torch
+
     from pipelines.config import SensorLayoutConfig
 
-__all__ = ["FORMAT", "Layout", "ObservationError", "Observations", "layout_of", "place", "read", "read_checked", "sample",
-           "sensor_count"]
+__all__ = ["FORMAT", "Layout", "ObservationError", "Observations", "layout_of", "noise_std", "place", "read",
+           "read_checked", "sample", "sensor_count"]
+
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")
 
 FORMAT = "latentops-observations/1"
 CSV_HEADER = ("time", "field", "i", "j", "value", "noise_std")
@@ -65,21 +70,19 @@ class Observations:
 
     def __post_init__(self) -> None:
         t, s = len(self.times), len(self.fields)
-        if self.values.shape != (t, s):
-            raise ObservationError(f"values has shape {self.values.shape}; expected (times, sensors) = ({t}, {s})")
-        if self.index.shape != (s, 2):
-            raise ObservationError(f"sensors/index has shape {self.index.shape}; expected (sensors, 2) = ({s}, 2)")
-        if self.noise_std.shape != (s,):
-            raise ObservationError(f"sensors/noise_std has shape {self.noise_std.shape}; expected ({s},)")
-        if t == 0 or s == 0:
-            raise ObservationError(f"needs at least one time and one sensor, got {t} time(s) and {s} sensor(s)")
-        if np.any(np.diff(self.times) <= 0):
-            raise ObservationError(f"times must be strictly increasing, got {self.times.tolist()}")
-        if not (np.isfinite(self.noise_std).all() and (self.noise_std > 0).all()):
-            bad = int(np.flatnonzero(~(self.noise_std > 0))[0])
-            raise ObservationError(f"sensor {bad}: noise_std must be a number > 0, got {self.noise_std[bad]}")
-        if np.isinf(self.values).any():
-            raise ObservationError("values: infinite reading (use NaN for a missing one)")
+        bad = lambda: int(np.flatnonzero(~(self.noise_std > 0))[0])  # noqa: E731
+        require([
+            (self.values.shape == (t, s),
+             f"values has shape {self.values.shape}; expected (times, sensors) = ({t}, {s})"),
+            (lambda: self.index.shape == (s, 2),
+             f"sensors/index has shape {self.index.shape}; expected (sensors, 2) = ({s}, 2)"),
+            (lambda: self.noise_std.shape == (s,), f"sensors/noise_std has shape {self.noise_std.shape}; expected ({s},)"),
+            (lambda: t != 0 and s != 0, f"needs at least one time and one sensor, got {t} time(s) and {s} sensor(s)"),
+            (lambda: not np.any(np.diff(self.times) <= 0), lambda: f"times must be strictly increasing, got {self.times.tolist()}"),
+            (lambda: bool(np.isfinite(self.noise_std).all() and (self.noise_std > 0).all()),
+             lambda: f"sensor {bad()}: noise_std must be a number > 0, got {self.noise_std[bad()]}"),
+            (lambda: not np.isinf(self.values).any(), "values: infinite reading (use NaN for a missing one)"),
+        ], ObservationError)
 
     def check(self, channels: Sequence[str], resolution: Sequence[int], steps: int) -> None:
         """Fail unless every sensor reads one of ``channels`` inside the grid ``resolution``
@@ -87,11 +90,11 @@ class Observations:
         unknown = sorted(set(self.fields) - set(channels))
         if unknown:
             raise ObservationError(f"unknown field(s) {unknown}; the dataset's fields are {list(channels)}")
-        outside = np.flatnonzero(((self.index < 0) | (self.index >= np.asarray(resolution)[None, :])).any(axis=1))
-        if outside.size:
-            k = int(outside[0])
+        away = np.flatnonzero(outside(self.index, resolution))
+        if away.size:
+            k = int(away[0])
             raise ObservationError(f"sensor {k} at grid index {self.index[k].tolist()} is outside the domain "
-                                   f"of {list(resolution)} points ({outside.size} sensor(s) outside)")
+                                   f"of {list(resolution)} points ({away.size} sensor(s) outside)")
         late = self.times[(self.times < 0) | (self.times >= steps)]
         if late.size:
             raise ObservationError(f"time(s) {late.tolist()} outside the trajectory's stored steps 0..{steps - 1}")
@@ -238,6 +241,13 @@ def place(sensors: int, shape: Sequence[int], seed: int = 0) -> np.ndarray:
     return np.stack(np.unravel_index(points, (h, w)), axis=1)
 
 
+def noise_std(field_std: Array, noise: float) -> Array:
+    """The sensors' noise standard deviation: ``noise`` times the standard deviation
+    ``field_std`` of the field each reads over the trajectory, floored at ``1e-12`` (NumPy
+    arrays or torch tensors alike, of any shape)."""
+    return noise * field_std.clip(min=1e-12)
+
+
 def sample(states: np.ndarray, channels: Sequence[str], fields: Sequence[str], index: np.ndarray, every: int,
            noise: float, seed: int = 0, dataset: str = "") -> Observations:
     """Synthetic observations of a trajectory ``states (T, C, H, W)`` (physical units) by
@@ -256,10 +266,10 @@ def sample(states: np.ndarray, channels: Sequence[str], fields: Sequence[str], i
     chans = [list(channels).index(f) for f in fields]
     truth = states[times][:, chans][:, :, index[:, 0], index[:, 1]]  # (T', F, P)
     std = np.array([states[:, k].std() for k in chans])  # (F,)
-    noise_std = np.repeat(noise * np.maximum(std, 1e-12), len(index))  # (F P,)
-    values = truth.reshape(len(times), -1) + noise_std * rng.standard_normal((len(times), len(chans) * len(index)))
+    sensor_std = np.repeat(noise_std(std, noise), len(index))  # (F P,)
+    values = truth.reshape(len(times), -1) + sensor_std * rng.standard_normal((len(times), len(chans) * len(index)))
     return Observations(times, values, np.tile(index, (len(chans), 1)),
-                        tuple(f for f in fields for _ in range(len(index))), noise_std, dataset)
+                        tuple(f for f in fields for _ in range(len(index))), sensor_std, dataset)
 
 
 @dataclass(frozen=True)

@@ -23,18 +23,24 @@ the ensemble covariance :math:`X X^T / (k - 1)` as prior.
 
 :class:`LETKF` is NumPy only (states are any ``(k, n)`` arrays, the observation operator is
 the caller's); :class:`ClawpackLETKF` runs it on Euler states with Clawpack as the forecast
-model.
+model; :class:`LETKFAssimilator` is that as an assimilation method (``letkf`` in
+:data:`pipelines.serving.methods.METHODS`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from pipelines.data.euler import conserved, solve, to_well_fields
+from pipelines.serving.assimilator import Sensors
+from pipelines.serving.methods import Analysis, Method, Setup, register
 
-__all__ = ["LETKF", "ClawpackLETKF", "gaspari_cohn"]
+__all__ = ["LETKF", "ClawpackLETKF", "LETKFAssimilator", "euler_parameters", "gaspari_cohn"]
 
 
 def gaspari_cohn(distance: np.ndarray, radius: float) -> np.ndarray:
@@ -176,3 +182,59 @@ class ClawpackLETKF:
                 q = self._repair(analysed.reshape(q.shape))
             out.append(self.to_fields(q))
         return np.stack(out, axis=1)
+
+
+def euler_parameters(cond: Tensor, names: Sequence[str]) -> tuple[float, str]:
+    """gamma and the boundary type (``open`` or ``periodic``) of an Euler trajectory, from its
+    conditioning (The Well's ``gamma`` and ``bc_0_lo_*`` entries)."""
+    names = list(names)
+    if "gamma" not in names or "bc_0_lo_periodic" not in names:
+        raise ValueError(f"assimilate.enkf: the Clawpack baseline needs an Euler dataset with gamma and boundary "
+                         f"conditions; this one's conditioning is {names} (set assimilate.enkf.trajectories: 0)")
+    periodic = float(cond[names.index("bc_0_lo_periodic")]) > 0.5
+    return float(cond[names.index("gamma")]), "periodic" if periodic else "open"
+
+
+@dataclass
+class LETKFAssimilator:
+    """:class:`ClawpackLETKF` as an assimilation method: a fresh one per :meth:`run`, gamma and
+    the boundary from the trajectory's conditioning (entries ``condition_names``), its
+    perturbations drawn from the generator's seed; ``repairs`` counts over all runs."""
+
+    filter: LETKF
+    channels: list[str]
+    condition_names: list[str]
+    members: int
+    perturbation: float
+    dt: float
+    stride: int
+    cfl: float
+    repairs: int = 0
+    forecaster: None = None
+    estimated: tuple[str, ...] = ()
+
+    def run(self, initial: Tensor, cond: Tensor, sensors: Sensors, readings: Tensor,
+            generator: torch.Generator | None = None) -> Analysis:
+        """The analysis ensembles of :meth:`ClawpackLETKF.run` as ``states (N, T, C, H, W)``."""
+        gamma, boundary = euler_parameters(cond, self.condition_names)
+        model = ClawpackLETKF(self.filter, self.channels, gamma, boundary, self.dt, self.stride, self.cfl)
+        rng = np.random.default_rng(None if generator is None else generator.initial_seed())
+        ensemble = model.run(initial.double().numpy(), self.members, self.perturbation, sensors.channel.numpy(),
+                             sensors.index.numpy(), readings.double().numpy(), sensors.noise_std.double().numpy() ** 2,
+                             rng)
+        self.repairs += model.repairs
+        cycles = readings.shape[0]
+        return Analysis(None, cond.float()[None, None].expand(self.members, cycles, -1),
+                        torch.from_numpy(ensemble).float())
+
+
+def _letkf(setup: Setup) -> LETKFAssimilator:
+    """The ``letkf`` row: ``options`` has ``enkf`` (``assimilate.enkf``), ``simulate``
+    (``dt``, ``cfl``), ``channels``, ``condition_names`` and ``stride``."""
+    o = setup.options
+    enkf, simulate = o["enkf"], o["simulate"]
+    return LETKFAssimilator(LETKF(enkf.radius, enkf.inflation), list(o["channels"]), list(o["condition_names"]),
+                            enkf.members, enkf.perturbation, simulate.dt, o["stride"], simulate.cfl)
+
+
+register(Method("letkf", "full-space LETKF", _letkf, full_space="clawpack"))

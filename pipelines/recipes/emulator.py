@@ -29,7 +29,7 @@ from models.samplers import ODESampler
 from pipelines.config import DataConfig, EmulatorModelConfig, TrainEmulatorConfig
 from pipelines.data.latent import TrajectoryWindows
 from pipelines.data.windows import WellWindows, trajectories
-from pipelines.recipes.training import Batch
+from pipelines.recipes.training import Batch, seeded
 
 __all__ = ["WindowObjective", "build", "emulator_arguments", "latent_windows", "objective", "pixel_windows"]
 
@@ -50,8 +50,7 @@ class WindowObjective:
     def validate(self, model: nn.Module, batches: list[Batch]) -> dict[str, float]:
         device = batches[0]["x"].device
         losses, errors = [], []
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(0)  # the same masks and noise at every validation
+        with seeded(0, device):  # the same masks and noise at every validation
             for batch in batches:
                 x, cond = batch["x"], batch["cond"]
                 mask = random_context_mask(x.shape[0], x.shape[2], self.context_rate, self.flip).to(device)

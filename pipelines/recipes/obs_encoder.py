@@ -21,9 +21,9 @@ from torch import Tensor, nn
 from models.observation import ObservationEncoder
 from pipelines.config import DataConfig, TrainObsEncoderConfig
 from pipelines.data.latent import read_cache
-from pipelines.data.observations import Layout
+from pipelines.data.observations import Layout, noise_std
 from pipelines.data.windows import WellWindows, trajectories
-from pipelines.recipes.training import Batch
+from pipelines.recipes.training import Batch, seeded
 
 __all__ = ["EncoderObjective", "SensorSequences", "build", "calibrate", "sequences"]
 
@@ -63,7 +63,7 @@ def _readings(windows: WellWindows, layout: Layout) -> tuple[Tensor, Tensor]:
     for n in range(len(windows)):
         states = windows.normalizer.denormalize(windows[n]["x"], dim=0)  # (C, T, H, W), physical
         readings.append(states[channels, :, i, j].T)  # (T, S)
-        noise.append(layout.noise * states.flatten(1).std(dim=1, correction=0).clamp_min(1e-12)[channels])
+        noise.append(noise_std(states.flatten(1).std(dim=1, correction=0), layout.noise)[channels])
     return torch.stack(readings).float(), torch.stack(noise).float()
 
 
@@ -125,8 +125,7 @@ class EncoderObjective:
     def validate(self, model: nn.Module, batches: list[Batch]) -> dict[str, float]:
         device = batches[0]["readings"].device
         latent, parameter = [], []
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(0)  # the same noise and drops at every validation
+        with seeded(0, device):  # the same noise and drops at every validation
             for batch in batches:
                 errors = self.errors(model, batch)
                 latent.append(errors[0].square().mean().item())
@@ -146,8 +145,7 @@ def calibrate(model: ObservationEncoder, held_out: SensorSequences, shrinkage: f
     device = next(model.parameters()).device
     latent, parameter = [], []
     model.eval()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded(seed, device):
         for start in range(0, len(held_out), batch_size):
             items = [held_out[i] for i in range(start, min(start + batch_size, len(held_out)))]
             batch = {k: torch.stack([item[k] for item in items]).to(device) for k in items[0]}

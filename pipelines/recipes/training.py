@@ -33,6 +33,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -248,9 +249,23 @@ class SeededItems(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         index, seed = key
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)  # the CPU generator only: items are made on the CPU
-            return self.dataset[index]  # (torch.manual_seed would also queue CUDA seeds, slowly, and leak them)
+        with seeded(seed):  # the CPU generator only: items are made on the CPU
+            return self.dataset[index]
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """Run the block with torch's RNG seeded by ``seed``, the caller's RNG restored after it.
+
+    ``device=None``: the CPU generator alone is seeded and restored (``torch.manual_seed``
+    would also queue CUDA seeds, slowly, and leak them). A ``device``: ``torch.manual_seed``
+    (every generator), the CPU's and that device's, when it is a GPU, restored."""
+    with torch.random.fork_rng(devices=[device] if device is not None and device.type == "cuda" else []):
+        if device is None:
+            torch.default_generator.manual_seed(seed)
+        else:
+            torch.manual_seed(seed)
+        yield
 
 
 def seed_everything(seed: int) -> None:

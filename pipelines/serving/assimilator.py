@@ -23,7 +23,7 @@ states, with azula's MMPS guidance (Rozet et al. 2024) and the observation opera
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,12 +32,14 @@ import torch
 from torch import Tensor
 
 from models.assimilation import LogLikelihood, ScoreFilter
+from models.checks import outside, require
 from models.forecaster import Forecaster
 from models.observation import ObservationEncoder
 from models.rollout import rollout
+from pipelines.serving.methods import METHODS, Analysis, Method, Setup, register
 
-__all__ = ["OBSERVATION_INPUTS", "Analysis", "GuidedForecast", "LatentAssimilator", "Sensors", "answer", "decoder",
-           "physical", "request"]
+__all__ = ["OBSERVATION_INPUTS", "Analysis", "FreeForecast", "GuidedForecast", "LatentAssimilator", "Sensors", "answer",
+           "decoder", "hide", "physical", "request"]
 
 #: The inputs that make a request to a registered forecaster an assimilation (all four):
 #: ``sensor_channel (S,)`` (channel indices), ``sensor_index (S, 2)`` (grid indices ``i, j``),
@@ -95,14 +97,17 @@ def _initial(forecaster: Forecaster, initial: Tensor) -> Tensor:
     return forecaster.to_space(initial[None, :, None].to(forecaster.device))[:, :, 0]
 
 
-@dataclass
-class Analysis:
-    """What :meth:`LatentAssimilator.run` returns: the analysis ensembles ``latents (N, c, T,
-    h, w)`` and each member's conditioning at each cycle, ``cond (N, T, P)`` (the given
-    entries, and the estimates of the unknown ones)."""
+def hide(cond: Tensor, names: Sequence[str], hidden: Sequence[str]) -> Tensor:
+    """A copy of the conditioning ``cond (P,)`` (entries named ``names``) with the entries
+    ``hidden`` unknown (NaN): what an assimilator that estimates them is given."""
+    out = cond.clone()
+    out[[list(names).index(name) for name in hidden]] = float("nan")
+    return out
 
-    latents: Tensor
-    cond: Tensor
+
+def _given(cond: Tensor, members: int, cycles: int) -> Tensor:
+    """Every member's conditioning at every cycle, ``(N, T, P)``, when nothing is estimated."""
+    return cond.to(torch.float32)[None, None].expand(members, cycles, -1)
 
 
 def _packed(latent: LogLikelihood, size: int, target: Tensor, sigma: Tensor) -> LogLikelihood:
@@ -121,13 +126,19 @@ class LatentAssimilator:
     ensembles out (see the module docstring). With an observation ``encoder`` (its estimated
     conditioning entries named by ``parameters``, in its order) the likelihood comes from the
     encoder's estimate instead of the decoder, and unknown conditioning entries are
-    estimated with the state (:meth:`run`)."""
+    estimated with the state (:meth:`run`); twin experiments hide ``estimates`` from it
+    (default: all of ``parameters``)."""
 
     forecaster: Forecaster
     filter: ScoreFilter
     members: int = 16
     encoder: ObservationEncoder | None = None
     parameters: tuple[str, ...] = ()
+    estimates: tuple[str, ...] | None = None
+
+    @property
+    def estimated(self) -> tuple[str, ...]:
+        return self.parameters if self.estimates is None else self.estimates
 
     def __post_init__(self) -> None:
         self.decode = decoder(self.forecaster)
@@ -223,6 +234,7 @@ class GuidedForecast:
     forecaster: Forecaster
     iterations: int = 1
     members: int = 16
+    estimated: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.decode = decoder(self.forecaster)
@@ -256,10 +268,10 @@ class GuidedForecast:
         return guide
 
     def run(self, initial: Tensor, cond: Tensor, sensors: Sensors, readings: Tensor,
-            generator: torch.Generator | None = None) -> Tensor:
+            generator: torch.Generator | None = None) -> Analysis:
         """Forecast from the physical state ``initial (C, H, W)`` with conditioning ``cond (P,)``
         through ``readings (T, S)`` (``stride`` stored steps apart after it; NaN: missing),
-        each window guided by its readings. Returns ``(N, c, T, h, w)`` in the latent space."""
+        each window guided by its readings: latents ``(N, c, T, h, w)``."""
         f = self.forecaster
         device = f.device
         readings = readings.to(device, torch.float32)
@@ -268,7 +280,35 @@ class GuidedForecast:
         window = rollout(f.emulator, _initial(f, initial)[:, :, None], cond.to(device, torch.float32)[None],
                          readings.shape[0], f.window, f.overlap, self.members, f.autoencoder.encoder.bound, guidance,
                          sampler=f.sampler, generator=generator)  # (1, N, c, 1 + T, h, w)
-        return window[0, :, :, 1:]
+        return Analysis(window[0, :, :, 1:], _given(cond, self.members, readings.shape[0]))
+
+
+@dataclass
+class FreeForecast:
+    """The forecaster's own ensemble forecast, readings ignored: the reference the
+    assimilating methods are compared with (a diffusion emulator's draws seeded by the
+    generator's seed)."""
+
+    forecaster: Forecaster
+    members: int = 16
+    estimated: tuple[str, ...] = ()
+
+    def run(self, initial: Tensor, cond: Tensor, sensors: Sensors, readings: Tensor,
+            generator: torch.Generator | None = None) -> Analysis:
+        """``members`` forecasts of ``readings.shape[0]`` states from ``initial (C, H, W)``."""
+        seed = None if generator is None else generator.initial_seed()
+        latents = self.forecaster.forecast(initial[None, :, None], cond[None], readings.shape[0], self.members, seed,
+                                           decode=False)[0, :, :, 1:]
+        return Analysis(latents, _given(cond, self.members, readings.shape[0]))
+
+
+register(Method("free", "free forecast", lambda s: FreeForecast(s.forecaster, s.members)))
+register(Method("ensf", "latent EnSF", lambda s: LatentAssimilator(s.forecaster, s.filter, s.members), served=True))
+register(Method("encoded", "latent EnSF, encoder route",
+                lambda s: LatentAssimilator(s.forecaster, s.encoder_filter, s.members, s.encoder, s.parameters,
+                                            s.estimate)))
+register(Method("mmps", "MMPS-guided diffusion", lambda s: GuidedForecast(s.forecaster, s.iterations, s.members),
+                diffusion=True, served=True))
 
 
 def request(forecaster: Forecaster, inputs: dict[str, Any]) -> tuple[Tensor, Tensor, Sensors, Tensor]:
@@ -278,21 +318,20 @@ def request(forecaster: Forecaster, inputs: dict[str, Any]) -> tuple[Tensor, Ten
     state). Returns the initial state ``(C, H, W)``, ``cond (P,)``, the sensors and the
     readings ``(T, S)``; a ``ValueError`` that names the input otherwise."""
     missing = sorted(OBSERVATION_INPUTS - set(inputs))
-    if missing:
-        raise ValueError(f"an assimilation request needs all of {sorted(OBSERVATION_INPUTS)}; missing {missing}")
+    require([(not missing, f"an assimilation request needs all of {sorted(OBSERVATION_INPUTS)}; missing {missing}")])
     states = torch.as_tensor(np.asarray(inputs["states"], dtype=np.float32))
     cond = torch.as_tensor(np.asarray(inputs["cond"], dtype=np.float32))
     channels, names = list(forecaster.normalizer.channels), forecaster.condition_names
-    if states.ndim != 5 or states.shape[:2] != (1, 1) or states.shape[-1] != len(channels) \
-            or cond.shape != (1, len(names)):
-        raise ValueError(f"an assimilation request takes one initial state, states (1, 1, H, W, {len(channels)}), "
-                         f"and cond (1, {len(names)}); got {tuple(states.shape)} and {tuple(cond.shape)}")
+    require([(states.ndim == 5 and states.shape[:2] == (1, 1) and states.shape[-1] == len(channels)
+              and cond.shape == (1, len(names)),
+              f"an assimilation request takes one initial state, states (1, 1, H, W, {len(channels)}), "
+              f"and cond (1, {len(names)}); got {tuple(states.shape)} and {tuple(cond.shape)}")])
     channel = torch.as_tensor(np.asarray(inputs["sensor_channel"]))
     index = torch.as_tensor(np.asarray(inputs["sensor_index"]))
     std = torch.as_tensor(np.asarray(inputs["noise_std"], dtype=np.float32))
     readings = torch.as_tensor(np.asarray(inputs["readings"], dtype=np.float32))
     s = channel.shape[0] if channel.ndim == 1 else -1
-    rules = [
+    require([
         (channel.ndim == 1 and not channel.is_floating_point(),
          f"sensor_channel must be (S,) integers, got {tuple(channel.shape)} {channel.dtype}"),
         (index.shape == (s, 2) and not index.is_floating_point(),
@@ -301,16 +340,13 @@ def request(forecaster: Forecaster, inputs: dict[str, Any]) -> tuple[Tensor, Ten
                                                       f"{tuple(std.shape)}"),
         (readings.ndim == 2 and readings.shape[1] == s and readings.shape[0] >= 1,
          f"readings must be (T, S), S = {s}, got {tuple(readings.shape)}"),
-    ]
-    for ok, message in rules:
-        if not ok:
-            raise ValueError(message)
-    if bool(((channel < 0) | (channel >= len(channels))).any()):
-        raise ValueError(f"sensor_channel: values must be channel indices in [0, {len(channels)}) ({channels}), "
-                         f"got {sorted(set(channel.tolist()))[:8]}")
-    outside = ((index < 0) | (index >= torch.tensor(states.shape[2:4]))).any(dim=1)  # (S,)
-    if bool(outside.any()):
-        first = int(outside.nonzero()[0])
+        (lambda: not bool(((channel < 0) | (channel >= len(channels))).any()),
+         lambda: f"sensor_channel: values must be channel indices in [0, {len(channels)}) ({channels}), "
+                 f"got {sorted(set(channel.tolist()))[:8]}"),
+    ])
+    away = outside(index, states.shape[2:4])  # (S,)
+    if bool(away.any()):
+        first = int(away.nonzero()[0])
         raise ValueError(f"sensor_index: sensor {first} at {index[first].tolist()} is outside the "
                          f"{states.shape[2]}x{states.shape[3]} grid")
     return states[0, 0].permute(2, 0, 1), cond[0], Sensors(channel.long(), index.long(), std), readings
@@ -331,11 +367,11 @@ def answer(forecaster: Forecaster, inputs: dict[str, Any], params: dict[str, Any
     state and the ``M`` analysis members, ``(1, M, 1 + T, H, W, C)`` in physical units."""
     initial, cond, sensors, readings = request(forecaster, inputs)
     method, members = str(params["method"]), int(params["members"])
-    methods = {"ensf": lambda *a: LatentAssimilator(forecaster, ScoreFilter(), members).run(*a).latents,
-               "mmps": lambda *a: GuidedForecast(forecaster, members=members).run(*a)}
+    methods = {name: m for name, m in METHODS.items() if m.served}
     if method not in methods:
         raise ValueError(f"param method: {method!r} is not a method; valid methods are {sorted(methods)}")
     if members < 2:
         raise ValueError(f"param members: an assimilation needs at least 2 members, got {members}")
-    latents = methods[method](initial, cond, sensors, readings, torch.Generator().manual_seed(int(params["seed"])))
-    return physical(forecaster, initial, latents)
+    assimilator = methods[method].build(Setup(forecaster, members))
+    analysis = assimilator.run(initial, cond, sensors, readings, torch.Generator().manual_seed(int(params["seed"])))
+    return physical(forecaster, initial, analysis.latents)

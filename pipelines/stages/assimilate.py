@@ -4,13 +4,17 @@ The first ``assimilate.trajectories`` trajectories of ``assimilate.split`` play 
 Each is observed (``pipelines.data.observations.sample``: a fraction ``sensors`` of the grid
 points, every ``every`` stored steps, noise ``noise`` times each field's standard deviation;
 written to ``data/observations/<split>_<i>.h5``), and for the best evaluated version of each
-latent kind in ``assimilate.kinds`` (lowest ``vrmse_mean`` in ``metrics/evaluation.json``):
+latent kind in ``assimilate.kinds`` (lowest ``vrmse_mean`` in ``metrics/evaluation.json``),
+every method of the table ``pipelines.serving.methods.METHODS`` runs through the one twin
+experiment loop (``pipelines.evaluation.twin.experiment``), e.g.:
 
 - ``free``: the emulator's forecast from the first state, ``members`` members, no readings;
 - ``ensf``: the same emulator and ensemble, corrected by the latent ensemble score filter
-  wherever readings exist (``pipelines.serving.assimilator``).
+  wherever readings exist (``pipelines.serving.assimilator``);
+- ``encoded``, ``mmps``, and the full-space ``letkf`` (once, on the first
+  ``assimilate.enkf.trajectories`` trajectories).
 
-Both are scored by the evaluation's metric suite (VRMSE of the ensemble mean, fair CRPS,
+All are scored by the evaluation's metric suite (VRMSE of the ensemble mean, fair CRPS,
 spread-skill) at every forecast time, per lead window with bootstrap intervals over
 trajectories; the ratio of the filter's VRMSE to the free forecast's, per window, gets a
 paired bootstrap interval. Wall time per cycle (forecast step and analysis, all members) is
@@ -30,7 +34,6 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,31 +41,29 @@ import h5py
 import mlflow
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from models.kinds import kind
 from models.forecaster import Forecaster
 from pipelines import layout, plots
 from pipelines.config import AssimilateConfig, DataConfig, SensorLayoutConfig, SensorsConfig, SimulateConfig
-from pipelines.data.observations import ObservationError, Observations, layout_of, read_checked
+from pipelines.data.observations import ObservationError, layout_of, read_checked
+from pipelines.evaluation import letkf  # noqa: F401  (registers the full-space LETKF in METHODS)
 from pipelines.evaluation.bootstrap import intervals, paired_statistic
-from pipelines.evaluation.letkf import LETKF, ClawpackLETKF
 from pipelines.evaluation.metrics import vrmse
 from pipelines.evaluation.scorecard import Estimate, Result
-from pipelines.evaluation.scoring import Scorer, Truth, curve_table, window_label
-from pipelines.evaluation.twin import METRICS, readings
+from pipelines.evaluation.scoring import Truth, curve_table, window_label
+from pipelines.evaluation.twin import METRICS, TwinScores, experiment, observe, readings
 from pipelines.io import atomic_path, write_json, write_text
 from pipelines.options import add_quiet, section
-from pipelines.serving.assimilator import Analysis, GuidedForecast, LatentAssimilator, Sensors
+from pipelines.serving.assimilator import LatentAssimilator, hide
 from pipelines.serving.assimilator_model import AssimilatorModel
+from pipelines.serving.methods import METHODS, Assimilator, Setup
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
 from pipelines.tracking.references import load_emulator
 
 STAGE = "assimilate"
 CURVES = tuple(m.name for m in METRICS)
-METHODS = {"free": "free forecast", "ensf": "latent EnSF", "encoded": "latent EnSF, encoder route",
-           "mmps": "MMPS-guided diffusion", "letkf": "full-space LETKF"}
 
 
 @dataclass
@@ -109,56 +110,25 @@ def _load(label: str, row: dict, layout_name: str) -> Version:
     return Version(label, row["kind"], row["name"], int(row["version"]), forecaster, encoder)
 
 
-def euler_parameters(cond: torch.Tensor, names: list[str]) -> tuple[float, str]:
-    """gamma and the boundary type (``open`` or ``periodic``) of an Euler trajectory, from its
-    conditioning (The Well's ``gamma`` and ``bc_0_lo_*`` entries)."""
-    if "gamma" not in names or "bc_0_lo_periodic" not in names:
-        raise ValueError(f"assimilate.enkf: the Clawpack baseline needs an Euler dataset with gamma and boundary "
-                         f"conditions; this one's conditioning is {names} (set assimilate.enkf.trajectories: 0)")
-    periodic = float(cond[names.index("bc_0_lo_periodic")]) > 0.5
-    return float(cond[names.index("gamma")]), "periodic" if periodic else "open"
+def _setup(v: Version | None, cfg: AssimilateConfig, simulate: SimulateConfig, truth: Truth,
+           names: list[str], stride: int) -> Setup:
+    """What the methods of the table are built from: version ``v``'s forecaster and
+    observation encoder (``None``: a full-space method's), and the stage's settings."""
+    options = {"assimilate": cfg, "enkf": cfg.enkf, "simulate": simulate, "channels": truth.channels,
+               "condition_names": names, "stride": stride}
+    if v is None:
+        return Setup(None, cfg.enkf.members, options=options)
+    return Setup(v.forecaster, cfg.members, cfg.filter, cfg.encoder_filter, v.encoder.model, v.encoder.parameters,
+                 cfg.estimate, cfg.mmps.iterations, options)
 
 
-def _letkf(cfg: AssimilateConfig, simulate: SimulateConfig, truth: Truth, targets: torch.Tensor,
-           observed: list[Observations], names: list[str], stride: int, leads: list[int],
-           progress: bool) -> tuple[Scorer, float, int]:
-    """The full-space baseline on the first ``cfg.enkf.trajectories`` trajectories: its
-    scores, seconds per trajectory, and the number of repaired grid values."""
-    count = min(cfg.enkf.trajectories, len(truth.states))
-    scorer, seconds, repairs = Scorer(METRICS, leads, truth.channels), 0.0, 0
-    for i in tqdm(range(count), desc="LETKF + Clawpack", unit="trajectory", disable=not progress):
-        gamma, boundary = euler_parameters(truth.cond[i], names)
-        sensors, values = readings(observed[i], truth.channels, stride, len(leads))
-        model = ClawpackLETKF(LETKF(cfg.enkf.radius, cfg.enkf.inflation), truth.channels, gamma, boundary,
-                              simulate.dt, stride, simulate.cfl)
-        start = time.perf_counter()
-        ensemble = model.run(truth.states[i, :, 0].double().numpy(), cfg.enkf.members, cfg.enkf.perturbation,
-                             sensors.channel.numpy(), sensors.index.numpy(), values.double().numpy(),
-                             sensors.noise_std.double().numpy() ** 2, np.random.default_rng(cfg.seed + i))
-        seconds += time.perf_counter() - start
-        repairs += model.repairs
-        scorer.add(torch.from_numpy(ensemble).float()[None], targets[i : i + 1])
-    return scorer, seconds / max(count, 1), repairs
-
-
-def _runs(v: Version, cfg: AssimilateConfig, initial: torch.Tensor, cond: torch.Tensor, sensors: Sensors,
-          values: torch.Tensor, seed: int) -> dict[str, Callable[[torch.Generator], torch.Tensor]]:
-    """The methods of :data:`METHODS` that ``v`` runs, each a function of a generator that
-    returns the latent ensemble ``(M, c, T, h, w)`` at the forecast times, or the filter's
-    :class:`Analysis` (the encoder route estimates ``cfg.estimate``, unknown to it)."""
-    f, e = v.forecaster, v.encoder
-    unknown = cond.clone()
-    unknown[[f.condition_names.index(name) for name in cfg.estimate]] = float("nan")
-    runs = {"free": lambda g: f.forecast(initial[None, :, None], cond[None], values.shape[0], cfg.members, seed,
-                                         decode=False)[0, :, :, 1:],
-            "ensf": lambda g: LatentAssimilator(f, cfg.filter, cfg.members).run(initial, cond, sensors, values,
-                                                                                g).latents,
-            "encoded": lambda g: LatentAssimilator(f, cfg.encoder_filter, cfg.members, e.model, e.parameters).run(
-                initial, unknown, sensors, values, g)}
-    if kind(v.kind).stochastic:
-        runs["mmps"] = lambda g: GuidedForecast(f, cfg.mmps.iterations, cfg.members).run(initial, cond, sensors,
-                                                                                          values, g)
-    return runs
+def _methods(versions: list[Version], cfg: AssimilateConfig, simulate: SimulateConfig, truth: Truth,
+             stride: int) -> dict[str, Assimilator]:
+    """The latent methods of :data:`METHODS` on each version that they apply to, by row label
+    (``<method>_<version>``), in the table's order within each version."""
+    return {f"{m.name}_{v.label}": m.build(_setup(v, cfg, simulate, truth, v.forecaster.condition_names, stride))
+            for v in versions for m in METHODS.values()
+            if m.full_space is None and (not m.diffusion or kind(v.kind).stochastic)}
 
 
 def run(cfg: AssimilateConfig, sensors_cfg: SensorsConfig, data: DataConfig,
@@ -177,69 +147,46 @@ def run(cfg: AssimilateConfig, sensors_cfg: SensorsConfig, data: DataConfig,
                          f"estimate {list(versions[0].encoder.parameters)} (train_obs_encoder.parameters)")
     stride = versions[0].forecaster.stride
     leads = truth.leads(stride, max(last for _, last in cfg.lead_windows))
-    targets = truth.targets(stride, leads)  # (N, T, C, H, W)
-    scorers: dict[tuple[str, str], Scorer] = {}
-    seconds: dict[tuple[str, str], float] = {}
-    errors: dict[tuple[str, str], list[list[float]]] = {}  # |estimate - truth| of cfg.estimate, per trajectory
-    panel: dict[str, np.ndarray] = {}
-    bar = tqdm(total=len(truth.states) * len(versions), desc="assimilate", unit="run", disable=not progress)
-    observed = []
-    for i in range(len(truth.states)):
-        observations = observing.observe(truth.states[i].movedim(1, 0).numpy(), truth.channels, cfg.seed + i,
-                                         truth.dataset)
+    observed = observe(observing, truth, cfg.seed)
+    for i, observations in enumerate(observed):
         observations.write(layout.observations(cfg.split, i))
-        observed.append(observations)
-        sensors, values = readings(observations, truth.channels, stride, len(leads))
-        initial, cond = truth.states[i, :, 0], truth.cond[i]
-        for v in versions:
-            for method, method_run in _runs(v, cfg, initial, cond, sensors, values, cfg.seed + i).items():
-                start = time.perf_counter()
-                latents = method_run(torch.Generator().manual_seed(cfg.seed + i))
-                seconds[method, v.label] = seconds.get((method, v.label), 0.0) + time.perf_counter() - start
-                if isinstance(latents, Analysis):
-                    at = [v.forecaster.condition_names.index(name) for name in cfg.estimate]
-                    final = latents.cond[:, -1, at].mean(dim=0).cpu()  # the ensemble mean at the last cycle
-                    errors.setdefault((method, v.label), []).append((final - cond[at]).abs().tolist())
-                    latents = latents.latents
-                ensemble = v.forecaster.from_space(latents)  # (M, C, T, H, W): decoded for scoring, not timed
-                scorers.setdefault((method, v.label), Scorer(METRICS, leads, truth.channels))
-                scorers[method, v.label].add(ensemble.movedim(2, 1)[None], targets[i : i + 1])
-                if i == 0 and v is versions[0] and method == "free":
-                    panel["free"] = ensemble.mean(dim=0)[:, -1].numpy()
-                elif i == 0 and v is versions[0] and method == "ensf":
-                    panel |= {"analysis": ensemble.mean(dim=0)[:, -1].numpy(),
-                              "spread": ensemble.std(dim=0)[:, -1].numpy(), "sensors": observations.index}
-            bar.update()
-    bar.close()
-    cycles = len(truth.states) * len(leads)
-    rows = {}
-    for (method, label), scorer in scorers.items():
-        v = next(v for v in versions if v.label == label)
-        scores = scorer.scores(seconds[method, label] / len(truth.states))
-        card = scores.scorecard(cfg.lead_windows, cfg.confidence, cfg.seed)
-        rows[f"{method}_{label}"] = (Result(f"{method}_{label}", v.kind, card, v.name, v.version), scores,
-                                     seconds[method, label] / cycles)
-    extra = {"parameter_error": _parameter_errors(errors, cfg), "layout": cfg.layout}
-    if cfg.enkf.trajectories > 0:
-        scorer, per_trajectory, repairs = _letkf(cfg, simulate, truth, targets, observed,
-                                                 versions[0].forecaster.condition_names, stride, leads, progress)
-        scores = scorer.scores(per_trajectory)
-        card = scores.scorecard(cfg.lead_windows, cfg.confidence, cfg.seed)
-        rows["letkf_clawpack"] = (Result("letkf_clawpack", "letkf", card), scores, per_trajectory / len(leads))
-        extra["letkf_repaired_values"] = repairs
+    results = experiment(_methods(versions, cfg, simulate, truth, stride), truth, observed, leads, stride, cfg.seed,
+                         "assimilate" if progress else None)
+    rows = {label: (Result(label, v.kind, result.scores.scorecard(cfg.lead_windows, cfg.confidence, cfg.seed),
+                           v.name, v.version), result.scores, result.seconds_per_cycle)
+            for label, result in results.items()
+            for v in versions if label.split("_", 1)[1] == v.label}
+    first = versions[0].label
+    free, ensf = results[f"free_{first}"].first.movedim(1, 2), results[f"ensf_{first}"].first.movedim(1, 2)
+    panel = {"free": free.mean(dim=0)[:, -1].numpy(), "analysis": ensf.mean(dim=0)[:, -1].numpy(),
+             "spread": ensf.std(dim=0)[:, -1].numpy(), "sensors": observed[0].index}
+    extra = {"parameter_error": _parameter_errors(results, cfg), "layout": cfg.layout}
+    names = versions[0].forecaster.condition_names
+    for m in METHODS.values():
+        if m.full_space is None or cfg.enkf.trajectories == 0:
+            continue
+        count = min(cfg.enkf.trajectories, len(truth.states))
+        method = m.build(_setup(None, cfg, simulate, truth, names, stride))
+        label = f"{m.name}_{m.full_space}"
+        result = experiment({label: method}, truth.pick(slice(0, count)), observed[:count], leads, stride, cfg.seed,
+                            label if progress else None)[label]
+        rows[label] = (Result(label, m.name, result.scores.scorecard(cfg.lead_windows, cfg.confidence, cfg.seed)),
+                       result.scores, result.seconds_per_cycle)
+        if hasattr(method, "repairs"):
+            extra[f"{m.name}_repaired_values"] = method.repairs
     ratios = _ratios(rows, cfg)
     return _write(rows, ratios, versions, truth, panel, leads, cfg, data, extra, sensor_layout)
 
 
-def _parameter_errors(errors: dict[tuple[str, str], list[list[float]]], cfg: AssimilateConfig
-                      ) -> dict[str, dict[str, list[float]]]:
-    """Per row that estimated ``cfg.estimate``: each entry's absolute error at the last
+def _parameter_errors(results: dict[str, TwinScores], cfg: AssimilateConfig) -> dict[str, dict[str, list[float]]]:
+    """Per row that estimated conditioning entries: each entry's absolute error at the last
     cycle, ``[mean, low, high]`` with a bootstrap interval over trajectories."""
     out = {}
-    for (method, label), values in errors.items():
-        mean, low, high = intervals(np.array(values), cfg.confidence, cfg.seed)
-        out[f"{method}_{label}"] = {name: [float(mean[k]), float(low[k]), float(high[k])]
-                                    for k, name in enumerate(cfg.estimate)}
+    for label, result in results.items():
+        if result.estimated:
+            mean, low, high = intervals(result.errors, cfg.confidence, cfg.seed)
+            out[label] = {name: [float(mean[k]), float(low[k]), float(high[k])]
+                          for k, name in enumerate(result.estimated)}
     return out
 
 
@@ -288,7 +235,7 @@ def _write(rows: dict, ratios: dict, versions: list[Version], truth: Truth, pane
             write_text(tmp / f"{label}.csv", curve_table(columns, CURVES))
     write_text(layout.ASSIMILATION_REPORT, _report(rows, ratios, speedup, routes, extra["parameter_error"], windows,
                                                    cfg, observing))
-    series = {f"{METHODS[label.split('_', 1)[0]]}, {label.split('_', 1)[1]}": (leads, scores.by_lead("vrmse").tolist())
+    series = {f"{METHODS[label.split('_', 1)[0]].label}, {label.split('_', 1)[1]}": (leads, scores.by_lead("vrmse").tolist())
               for label, (_, scores, _) in rows.items()}
     figures = {layout.ASSIMILATION_FIGURE: plots.curves(series, "VRMSE of the ensemble mean against the truth",
                                                         "VRMSE", log=False, xlabel="lead (stored steps)")}
@@ -322,7 +269,7 @@ def _report(rows: dict, ratios: dict, speedup: dict, routes: dict, parameter_err
         method, version = label.split("_", 1)
         cells = [f"{result.card.get(f'{m}_{w}').cell()}" if f"{m}_{w}" in result.card else "–"
                  for w in windows for m in ("vrmse", "crps")]
-        lines.append(f"| {METHODS[method]} | {version} | {scores.values['vrmse'].shape[0]} | " + " | ".join(cells)
+        lines.append(f"| {METHODS[method].label} | {version} | {scores.values['vrmse'].shape[0]} | " + " | ".join(cells)
                      + f" | {per_cycle:.3f} |")
     ratio_lines = ["", "VRMSE over the free forecast's of the same version (paired bootstrap over trajectories):", ""]
     ratio_lines += [f"- {label}: " + ", ".join(f"{w}: {e.cell(2)}" for w, e in by.items()) for label, by in ratios.items()]
@@ -395,8 +342,7 @@ def assimilate(cfg: AssimilateConfig, data: DataConfig, reference: str, path: st
                                f"{observations.times.tolist()[:8]}")
     generator = torch.Generator().manual_seed(seed)
     hidden = [forecaster.condition_names.index(name) for name in assimilator.parameters]
-    cond = truth.cond[0].clone()
-    cond[hidden] = float("nan")  # estimated by the assimilator's observation encoder
+    cond = hide(truth.cond[0], forecaster.condition_names, assimilator.parameters)  # estimated by its encoder
     start = time.perf_counter()
     result = assimilator.run(states[:, 0], cond, sensors, values, generator)
     per_cycle = (time.perf_counter() - start) / steps

@@ -337,7 +337,7 @@ def test_mmps_pulls_a_registered_diffusion_forecast_to_the_readings(trained, wor
     forecaster = trained["diffusion"].forecaster
     states, cond, sensors, readings, times = _fully_observed(workspace, forecaster.stride)
     latents = GuidedForecast(forecaster, iterations=1, members=3).run(states[:, 0], cond, sensors, readings,
-                                                                      torch.Generator().manual_seed(0))
+                                                                      torch.Generator().manual_seed(0)).latents
     free = forecaster.forecast(states[None, :, :1], cond[None], len(times), 3, seed=0, decode=False)[0, :, :, 1:]
     target = states[:, times].movedim(1, 0)
     guided, unguided = _vrmse(forecaster, latents, target), _vrmse(forecaster, free, target)
