@@ -37,13 +37,13 @@ from torch import Tensor, nn
 
 from models.forecaster import Forecaster
 from pipelines import layout
-from pipelines.config import DataConfig, TrainEmulatorConfig, load_section
+from pipelines.config import CacheLatentsConfig, DataConfig, TrainEmulatorConfig, load_section
 from pipelines.data.latent import TrajectoryWindows
 from pipelines.data.windows import trajectories
 from pipelines.evaluation.scoring import ConservedMean, Persistence, Truth, score_baseline, score_forecaster
+from pipelines.recipes import artifact
 from pipelines.recipes.emulator import build, objective
 from pipelines.recipes.training import train
-from pipelines.tracking.registry import load_exported_autoencoder
 
 REPO = Path(__file__).resolve().parents[1]
 WINDOWS = [[1, 20], [21, 60], [61, 100]]
@@ -104,8 +104,9 @@ def main() -> None:
     window, stride = data.context + data.horizon, data.stride
     scoring = trajectories(data, "valid")
     dataset = scoring.dataset_name
-    autoencoder = load_exported_autoencoder(REPO / layout.model_dir(layout.autoencoder(args.latent_channels)))
-    cache = REPO / "data" / "latents" / dataset / f"c{args.latent_channels}" / "train.h5"
+    autoencoder = artifact.load_autoencoder(REPO / layout.model_dir(layout.autoencoder(args.latent_channels)))
+    cache = REPO / layout.latent_cache(load_section(CacheLatentsConfig, "cache_latents", args.params).output,
+                                       args.latent_channels) / "train.h5"
     train_set = TrajectoryWindows.from_caches([cache], window, stride)
     truth = Truth.from_windows(scoring, args.trajectories, data.context)
     score_cfg = dataclasses.replace(base.score, trajectories=args.trajectories, lead_windows=tuple(map(tuple, WINDOWS)))

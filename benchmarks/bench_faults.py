@@ -77,6 +77,7 @@ STAGES: dict[str, str | None] = {
     "train_autoencoder": "train_autoencoder@4",
     "cache_latents": "cache_latents@4",
     "train_emulator": "train_emulator@solver-4",
+    "register": "register",
     "evaluate": "evaluate",
     "tune": None,
 }

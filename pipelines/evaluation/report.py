@@ -18,6 +18,7 @@ from pipelines.evaluation.findings import findings
 from pipelines.evaluation.metrics import BAND_NAMES
 from pipelines.evaluation.scorecard import Result
 from pipelines.evaluation.scoring import AE_TRUTH, BASELINES
+from pipelines.evaluation.timing import machine
 from pipelines.io import atomic_path, write_text
 
 __all__ = ["KINDS", "latest", "table", "write"]
@@ -79,7 +80,9 @@ def table(results: Sequence[Result], windows: Sequence[str], confidence: float =
     latent = [r for r in rows if f"{AE_TRUTH}vrmse_{last}" in r.card]
     lines = [f"Every number: the mean over {trajectories} test trajectories [its {level} bootstrap interval]. "
              "Rows: the latest evaluated version of each model kind and compression rate, then the baselines, "
-             "scored by the same code on the same trajectories.", ""]
+             "scored by the same code on the same trajectories. Seconds per trajectory: the wall time of the "
+             "version's own forecasts in its evaluation (all members, decoded), mean over the trajectories, on "
+             f"{machine()}.", ""]
     lines += _section("VRMSE of the ensemble mean against the ground truth, by lead-time window", rows,
                       [*windows, "s / trajectory"],
                       lambda r, c: f"{r.card.seconds:.2f}" if c == "s / trajectory" else _estimate("vrmse_{}")(r, c))

@@ -52,6 +52,7 @@ from pipelines.evaluation.bootstrap import intervals, paired_statistic
 from pipelines.evaluation.metrics import vrmse
 from pipelines.evaluation.scorecard import Estimate, Result
 from pipelines.evaluation.scoring import Truth, curve_table, window_label
+from pipelines.evaluation.timing import machine
 from pipelines.evaluation.twin import METRICS, TwinScores, experiment, observe, readings
 from pipelines.io import atomic_path, write_json, write_text
 from pipelines.options import add_quiet, section
@@ -275,8 +276,8 @@ def _report(rows: dict, ratios: dict, speedup: dict, routes: dict, parameter_err
     ratio_lines += [f"- {label}: " + ", ".join(f"{w}: {e.cell(2)}" for w, e in by.items()) for label, by in ratios.items()]
     if speedup:
         ratio_lines += ["", "Wall time per cycle of the full-space LETKF (Clawpack forecast, physical fields) over "
-                            "each latent method's (latent ensemble; decoding for scoring not counted), measured in "
-                            "this run:", ""]
+                            "each latent method's (latent ensemble; decoding for scoring not counted), summed over every "
+                            f"cycle of this run on {machine()}:", ""]
         ratio_lines += [f"- {label}: {value:.1f}x" for label, value in speedup.items()]
     ratio_lines += ["", "Wall time per cycle of the latent EnSF through the decoder over through the observation "
                         "encoder:", ""]

@@ -151,9 +151,12 @@ def register_models(data: DataConfig) -> list[dict[str, Any]]:
     return [register_trained(name, trained, data) for name, trained in trained_models()]
 
 
-def run(cfg: RegisterAssimilatorConfig, sensors: SensorsConfig, data: DataConfig) -> list[dict[str, Any]]:
-    """Register every trained model, then every assimilator of ``cfg``; their summaries."""
-    return register_models(data) + [register_assimilator(cfg, name, sensors, data) for name in cfg.assimilators]
+def run(cfg: RegisterAssimilatorConfig, sensors: SensorsConfig, data: DataConfig,
+        assimilators: bool = True) -> list[dict[str, Any]]:
+    """Register every trained model, then (``assimilators``) every assimilator of ``cfg``;
+    their summaries."""
+    out = register_models(data)
+    return out + [register_assimilator(cfg, name, sensors, data) for name in cfg.assimilators if assimilators]
 
 
 def _exported(directory: Path, command: str) -> dict:
@@ -225,11 +228,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "run), exported to data/registry/<model>/; then every assimilator of register_assimilator.assimilators "
         "(as register-assimilator does).")
     add_quiet(parser)
+    parser.add_argument("--assimilators", choices=["all", "none"], default="all",
+                        help="register the assimilators of register_assimilator.assimilators too (all), or only the "
+                             "trained models (none: before the emulators and encoders they bundle are trained) "
+                             "(default: %(default)s)")
 
 
 def main(args: argparse.Namespace) -> int:
     for summary in run(section(args, RegisterAssimilatorConfig, "register_assimilator"),
-                       section(args, SensorsConfig, "sensors"), section(args, DataConfig, "data")):
+                       section(args, SensorsConfig, "sensors"), section(args, DataConfig, "data"),
+                       assimilators=args.assimilators == "all"):
         state = "registered as" if summary["registered"] else "unchanged: already"
         print(f"register: {summary['name']} {state} {summary['registered_model']} version {summary['version']}")
     return 0

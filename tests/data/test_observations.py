@@ -12,7 +12,7 @@ from pipelines.config import DataConfig
 from pipelines.data.observations import ObservationError, Observations, read
 from pipelines.data.windows import trajectories
 from pipelines.stages import observe
-from tests.conftest import configured
+from tests.conftest import configured, params_with
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_observe_reads_the_trajectory_at_the_sensors_with_the_asked_noise(data, 
 
 def test_the_cli_observes_and_validates(data, tmp_path, capsys):
     params = tmp_path / "params.yaml"
-    params.write_text(f"data: {{root: {data.root}, log_fields: [density]}}\n")
+    params_with(params, {"data": {"root": data.root, "log_fields": ["density"]}})
     output = tmp_path / "obs.h5"
     assert main(["--params", str(params), "observe", "--fraction", "0.1", "--every", "3", "--output", str(output)]) == 0
     assert main(["--params", str(params), "validate-observations", str(output)]) == 0
@@ -101,7 +101,7 @@ def test_each_malformed_observation_file_gives_one_clear_error(data, tmp_path, c
     make, expected = BAD[case]
     path = make(tmp_path)
     params = tmp_path / "params.yaml"
-    params.write_text(f"data: {{root: {data.root}, log_fields: [density]}}\n")
+    params_with(params, {"data": {"root": data.root, "log_fields": ["density"]}})
     before = sorted(p.name for p in tmp_path.rglob("*"))
     assert main(["--params", str(params), "validate-observations", path]) == 2
     error = capsys.readouterr().err.strip().splitlines()

@@ -20,7 +20,7 @@ from pipelines.config import WELL_EULER_GAMMAS, SimulateConfig, Splits
 from pipelines.data import euler
 from pipelines.data.welldata import SPLITS, split_files
 from pipelines.stages import simulate
-from tests.conftest import REPO, configured, tiny_config, tool_env
+from tests.conftest import REPO, configured, params_with, tiny_config, tool_env
 
 BC_CODE = {"open": 1, "periodic": 2}  # the_well.data.datasets.BoundaryCondition
 
@@ -159,7 +159,7 @@ def test_stats_yaml_matches_the_train_split(tiny_dataset):
 
 def test_a_killed_run_leaves_nothing_under_the_final_name(tmp_path):
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"simulate": {"trajectories": {"train": 200, "valid": 1, "test": 1}, "workers": 1}}))
+    params_with(params, {"simulate": {"trajectories": {"train": 200, "valid": 1, "test": 1}, "workers": 1}})
     output = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "--params", str(params), "simulate", "--output", str(output), "-q"],

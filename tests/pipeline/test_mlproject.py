@@ -13,8 +13,8 @@ from mlflow.projects import _project_spec
 from tests.conftest import REPO, tool_env
 from tests.pipeline.conftest import tiny_project
 
-ENTRY_POINTS = ("simulate", "train_autoencoder", "cache_latents", "train_emulator", "evaluate", "promote", "tune",
-                "forecast")
+ENTRY_POINTS = ("simulate", "train_autoencoder", "cache_latents", "train_emulator", "register", "evaluate", "promote",
+                "tune", "forecast")
 
 
 def test_mlproject_parses_with_mlflow_and_overrides_params():
@@ -58,6 +58,7 @@ def test_every_entry_point_runs_through_mlflow_run(tmp_path):
     mlflow_run("cache_latents", latent_channels="4")
     mlflow_run("train_emulator", kind="diffusion", latent_channels="4")
     mlflow_run("train_emulator", kind="pixel_solver", latent_channels="none")
+    mlflow_run("register", assimilators="none")  # (no solver or observation encoder trained here to bundle)
     mlflow_run("evaluate")
     mlflow_run("promote")
     mlflow_run("tune", study="sampler")
@@ -68,7 +69,8 @@ def test_every_entry_point_runs_through_mlflow_run(tmp_path):
         runs = client.search_runs([client.get_experiment_by_name(f"euler_mini/{entry}").experiment_id],
                                   "tags.`mlflow.project.entryPoint` = '" + entry + "'")
         assert runs and all(run.info.status == "FINISHED" for run in runs), entry
-        if entry not in ("simulate", "cache_latents", "forecast"):  # no run of their own; others log into it
+        if entry not in ("simulate", "cache_latents", "register", "forecast"):  # no run of their own (register logs
+            # into each model's training run); the others log into the run `mlflow run` opens
             assert runs[0].data.tags.get("stage") == entry, (entry, runs[0].data.tags)
     ae = client.search_runs([client.get_experiment_by_name("euler_mini/train_autoencoder").experiment_id])[0]
     assert ae.data.params["train_autoencoder.train.steps"] == "3"  # --set reached the stage

@@ -74,9 +74,10 @@ def test_a_stage_tracks_to_the_platform_server_on_postgres_and_s3(mlflow_server,
         with pytest.raises(urllib.error.HTTPError) as refused:  # no credentials at all: nothing is served
             urllib.request.urlopen(f"{mlflow_server}{path}", timeout=30)
         assert refused.value.code == 401, path
-    result = subprocess.run(["latentops", "--params", str(params), "train-autoencoder", "--latent-channels", "4",
-                             "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+    for command in (["train-autoencoder", "--latent-channels", "4"], ["register", "--assimilators", "none"]):
+        result = subprocess.run(["latentops", "--params", str(params), *command, "--quiet"], cwd=tmp_path, env=env,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
 
     os.environ.update(credentials)
     try:
@@ -106,7 +107,7 @@ def test_a_stage_tracks_to_the_platform_server_on_postgres_and_s3(mlflow_server,
                            aws_secret_access_key="test").list_objects_v2(Bucket="mlflow")["Contents"]  # pragma: allowlist secret
     keys = [o["Key"] for o in objects]
     assert any(k.endswith("plots/reconstruction_0.png") for k in keys) and any(k.endswith("MLmodel") for k in keys)
-    assert (tmp_path / "data/models/autoencoder_c4/MLmodel").is_file()
+    assert (tmp_path / "data/registry/autoencoder_c4/MLmodel").is_file()
 
 
 def test_optuna_studies_live_in_the_platform_postgres(postgres):
