@@ -21,7 +21,6 @@ A :class:`Forecaster` bundles
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,12 +29,11 @@ from torch import Tensor, nn
 
 from models.autoencoder import Autoencoder
 from models.checks import require
-from models.networks import network_class
 from models.normalizer import FieldNormalizer
 from models.rollout import rollout
 from models.samplers import ODESampler
 
-__all__ = ["FORECAST_PARAMS", "Forecaster", "load_forecaster"]
+__all__ = ["FORECAST_PARAMS", "Forecaster"]
 
 #: Defaults of :meth:`Forecaster.predict`'s params.
 FORECAST_PARAMS: dict[str, int] = {"horizon": 25, "members": 1, "seed": 0}
@@ -132,20 +130,3 @@ class Forecaster:
                 "sampler": asdict(self.sampler), "channels": list(self.normalizer.channels),
                 "condition_names": self.condition_names,
                 "latent_channels": self.autoencoder.latent_channels if self.autoencoder is not None else None}
-
-    def save_emulator(self, path: str | Path) -> Path:
-        """The emulator's weights and settings (the autoencoder is stored on its own)."""
-        torch.save({"state": {k: v.cpu() for k, v in self.emulator.state_dict().items()}, "arguments": self.arguments,
-                    "normalizer": self.normalizer.to_dict(), **self.settings()}, path)
-        return Path(path)
-
-
-def load_forecaster(emulator_path: str | Path, autoencoder: Autoencoder | None) -> Forecaster:
-    """Rebuild a :class:`Forecaster` from :meth:`Forecaster.save_emulator`'s file and its
-    autoencoder."""
-    saved = torch.load(emulator_path, map_location="cpu", weights_only=True)
-    emulator = network_class(saved["kind"])(**saved["arguments"])
-    emulator.load_state_dict(saved["state"])
-    return Forecaster(saved["kind"], emulator.eval(), saved["arguments"], FieldNormalizer.from_dict(saved["normalizer"]),
-                      autoencoder, saved["window"], saved["stride"], saved["overlap"], ODESampler(**saved["sampler"]),
-                      list(saved["condition_names"]))

@@ -45,7 +45,7 @@ import pipelines
 from pipelines.io import atomic_path, write_json
 from pipelines.serving.artifacts import WEIGHTS, ModifiedArtifactError, digests, save_weights
 from pipelines.serving.autoencoder import load_autoencoder_dir
-from pipelines.serving.forecaster import EMULATOR_FILE, PREDICT_PARAMS
+from pipelines.serving.forecaster import EMULATOR_FILE, PREDICT_PARAMS, save_emulator
 from pipelines.serving.observation import load_obs_encoder_dir
 from pipelines.tracking import cards
 from pipelines.tracking.names import assimilator_name, autoencoder_name, emulator_name, obs_encoder_name
@@ -158,7 +158,7 @@ def register_forecaster(forecaster: Forecaster, autoencoder_dir: str | Path | No
     configure()
     forecaster.to("cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        artifacts = {"emulator": str(forecaster.save_emulator(Path(tmp) / EMULATOR_FILE))}
+        artifacts = {"emulator": str(save_emulator(forecaster, Path(tmp) / EMULATOR_FILE))}
         if autoencoder_dir is not None:
             artifacts["autoencoder"] = str(autoencoder_dir)
         params = {**PREDICT_PARAMS, "horizon": 2}

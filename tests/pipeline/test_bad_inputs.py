@@ -375,7 +375,7 @@ def _removed_files(client: mlflow.MlflowClient, trained: dict) -> str:
 
 def _modified_files(client: mlflow.MlflowClient, trained: dict) -> str:
     version, copy = _copy(client, trained, "solver")
-    emulator = copy / "artifacts" / "emulator.pt"
+    emulator = copy / "artifacts" / "emulator.safetensors"
     data = bytearray(emulator.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte inside the weights
     emulator.write_bytes(bytes(data))
@@ -412,7 +412,8 @@ REGISTRY: dict[str, tuple[Callable[[mlflow.MlflowClient, dict], str], str, list[
                                             "copy_solver are missing"]),
     "a version whose files were modified": (_modified_files, "forecast",
                                             ["--model 4: refusing to load models:/euler_mini-emulator/4",
-                                             "emulator.pt (artifact 'emulator') was modified after it was logged; "
+                                             "emulator.safetensors (artifact 'emulator') was modified after it "
+                                             "was logged; "
                                              "expected sha256"]),
     "unknown version": (_given("99"), "assimilate", ["--model 99: cannot load models:/euler_mini-emulator/99",
                                                       "has versions [1, 2, 3]"]),

@@ -1,5 +1,5 @@
-"""Registered models are untrusted files: the autoencoder and the observation encoder are
-stored as safetensors weights (no pickle anywhere in their directories) and rebuilt from
+"""Registered and trained models are untrusted files: every network (autoencoder, emulator,
+observation encoder) is stored as safetensors weights (no pickle anywhere in their directories) and rebuilt from
 ``models/``; every load checks each artifact file against the SHA-256 logged with it, so one
 flipped byte in a weight file (the autoencoder's, the emulator's, the observation encoder's
 inside an assimilator bundle) or a missing file fails loudly, naming the file."""
@@ -85,10 +85,11 @@ def test_a_modified_trained_model_is_refused_naming_the_file(latent_workspace, t
         artifact.load_autoencoder(directory)
 
 
-@pytest.mark.parametrize("part", ["emulator.pt", "autoencoder.safetensors"])
+@pytest.mark.parametrize("part", ["emulator.safetensors", "autoencoder.safetensors"])
 def test_an_emulator_with_a_modified_artifact_fails_at_pyfunc_load(latent_workspace, trained, tmp_path, part):
     root, _ = latent_workspace
     directory = _exported(root, layout.emulator("solver", 4), tmp_path)
+    assert not [p for p in directory.rglob("*") if p.is_file() and _is_pickle(p)], "no pickle in a registered emulator"
     mlflow.pyfunc.load_model(str(directory))  # as logged: loads
     target = next(p for p in (directory / "artifacts").rglob(part) if p.is_file())
     _flip_byte(target)
