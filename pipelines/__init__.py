@@ -76,8 +76,8 @@ Files touched per change, before this layout and now
   suite line (``evaluation/scoring.py``), plus the name tables that read it (``HEADLINE`` in
   ``evaluation/scorecard.py`` if it is a headline, its words in ``tracking/cards.py``,
   ``CURVE_METRICS`` in ``stages/evaluate.py`` if it is plotted per lead); editing
-  ``evaluation/metrics.py`` re-runs the 7 emulator trainings (their rollout scores) and no
-  other training.
+  ``evaluation/metrics.py`` re-runs 10 trainings (the autoencoders' validation VRMSE, the
+  emulators' rollout scores), not the observation encoders.
 - An assimilation method: 8 files before; 1 now (its class and ``register`` call in the
   module of what it needs; :mod:`pipelines.serving.methods`), 2 with a new module.
 - A stage: 8 before (12 for a training stage); 3-4 now (the checklist above).
