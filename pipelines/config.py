@@ -373,6 +373,7 @@ class GateConfig:
     probability: float  # paired-bootstrap probability that the candidate beats production, at least
     spread_skill: tuple[float, float]  # allowed spread-skill ratio of ensembles
     max_seconds: float  # latency ceiling: seconds per trajectory (all members, decoded)
+    baselines: bool  # must beat the best trivial baseline on metric, with probability (emulators)
 
     def validate(self, key: str) -> None:
         check(bool(self.metric), f"{key}.metric", "must name an evaluation metric, e.g. vrmse_mean")

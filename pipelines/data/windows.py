@@ -121,6 +121,13 @@ class WellWindows(torch.utils.data.Dataset):
     def dataset_name(self) -> str:
         return self.well.metadata.dataset_name
 
+    def boundary(self, cond: Tensor) -> str:
+        """The boundary types of a trajectory's conditioning ``cond (P,)``, lower case and
+        joined by ``+`` when its sides differ (``periodic``, ``open``, ``open+wall``)."""
+        types = {name.rsplit("_", 1)[1] for name, value in zip(self.condition_names, cond.tolist())
+                 if name.startswith("bc_") and value > 0.5}
+        return "+".join(sorted(types)) or "unknown"
+
     @property
     def resolution(self) -> tuple[int, ...]:
         return tuple(self.well.metadata.spatial_resolution)

@@ -4,6 +4,16 @@ the paper (LoLA, Rozet et al. 2025, section 4 and appendix C).
 - VRMSE (the_well): per sample and field, ``sqrt(<(u - v)^2> / (var(u) + eps))``, ``<.>`` the
   spatial mean and ``var(u) = H W / (H W - 1) <(u - <u>)^2>`` the truth's spatial variance
   (the_well's ``torch.std``, Bessel-corrected); a constant prediction of the spatial mean scores ~1.
+- Ensemble-mean VRMSE corrected to an infinite ensemble (``ensemble_mean_vrmse``): the mean
+  ``m`` of ``M`` members drawn around ``mu`` with variance ``sigma^2`` has
+  ``E[(m - y)^2] = (mu - y)^2 + sigma^2 / M``, so a finite ensemble's mean scores worse than
+  the distribution's mean by ``sqrt(1 + 1 / (M SNR))``-like factors (about ``sqrt(1 + 1/M)`` for a
+  calibrated ensemble). With ``s^2`` the unbiased member variance (``E[s^2] = sigma^2``),
+  ``<(m - y)^2> - <s^2> / M`` is unbiased for the infinite ensemble's squared error (the
+  "fair" ensemble-mean MSE: Ferro 2014; Leutbecher 2019, "Ensemble size: How suboptimal is
+  less than infinity?", QJRMS 145 S1); the VRMSE is ``sqrt(max(0, that) / (var(u) + eps))``,
+  the_well's normaliser. Scores of ensembles of different sizes (and deterministic models)
+  compare; ``M = 1`` gives the plain VRMSE.
 - Power-spectrum RMSE: isotropic power spectra ``P_u``, ``P_v`` of truth and prediction
   (the_well's ``power_spectrum`` definition, on unit-wavenumber shells); the shells are grouped into
   ``bands`` bands evenly spaced in log-frequency (low, mid, high) and, per band,
@@ -44,6 +54,23 @@ def vrmse(prediction: Tensor, truth: Tensor, eps: float = 1e-7) -> Tensor:
     """VRMSE of ``(..., C, H, W)`` tensors: ``(..., C)``, one value per sample and field."""
     meta = SimpleNamespace(n_spatial_dims=2)  # all the_well's VRMSE reads of WellMetadata
     return VRMSE.eval(_channels_last(prediction), _channels_last(truth), meta, eps=eps).float()
+
+
+def ensemble_mean_vrmse(ensemble: Tensor, truth: Tensor, eps: float = 1e-7) -> Tensor:
+    """VRMSE of the mean of ``ensemble (M, ..., C, H, W)`` against ``truth (..., C, H, W)``,
+    corrected to an infinite ensemble: ``(..., C)``,
+    ``sqrt(max(0, <(m - y)^2> - <s^2> / M) / (var(y) + eps))`` with ``m`` the member mean,
+    ``s^2`` the unbiased member variance, ``<.>`` the spatial mean and ``var`` the truth's
+    Bessel-corrected spatial variance. One member: the plain :func:`vrmse`."""
+    members = ensemble.shape[0]
+    if members == 1:
+        return vrmse(ensemble[0], truth, eps)
+    ensemble, truth = _common(ensemble, truth)
+    mean = ensemble.mean(dim=0)
+    error = (mean - truth).square().double().mean(dim=(-2, -1))
+    variance = ((ensemble - mean).square().sum(dim=0) / (members - 1)).double().mean(dim=(-2, -1))
+    scale = truth.double().var(dim=(-2, -1), unbiased=True) + eps
+    return ((error - variance / members).clamp(min=0) / scale).sqrt().float()
 
 
 def _common(*tensors: Tensor) -> tuple[Tensor, ...]:

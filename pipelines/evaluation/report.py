@@ -1,7 +1,10 @@
 """The comparison report, laid out like the LoLA paper's tables: one row per model kind and
 compression rate (the latest evaluated version of each) and per baseline, one column per
-lead-time window, every number with its bootstrap interval over the test trajectories; then
-the paper's four findings with their verdicts (``pipelines.evaluation.findings``).
+lead-time window, every number with its bootstrap interval over the test trajectories. It
+opens with each forecast's skill (its paired difference to the best trivial baseline of
+each window, by CRPS and VRMSE), gives medians beside the means and the scores by boundary
+type, says what the intervals cover, and ends with the paper's four findings and their
+verdicts (``pipelines.evaluation.findings``).
 
 Written to ``reports/comparison.md`` and ``reports/comparison.png``; ``latentops compare``
 prints the markdown.
@@ -12,11 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from models.kinds import KINDS as MODEL_KINDS
+from models.kinds import emulator_kinds
 from pipelines import layout, plots
-from pipelines.evaluation.findings import findings
+from pipelines.evaluation.bootstrap import intervals, paired
+from pipelines.evaluation.findings import best_baseline, findings
 from pipelines.evaluation.metrics import BAND_NAMES
-from pipelines.evaluation.scorecard import Result
+from pipelines.evaluation.scorecard import Estimate, Result
 from pipelines.evaluation.scoring import AE_TRUTH, BASELINES
 from pipelines.evaluation.timing import machine
 from pipelines.io import atomic_path, write_text
@@ -27,6 +34,7 @@ __all__ = ["KINDS", "latest", "table", "write"]
 KINDS: dict[str, tuple[str, str]] = {k.name: (k.display, k.short) for k in MODEL_KINDS} | {
     b.kind: (b.display, b.kind.replace("_", " ")) for b in BASELINES}
 ORDER = {kind: i for i, kind in enumerate(KINDS)}
+FORECAST_KINDS = emulator_kinds()
 
 
 def _name(r: Result, short: bool = False) -> str:
@@ -66,10 +74,70 @@ def _estimate(name: str, digits: int = 3) -> Callable[[Result, str], str]:
     return cell
 
 
-def table(results: Sequence[Result], windows: Sequence[str], confidence: float = 0.95) -> str:
-    """The markdown report: VRMSE of the ensemble mean and CRPS against the truth, the
-    ensembles' member VRMSE and spread-skill, scores against the auto-encoded truth, the
-    power-spectrum RMSE against both, then the findings."""
+def _skill(rows: Sequence[Result], windows: Sequence[str], confidence: float) -> list[str]:
+    """Each forecast's paired difference to the best trivial baseline of each window, by
+    CRPS and by VRMSE: below zero (its interval too) is skill."""
+    forecasts = [r for r in rows if r.kind in FORECAST_KINDS]
+    if not forecasts:
+        return []
+    lines = [f"## Skill: difference to the best trivial baseline (model - baseline, paired, {100 * confidence:g}% "
+             "interval; below 0 is better)", ""]
+    for metric, title in (("crps", "Fair CRPS"), ("vrmse", "VRMSE of the ensemble mean")):
+        best = {w: best_baseline(rows, f"{metric}_{w}") for w in windows}
+        lines.append(f"{title}; the best baseline of each window: "
+                     + ", ".join(f"{w}: {_name(b) if b else '–'}" for w, b in best.items()) + ".")
+        lines.append("")
+
+        def cell(r: Result, w: str, metric: str = metric, best: dict = best) -> str:
+            other, name = best[w], f"{metric}_{w}"
+            if other is None or name not in r.card.trajectories:
+                return "–"
+            d = paired(r.card.trajectories[name], other.card.trajectories[name], confidence)
+            mark = " (skill)" if d.high < 0 else " (worse)" if d.low > 0 else ""
+            return f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]{mark}"
+        lines += _section(f"{title} minus the best baseline's", forecasts, windows, cell)[2:]
+    return lines
+
+
+def _medians(rows: Sequence[Result], windows: Sequence[str]) -> list[str]:
+    """Medians over trajectories beside the means (the per-trajectory scores are heavy-tailed)."""
+    columns = [f"{m} {w}" for m in ("VRMSE", "CRPS") for w in windows]
+
+    def cell(r: Result, column: str) -> str:
+        metric, w = column.split()
+        values = r.card.trajectories.get(f"{metric.lower()}_{w}")
+        return "–" if not values else f"{float(np.median(values)):.3f}"
+    return _section("Medians over the test trajectories (means above): VRMSE of the ensemble mean and CRPS", rows,
+                    columns, cell)
+
+
+def _by_boundary(rows: Sequence[Result], windows: Sequence[str], boundaries: Sequence[str],
+                 confidence: float) -> list[str]:
+    """VRMSE of the ensemble mean per boundary type (VRMSE divides by the truth's spatial
+    variance, which open boundaries let collapse late in a trajectory)."""
+    groups = sorted(set(boundaries))
+    counts = {g: boundaries.count(g) for g in groups}
+
+    def cell(r: Result, column: str) -> str:
+        group, w = column.rsplit(" ", 1)
+        values = r.card.trajectories.get(f"vrmse_{w}")
+        if not values or len(values) != len(boundaries):
+            return "–"
+        picked = np.array([v for v, b in zip(values, boundaries) if b == group])[:, None]
+        mean, low, high = (float(x[0]) for x in intervals(picked, confidence))
+        return Estimate(mean, low, high).cell()
+    title = ("VRMSE of the ensemble mean by boundary type ("
+             + ", ".join(f"{g}: {n} trajectories" for g, n in counts.items()) + ")")
+    return _section(title, rows, [f"{g} {w}" for g in groups for w in windows], cell)
+
+
+def table(results: Sequence[Result], windows: Sequence[str], confidence: float = 0.95,
+          boundaries: Sequence[str] = ()) -> str:
+    """The markdown report: each forecast's skill against the best trivial baseline, VRMSE of
+    the ensemble mean and CRPS against the truth, the ensembles' member VRMSE and
+    spread-skill, scores against the auto-encoded truth, medians, the breakdown by boundary
+    type (``boundaries``: each test trajectory's, in order), the power-spectrum RMSE against
+    both, then the findings."""
     rows = latest(results)
     if not rows:
         return "No evaluated versions yet: run `latentops evaluate` (or `dvc repro`).\n"
@@ -82,8 +150,16 @@ def table(results: Sequence[Result], windows: Sequence[str], confidence: float =
              "Rows: the latest evaluated version of each model kind and compression rate, then the baselines, "
              "scored by the same code on the same trajectories. Seconds per trajectory: the wall time of the "
              "version's own forecasts in its evaluation (all members, decoded), mean over the trajectories, on "
-             f"{machine()}.", ""]
-    lines += _section("VRMSE of the ensemble mean against the ground truth, by lead-time window", rows,
+             f"{machine()}.", "",
+             "What the intervals cover: which test trajectories were drawn (a bootstrap over them), nothing else. "
+             "Each model was trained once, from one seed: the spread between training seeds is not in any "
+             "interval here, so two models whose intervals barely separate may swap places when retrained. "
+             "The ensemble-mean VRMSE is corrected to an infinite ensemble (the mean of M members is charged "
+             "its finite-ensemble noise, about sqrt(1 + 1/M), otherwise): ensembles of any size and "
+             "deterministic models compare.", ""]
+    lines += _skill(rows, windows, confidence)
+    lines += _section("VRMSE of the ensemble mean (corrected to an infinite ensemble) against the ground truth, "
+                      "by lead-time window", rows,
                       [*windows, "s / trajectory"],
                       lambda r, c: f"{r.card.seconds:.2f}" if c == "s / trajectory" else _estimate("vrmse_{}")(r, c))
     lines += _section("Fair CRPS against the ground truth (normalised like VRMSE), by lead-time window", rows, windows,
@@ -97,6 +173,9 @@ def table(results: Sequence[Result], windows: Sequence[str], confidence: float =
         lines += _section("Latent emulators against the auto-encoded truth D(E(x))", latent,
                           [*(f"VRMSE {w}" for w in windows), f"CRPS {last}"],
                           lambda r, c: _estimate(f"{AE_TRUTH}{c.split()[0].lower()}_{{}}")(r, c.split()[-1]))
+    lines += _medians(rows, windows)
+    if boundaries:
+        lines += _by_boundary(rows, windows, boundaries, confidence)
     bands = [f"{b} vs truth" for b in BAND_NAMES] + [f"{b} vs D(E(x))" for b in BAND_NAMES]
     lines += _section(f"Power-spectrum RMSE by band, lead window {last} (per member, averaged)", rows, bands,
                       lambda r, c: _estimate(("" if c.endswith("truth") else AE_TRUTH) + "psrmse_"
@@ -108,10 +187,11 @@ def table(results: Sequence[Result], windows: Sequence[str], confidence: float =
     return "\n".join(lines) + "\n"
 
 
-def write(results: Sequence[Result], windows: Sequence[str], confidence: float = 0.95) -> list[Path]:
+def write(results: Sequence[Result], windows: Sequence[str], confidence: float = 0.95,
+          boundaries: Sequence[str] = ()) -> list[Path]:
     """The comparison report and its figure (``pipelines.layout``), written atomically."""
     markdown, figure = layout.COMPARISON_REPORT, layout.COMPARISON_FIGURE
-    write_text(markdown, "# Model comparison\n\n" + table(results, windows, confidence))
+    write_text(markdown, "# Model comparison\n\n" + table(results, windows, confidence, boundaries))
     rows = latest(results)
     groups = [_name(r, short=True) + (f"\nrate {r.compression_rate}" if r.compression_rate else "") for r in rows]
     series = {w: [r.card.value(f"vrmse_{w}") for r in rows] for w in windows}

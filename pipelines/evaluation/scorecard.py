@@ -59,6 +59,12 @@ class Scorecard:
         return name == "vrmse_mean" or ("/" not in name and name.rsplit("_", 1)[0] in HEADLINE)
 
     @staticmethod
+    def is_paired(name: str) -> bool:
+        """A headline number against the truth or against the auto-encoded truth
+        (``ae_truth/<headline>``): the card keeps its per-trajectory values."""
+        return Scorecard.is_headline(name.removeprefix(AE_TRUTH))
+
+    @staticmethod
     def is_reported(name: str) -> bool:
         """A headline number, or one an assimilator's card adds (``pipelines.evaluation.twin``):
         ``seconds_per_cycle`` and ``<entry>_error`` of each conditioning entry it estimates."""

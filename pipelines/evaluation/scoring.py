@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
 import torch
@@ -33,7 +33,8 @@ from models.forecaster import Forecaster
 from pipelines.config import DataConfig, ScoreConfig
 from pipelines.data.windows import WellWindows, trajectories
 from pipelines.evaluation.bootstrap import intervals
-from pipelines.evaluation.metrics import BAND_NAMES, crps, rank_histogram, spectrum_rmse, spread_skill_ratio, vrmse
+from pipelines.evaluation.metrics import (BAND_NAMES, crps, ensemble_mean_vrmse, rank_histogram, spectrum_rmse,
+                                          spread_skill_ratio, vrmse)
 from pipelines.evaluation.scorecard import AE_TRUTH, Estimate, Scorecard
 
 __all__ = [
@@ -58,14 +59,15 @@ def curve_table(columns: dict[str, dict[int, float]], names: Sequence[str]) -> s
 @dataclass
 class Truth:
     """Whole trajectories to score against: physical ``states (N, C, T, H, W)``, ``cond
-    (N, P)``, field names, the number ``context`` of initial states forecasts get, and the
-    dataset's name."""
+    (N, P)``, field names, the number ``context`` of initial states forecasts get, the
+    dataset's name and each trajectory's boundary type (``WellWindows.boundary``)."""
 
     states: Tensor
     cond: Tensor
     channels: list[str]
     context: int = 1
     dataset: str = ""
+    boundaries: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, data: DataConfig, split: str, count: int) -> Truth:
@@ -85,7 +87,8 @@ class Truth:
 
     def pick(self, which: slice) -> Truth:
         """The trajectories ``which`` of these."""
-        return Truth(self.states[which], self.cond[which], self.channels, self.context, self.dataset)
+        return Truth(self.states[which], self.cond[which], self.channels, self.context, self.dataset,
+                     self.boundaries[which])
 
     @classmethod
     def from_windows(cls, windows: WellWindows, count: int, context: int) -> Truth:
@@ -93,7 +96,7 @@ class Truth:
         items = [windows[i] for i in range(min(count, len(windows)))]
         states = windows.normalizer.denormalize(torch.stack([item["x"] for item in items]), dim=1)
         return cls(states, torch.stack([item["cond"] for item in items]), list(windows.channels), context,
-                   windows.dataset_name)
+                   windows.dataset_name, [windows.boundary(item["cond"]) for item in items])
 
     def last_known(self, stride: int) -> int:
         return (self.context - 1) * stride
@@ -130,15 +133,17 @@ class Metric(Protocol):
 
 
 class EnsembleMeanVRMSE:
-    """The headline: VRMSE of the ensemble mean (of the one forecast, deterministic), as in
-    LoLA's evaluation."""
+    """The headline: VRMSE of the ensemble mean, as in LoLA's evaluation, corrected to an
+    infinite ensemble (``pipelines.evaluation.metrics.ensemble_mean_vrmse``), so that a
+    4-member ensemble is not charged ``sqrt(1 + 1/4)`` for its size against a 16-member one
+    or a deterministic model (one member: the plain VRMSE of the forecast)."""
 
     name: ClassVar[str] = "vrmse"
     over: ClassVar[str] = "field"
     ensembles_only: ClassVar[bool] = False
 
     def __call__(self, ensemble: Tensor, truth: Tensor) -> Tensor:
-        return vrmse(ensemble.mean(dim=1), truth)
+        return ensemble_mean_vrmse(ensemble.movedim(1, 0), truth)
 
 
 class MemberVRMSE:
@@ -250,12 +255,13 @@ class Scores:
 
     def scorecard(self, windows: Sequence[tuple[int, int]], confidence: float = 0.95, seed: int = 0) -> Scorecard:
         """Every summary number with its bootstrap interval over trajectories, and the
-        per-trajectory values of the headline numbers (for paired comparisons)."""
+        per-trajectory values of the headline numbers, against the truth and the auto-encoded
+        truth (``Scorecard.is_paired``: for paired comparisons)."""
         values = self.per_trajectory(windows)
         names = list(values)
         mean, low, high = intervals(torch.stack([values[n] for n in names], dim=1).numpy(), confidence, seed)
         estimates = {n: Estimate(float(m), float(lo), float(hi)) for n, m, lo, hi in zip(names, mean, low, high)}
-        headline = {n: [float(x) for x in values[n]] for n in names if Scorecard.is_headline(n)}
+        headline = {n: [float(x) for x in values[n]] for n in names if Scorecard.is_paired(n)}
         return Scorecard(estimates, headline, self.seconds, confidence)
 
 

@@ -109,11 +109,11 @@ def run(cfg: EvaluateConfig, data: DataConfig, force: bool = False, progress: bo
                     _evaluate_one(client, entry, dataset, truth, cfg, data.stride, key, base)
                     done.append(entry.label)
                 results = evaluated(client, dataset, key) + [result for result, _ in base]
-                for path in _write_outputs(results, base, cfg):
+                for path in _write_outputs(results, base, cfg, truth.boundaries[: cfg.trajectories]):
                     mlflow.log_artifact(str(path), "report")
         else:
             results = evaluated(client, dataset, key) + [result for result, _ in base]
-            _write_outputs(results, base, cfg)
+            _write_outputs(results, base, cfg, truth.boundaries[: cfg.trajectories])
     return {"evaluated": done, "skipped": [e.label for e in entries if e.label not in done], "results": results}
 
 
@@ -219,10 +219,11 @@ def _log_figures(scores: Scores, truth: Truth, stride: int, prediction: torch.Te
         mlflow.log_artifact(str(path), "plots")
 
 
-def _write_outputs(results: list[Result], base: list[tuple[Result, Scores]], cfg: EvaluateConfig) -> list[Path]:
+def _write_outputs(results: list[Result], base: list[tuple[Result, Scores]], cfg: EvaluateConfig,
+                   boundaries: list[str]) -> list[Path]:
     """``metrics/evaluation.json``, ``metrics/evaluation/<label>.csv`` (per-lead curves:
-    from each version's evaluation run, and of the baselines) and the comparison report;
-    returns the report's paths."""
+    from each version's evaluation run, and of the baselines) and the comparison report
+    (``boundaries``: each scored trajectory's boundary type); returns the report's paths."""
     write_json(layout.EVALUATION, {r.label: r.summary() for r in results})
     client = mlflow.MlflowClient()
     with atomic_path(layout.EVALUATION_CURVES) as tmp:
@@ -236,7 +237,7 @@ def _write_outputs(results: list[Result], base: list[tuple[Result, Scores]], cfg
                        if n in scores.values}
             write_text(tmp / f"{r.label}.csv", curve_table(columns, CURVE_METRICS))
     forecasts = [r for r in results if r.kind != ASSIMILATOR]
-    return report.write(forecasts, [window_label(a, b) for a, b in cfg.lead_windows], cfg.confidence)
+    return report.write(forecasts, [window_label(a, b) for a, b in cfg.lead_windows], cfg.confidence, boundaries)
 
 
 # --------------------------------------------------------------------------- latentops evaluate, compare
@@ -280,5 +281,6 @@ def compare_main(args: argparse.Namespace) -> int:
     truth = Truth.load(data, cfg.split, cfg.trajectories)
     results = evaluated(tracking.configure(), truth.dataset, evaluation_key(cfg, data))
     results += [result for result, _ in score_baselines(truth, cfg, data)]
-    print(report.table(results, [window_label(a, b) for a, b in cfg.lead_windows], cfg.confidence), end="")
+    print(report.table(results, [window_label(a, b) for a, b in cfg.lead_windows], cfg.confidence, truth.boundaries),
+          end="")
     return 0

@@ -9,9 +9,13 @@ current evaluation key (``pipelines.stages.evaluate``):
 2. latency: ``seconds_per_trajectory <= max_seconds``;
 3. calibration (ensembles): mean spread-skill ratio over the lead windows within
    ``spread_skill = [low, high]``;
-4. the best passing version by ``metric`` (lower is better) must beat the current
+4. skill (where ``baselines`` is true): its ``metric`` must beat the best trivial
+   baseline's (persistence, the conserved mean, climatology: the lowest ``metric`` of those
+   its evaluation scored on the same trajectories), with at least ``probability`` by a
+   paired bootstrap; a model tied with a constant field never becomes production;
+5. the best passing version by ``metric`` (lower is better) must beat the current
    production version's value by the relative ``margin``, and
-5. on evidence: a paired bootstrap over the same test trajectories
+6. on evidence: a paired bootstrap over the same test trajectories
    (``pipelines.evaluation.bootstrap.paired``) must give at least ``probability`` that the candidate's
    ``metric`` is lower than production's; the decision records that probability and the
    interval of the difference, so a difference inside the noise never promotes.
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import mlflow
@@ -39,7 +44,7 @@ from pipelines.config import DataConfig, EvaluateConfig, GateConfig, PromoteConf
 from pipelines.data.windows import trajectories
 from pipelines.evaluation.bootstrap import Difference, paired
 from pipelines.evaluation.key import evaluation_key
-from pipelines.evaluation.scorecard import Result
+from pipelines.evaluation.scorecard import Result, Scorecard
 from pipelines.io import write_json
 from pipelines.options import section
 from pipelines.tracking import runs as tracking
@@ -102,12 +107,39 @@ def gate(result: Result, family: Family) -> str | None:
     return None
 
 
+def skill(result: Result, family: Family, baselines: Mapping[str, Scorecard], seed: int = 0) -> str | None:
+    """Rule 4: why ``result`` does not beat the best of ``baselines`` (scored on its
+    trajectories) on the gate's metric, or ``None`` if it does."""
+    cfg, metric = family.gate, family.gate.metric
+    scored = {kind: card for kind, card in baselines.items() if metric in card.trajectories}
+    if not scored:
+        return (f"no baseline was scored by {metric} beside it, so its skill is unknown (re-run `latentops "
+                f"evaluate --force`, or set {family.key}.baselines: false)")
+    kind, best = min(scored.items(), key=lambda item: item[1].value(metric))
+    ours, theirs = result.card.trajectories[metric], best.trajectories[metric]
+    if len(ours) != len(theirs):
+        return f"its {metric} covers {len(ours)} trajectories and the baselines' {len(theirs)}: not comparable"
+    d = paired(ours, theirs, seed=seed)
+    if d.mean < 0 and d.probability >= cfg.probability:
+        return None
+    return (f"no skill: {metric} {result.card.value(metric):.4f} does not beat the best trivial baseline, {kind} "
+            f"({best.value(metric):.4f}), with {family.key}.probability = {cfg.probability:g}: "
+            f"{d.describe(f'{metric} - {kind}')}")
+
+
 def decide(results: list[Result], production: Result | None, production_version: int | None,
-           family: Family, seed: int = 0) -> Decision:
+           family: Family, seed: int = 0, baselines: Mapping[str, Scorecard] | None = None) -> Decision:
     """Apply ``family``'s gate to its evaluated versions among ``results`` against its current
-    production version (``production``: its result under the current key, if any)."""
+    production version (``production``: its result under the current key, if any);
+    ``baselines``: the trivial baselines' cards on the same trajectories (rule 4)."""
     candidates = [r for r in results if r.name == family.name and r.version]
-    rejected = {f"v{r.version}": reason for r in candidates if (reason := gate(r, family)) is not None}
+    rejected = {}
+    for r in candidates:
+        reason = gate(r, family)
+        if reason is None and family.gate.baselines:
+            reason = skill(r, family, baselines or {}, seed)
+        if reason is not None:
+            rejected[f"v{r.version}"] = reason
     passing = [r for r in candidates if f"v{r.version}" not in rejected]
     cfg, key = family.gate, family.key
     metric = cfg.metric
@@ -167,12 +199,24 @@ def run(cfg: PromoteConfig, evaluation: EvaluateConfig, data: DataConfig, dry_ru
             production_version = current_production(client, family.name)
             production = next((r for r in results if r.name == family.name and r.version == production_version),
                               None)
-            decisions[label] = decision = decide(results, production, production_version, family, evaluation.seed)
+            decisions[label] = decision = decide(results, production, production_version, family, evaluation.seed,
+                                                 _baselines(results, family))
             if not dry_run:
                 record[label] = _record(client, decision, family, production_version, dataset, key, data, set_stage)
         if not dry_run:
             write_json(layout.PROMOTION, record)
     return decisions
+
+
+def _baselines(results: list[Result], family: Family) -> dict[str, Scorecard]:
+    """The baselines' cards recorded beside the family's evaluated versions (all scored on
+    the same trajectories under one evaluation key, so any version's run has them)."""
+    if not family.gate.baselines:
+        return {}
+    for r in results:
+        if r.name == family.name and r.run_id and (found := cards.baselines(r.run_id)):
+            return found
+    return {}
 
 
 def _record(client: mlflow.MlflowClient, decision: Decision, family: Family, production_version: int | None,
@@ -254,7 +298,8 @@ def _summary(result: Result | None, metric: str) -> dict | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Select the best evaluated <dataset>-emulator version by promote.metric among those passing the gate "
-        "(kinds, latency ceiling, spread-skill window for ensembles) and move the 'production' alias to "
+        "(kinds, latency ceiling, spread-skill window for ensembles, and skill: beating the best trivial baseline "
+        "by promote.metric with promote.probability) and move the 'production' alias to "
         "it if it beats the current production by promote.margin and a paired bootstrap over the same test "
         "trajectories gives at least promote.probability that it is better; the previous one becomes "
         "'challenger'. The decision (with that probability and the interval of the difference) is recorded "

@@ -36,7 +36,7 @@ from models.kinds import AUTOENCODER, KINDS, OBS_ENCODER
 from pipelines.evaluation.scorecard import AE_TRUTH, HEADLINE, Scorecard
 
 __all__ = ["ASSIMILATOR", "BASELINES_FILE", "EVAL", "LIMIT", "OBS_ENCODER", "PROMOTION", "SCORECARD_FILE",
-           "evaluation_tags", "history", "refresh", "render", "scorecard"]
+           "baselines", "evaluation_tags", "history", "refresh", "render", "scorecard"]
 
 EVAL = "eval."  # prefix of the evaluation tags
 PROMOTION = "promotion."  # prefix of the promotion tags
@@ -115,6 +115,13 @@ def scorecard(version: ModelVersion, key: str | None = None) -> Scorecard | None
     return Scorecard.from_dict(data) if data is not None else None
 
 
+def baselines(run_id: str | None) -> dict[str, Scorecard]:
+    """The baselines' cards an emulator's evaluation run ``run_id`` recorded beside its own
+    (scored on the same trajectories), by baseline kind; empty if it has none."""
+    data = _load_dict(run_id, BASELINES_FILE) if run_id else None
+    return {n: Scorecard.from_dict(c) for n, c in (data or {}).items()}
+
+
 def _load_dict(run_id: str, path: str) -> dict | None:
     try:
         return mlflow.artifacts.load_dict(f"runs:/{run_id}/{path}")
@@ -173,9 +180,8 @@ def refresh(client: mlflow.MlflowClient, name: str, version: str | int) -> str:
     model_version = client.get_model_version(name, str(version))
     evaluation = scorecard(model_version)
     run_id = model_version.tags.get(f"{EVAL}run_id")
-    baselines = _load_dict(run_id, BASELINES_FILE) if run_id and evaluation is not None else None
     text = render(model_version, _run(client, model_version.run_id), evaluation,
-                  {n: Scorecard.from_dict(c) for n, c in (baselines or {}).items()},
+                  baselines(run_id) if evaluation is not None else {},
                   _run(client, model_version.tags.get(f"{PROMOTION}run_id")))
     client.update_model_version(name, str(version), description=text)
     return text

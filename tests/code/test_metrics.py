@@ -19,6 +19,7 @@ from pipelines.evaluation.metrics import (
     BAND_NAMES,
     _fair_crps,
     crps,
+    ensemble_mean_vrmse,
     fair_crps,
     isotropic_spectrum,
     rank_histogram,
@@ -143,6 +144,33 @@ def test_a_calibrated_ensemble_mean_beats_its_members_vrmse_by_sqrt_2m_over_m_pl
     of_members = vrmse(members, truth).mean(dim=0).mean()
     expected = math.sqrt(2 * members_n / (members_n + 1))
     assert (of_members / of_mean).item() == pytest.approx(expected, rel=0.05)
+
+
+@pytest.mark.parametrize("members_n", [2, 4, 16])
+def test_the_corrected_ensemble_mean_error_is_unbiased_where_the_plain_one_is_not(members_n):
+    """Members ``mu + sigma z`` around a fixed centre, truth ``y``: the infinite ensemble's
+    mean is ``mu``, so its squared VRMSE is ``<(mu - y)^2> / var(y)``, in closed form; the
+    plain M-member mean exceeds it by ``sigma^2 / (M var(y))``, the corrected one does not."""
+    g = torch.Generator().manual_seed(5)
+    truth = 2.0 * torch.randn(64, 1, 16, 16, generator=g, dtype=torch.float64)  # (N, C, H, W)
+    mu = truth + torch.randn(64, 1, 16, 16, generator=g, dtype=torch.float64)  # a centre off the truth
+    sigma = 1.0
+    members = mu + sigma * torch.randn(members_n, 64, 1, 16, 16, generator=g, dtype=torch.float64)
+    var = truth.var(dim=(-2, -1), unbiased=True)
+    exact = ((mu - truth).square().mean(dim=(-2, -1)) / var).mean()  # the infinite ensemble's VRMSE^2
+    plain = vrmse(members.mean(dim=0), truth).double().square().mean()
+    corrected = ensemble_mean_vrmse(members, truth).double().square().mean()
+    assert corrected.item() == pytest.approx(exact.item(), rel=0.04)
+    inflation = (sigma**2 / members_n / var).mean()  # what a finite ensemble adds, in closed form
+    assert (plain - exact).item() == pytest.approx(inflation.item(), rel=0.15)
+    assert (plain - corrected).item() > 0.5 * inflation.item()
+
+
+def test_one_member_gets_the_plain_vrmse():
+    g = torch.Generator().manual_seed(6)
+    truth = torch.randn(3, 2, 8, 8, generator=g)
+    member = truth + torch.randn(3, 2, 8, 8, generator=g)
+    assert torch.equal(ensemble_mean_vrmse(member[None], truth), vrmse(member, truth))
 
 
 def test_the_spread_skill_ratio_is_one_per_field_whatever_its_scale():

@@ -14,7 +14,7 @@ import torch
 
 from pipelines.config import ScoreConfig
 from pipelines.evaluation.bootstrap import intervals, paired
-from pipelines.evaluation.findings import HOLDS, INCONCLUSIVE, NOT_HOLDS, findings
+from pipelines.evaluation.findings import HOLDS, INCONCLUSIVE, NO_SKILL, NOT_HOLDS, findings
 from pipelines.evaluation.scorecard import Estimate, Result, Scorecard
 from pipelines.evaluation.scoring import ConservedMean, Persistence, Scorer, Truth, score_baseline, suite
 from tests.conftest import configured
@@ -101,8 +101,11 @@ def test_the_suite_scores_an_ensemble_by_its_mean_and_keeps_every_trajectory():
     scores = scorer.scores()
     assert scores.values["vrmse"].shape == (4, 4, 3) and scores.values["psrmse"].shape == (4, 4, 3)
     assert scores.values["ae_truth/crps"].shape == (4, 4, 3) and "ae_truth/spread_skill" in scores.values
+    # The ensemble mean's VRMSE is corrected to an infinite ensemble (whose mean is the centre,
+    # VRMSE 1): a calibrated member scores sqrt(2) times that, not the finite mean's sqrt(2 M / (M + 1)).
     ratio = scores.values["vrmse_members"].mean() / scores.values["vrmse"].mean()
-    assert float(ratio) == pytest.approx(math.sqrt(2 * 8 / 9), rel=0.05)
+    assert float(ratio) == pytest.approx(math.sqrt(2), rel=0.05)
+    assert float(scores.values["vrmse"].mean()) == pytest.approx(1.0, rel=0.05)
     assert float(scores.values["spread_skill"].mean()) == pytest.approx(1.0, rel=0.1)
     assert int(scores.ranks.sum()) == targets.numel()
     card = Scorer(suite(configured(ScoreConfig, "train_emulator.score")), [1, 2, 3, 4], truth.channels)
@@ -113,12 +116,18 @@ def test_the_suite_scores_an_ensemble_by_its_mean_and_keeps_every_trajectory():
     assert summary.seconds == 2.0 and summary.ensemble and "psrmse_high_3-4" in summary
 
 
-def _row(kind: str, rate: str, values: np.ndarray, version: int = 1, spread: np.ndarray | None = None) -> Result:
+def _row(kind: str, rate: str, values: np.ndarray, version: int = 1, spread: np.ndarray | None = None,
+         against_truth: np.ndarray | None = None) -> Result:
+    """A model's row (``spread``: its spread-skill against D(E(x)); ``against_truth``: against
+    the truth, ``spread`` if not given), or a baseline's (``version`` 0)."""
     trajectories = {"vrmse_mean": list(values), "vrmse_1-20": list(values), "vrmse_61-100": list(values)}
     if spread is not None:
-        trajectories |= {"spread_skill_1-20": list(spread), "spread_skill_61-100": list(spread)}
+        against_truth = spread if against_truth is None else against_truth
+        trajectories |= {f"{prefix}spread_skill_{w}": list(v) for w in ("1-20", "61-100")
+                         for prefix, v in (("", against_truth), ("ae_truth/", spread))}
     estimates = {n: Estimate(float(np.mean(v)), float(np.min(v)), float(np.max(v))) for n, v in trajectories.items()}
-    return Result(f"{kind}_{rate}", kind, Scorecard(estimates, trajectories), "m", version, "", rate)
+    return Result(f"{kind}_{rate}", kind, Scorecard(estimates, trajectories), "m" if version else "", version, "",
+                  rate)
 
 
 def test_the_findings_hold_fail_or_stay_open_on_the_evidence():
@@ -131,8 +140,27 @@ def test_the_findings_hold_fail_or_stay_open_on_the_evidence():
         _row("diffusion", "1280", 0.66 * hard, spread=0.9 + rng.normal(0, 0.02, 32)),  # x1.1, less dispersed
         _row("solver", "80", 0.8 * hard), _row("solver", "1280", 0.82 * hard),
         _row("pixel_solver", "1", 0.9 * hard),
+        _row("conserved_mean", "", 1.0 * hard, version=0),  # the best trivial baseline: every emulator beats it
+        _row("persistence", "", 1.5 * hard, version=0),
     ]
     assert [f.verdict for f in findings(rows, windows)] == [HOLDS] * 4
+    assert any(line.startswith("skill: diffusion (rate 80") for line in findings(rows, windows)[0].evidence)
+
+    # Emulators no better than a constant field are trivially flat: finding 1 cannot hold.
+    unskilled = [*rows[:-2], _row("conserved_mean", "", 0.62 * hard, version=0)]
+    first = findings(unskilled, windows)[0]
+    assert first.verdict == NO_SKILL
+    assert any("solver (rate 1280, v1) vs conserved_mean" in line and line.startswith("skill:") for line in first.evidence)
+
+    # Calibration is judged against D(E(x)), window by window: under-dispersed against the truth
+    # (the reconstruction error no latent ensemble can spread over) is not under-dispersed.
+    floor = rows.copy()
+    floor[2] = _row("diffusion", "80", 0.6 * hard, spread=1.0 + rng.normal(0, 0.02, 32),
+                    against_truth=0.5 + rng.normal(0, 0.02, 32))
+    fourth = findings(floor, windows)[3]
+    assert fourth.verdict == HOLDS
+    assert sum(line.startswith("window ") for line in fourth.evidence) == 2 * 3  # 2 windows x (2 rates + trend)
+    assert any("against the truth 0.50" in line for line in fourth.evidence)
 
     noisy = rows.copy()
     noisy[6] = _row("pixel_solver", "1", 0.83 * hard + rng.normal(0, 0.5, 32))  # as good as the solvers, give or take
@@ -145,4 +173,7 @@ def test_the_findings_hold_fail_or_stay_open_on_the_evidence():
     assert [f.verdict for f in result] == [HOLDS, NOT_HOLDS, NOT_HOLDS, NOT_HOLDS]
     assert any("P(better) = 0.000" in line for line in result[2].evidence)
     assert findings(rows[:1], windows)[0].verdict == INCONCLUSIVE  # one rate: nothing to compare
+    wrong_window = [*rows[:3], _row("diffusion", "1280", 0.66 * hard, spread=0.9 + rng.normal(0, 0.02, 32)), *rows[4:]]
+    wrong_window[3].card.trajectories["ae_truth/spread_skill_61-100"] = list(1.2 + rng.normal(0, 0.02, 32))
+    assert findings(wrong_window, windows)[3].verdict == NOT_HOLDS  # grows with compression in the last window
     assert all(f.verdict == INCONCLUSIVE for f in findings([], windows))

@@ -169,6 +169,9 @@ def tiny_project(dest: Path) -> Path:
     # three members of barely trained models are far under-dispersed (spread-skill about 0.13): the
     # calibration rule would refuse every assimilator, and the pipeline test is about the pipeline
     params["promote"]["assimilators"]["spread_skill"] = [0.0, 10.0]
+    # two training steps give no skill over a trivial baseline: the skill rule would refuse every
+    # emulator (tests/pipeline/test_evaluate_stage.py tests that rule)
+    params["promote"]["baselines"] = False
     params["assimilate"].update(trajectories=1, members=3)
     params["assimilate"]["filter"]["steps"] = 2
     params["assimilate"]["enkf"].update(trajectories=1, members=3)

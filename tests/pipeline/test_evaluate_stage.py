@@ -145,7 +145,14 @@ def test_results_runs_tags_and_report(evaluated_once, workspace):
 
 def test_promotion_is_gated_recorded_and_loads_in_a_fresh_process(evaluated_once, workspace, tmp_path):
     client = mlflow.MlflowClient()
-    gate = configured(PromoteConfig, "promote")
+    # The skill rule reads the baselines each emulator's evaluation recorded beside it: a
+    # barely trained emulator is refused for want of skill, or promoted beating them, never
+    # promoted on an unknown skill.
+    skilled = promote.run(configured(PromoteConfig, "promote", baselines=True), EVAL, workspace, dry_run=True)
+    skilled = skilled["emulator"]
+    assert "so its skill is unknown" not in skilled.reason + str(skilled.rejected)
+    assert any("no skill: vrmse_mean" in why for why in skilled.rejected.values()) or skilled.promoted
+    gate = configured(PromoteConfig, "promote", baselines=False)  # the rest is about the other rules
     dry = promote.run(gate, EVAL, workspace, dry_run=True)["emulator"]
     assert dry.promoted and "no production version yet" in dry.reason
     with pytest.raises(mlflow.exceptions.MlflowException):
@@ -242,7 +249,7 @@ def _emulators(gate: PromoteConfig) -> promote.Family:
 
 
 def test_each_gate_rule_states_why_it_refuses():
-    gate = configured(PromoteConfig, "promote", margin=0.1, max_seconds=5.0, spread_skill=(0.5, 2.0))
+    gate = configured(PromoteConfig, "promote", margin=0.1, max_seconds=5.0, spread_skill=(0.5, 2.0), baselines=False)
     slow = _result(2, "solver", 0.1, seconds=9.0)
     overconfident = _result(3, "diffusion", 0.1, spread=0.2)
     decision = promote.decide([slow, overconfident], None, None, _emulators(gate))
@@ -269,7 +276,7 @@ def test_promotion_needs_evidence_beyond_the_noise():
     production = _result(1, "solver", list(hardness))
     noisy = _result(2, "solver", list(hardness * 0.97 + rng.normal(0, 0.15, 16)))  # 3 % better on average, noisy
     steady = _result(3, "solver", list(hardness * 0.9 + rng.normal(0, 0.01, 16)))  # 10 % better on every trajectory
-    gate = configured(PromoteConfig, "promote", probability=0.95)
+    gate = configured(PromoteConfig, "promote", probability=0.95, baselines=False)
 
     refused = promote.decide([production, noisy], production, 1, _emulators(gate))
     assert noisy.card.value("vrmse_mean") < production.card.value("vrmse_mean")  # the point estimate is better
@@ -281,6 +288,31 @@ def test_promotion_needs_evidence_beyond_the_noise():
     assert accepted.promoted and accepted.candidate.version == 3
     assert accepted.comparison.probability >= 0.95 and accepted.comparison.high < 0
     assert "P(better) = 1.000 >= promote.probability = 0.95" in accepted.reason
+
+
+def test_promotion_refuses_a_model_that_does_not_beat_the_best_trivial_baseline():
+    """Rule 4: the candidate must beat the lowest of the baselines on the gate's metric, by a
+    paired bootstrap; a model tied with the conserved mean is refused, whatever it beats."""
+    rng = np.random.default_rng(1)
+    hardness = rng.lognormal(0.0, 0.5, 16)
+    baselines = {"persistence": _result(0, "persistence", list(hardness * 1.5)).card,
+                 "conserved_mean": _result(0, "conserved_mean", list(hardness)).card}
+    tied = _result(1, "solver", list(hardness * 1.005 + rng.normal(0, 0.05, 16)))  # far better than persistence
+    skilled = _result(2, "diffusion", list(hardness * 0.8 + rng.normal(0, 0.01, 16)), spread=1.0)
+    gate = configured(PromoteConfig, "promote", probability=0.95, baselines=True)
+
+    refused = promote.decide([tied], None, None, _emulators(gate), baselines=baselines)
+    assert not refused.promoted and "no candidate passes the gate" in refused.reason
+    why = refused.rejected["v1"]
+    assert why.startswith("no skill: vrmse_mean") and "best trivial baseline, conserved_mean" in why, why
+    assert "promote.probability = 0.95" in why and "P(better) = " in why
+
+    promoted = promote.decide([tied, skilled], None, None, _emulators(gate), baselines=baselines)
+    assert promoted.promoted and promoted.candidate.version == 2 and "v1" in promoted.rejected
+    unknown = promote.decide([skilled], None, None, _emulators(gate), baselines={})
+    assert not unknown.promoted and "its skill is unknown" in unknown.rejected["v2"]
+    off = promote.decide([tied], None, None, _emulators(configured(PromoteConfig, "promote", baselines=False)))
+    assert off.promoted  # the rule is the setting's: promote.baselines: false lifts it
 
 
 def test_compare_prints_the_table(evaluated_once, workspace, capsys):
