@@ -44,9 +44,9 @@ from pipelines.recipes import artifact
 from pipelines.recipes.emulator import build, objective
 from pipelines.recipes.training import train
 from pipelines.settings import load_section
-from pipelines.settings.autoencoder import CacheLatentsConfig
 from pipelines.settings.data import DataConfig
 from pipelines.settings.emulator import TrainEmulatorConfig
+from pipelines.settings.latents import CacheLatentsConfig
 
 REPO = Path(__file__).resolve().parents[1]
 WINDOWS = [[1, 20], [21, 60], [61, 100]]

@@ -31,8 +31,9 @@ from pipelines.recipes import autoencoder as autoencoder_recipe
 from pipelines.recipes import emulator as emulator_recipe
 from pipelines.settings import load_section
 from pipelines.settings.autoencoder import TrainAutoencoderConfig
-from pipelines.settings.data import DataConfig, SimulateConfig
+from pipelines.settings.data import DataConfig
 from pipelines.settings.emulator import TrainEmulatorConfig
+from pipelines.settings.simulate import SimulateConfig
 from pipelines.stages import simulate
 
 REPO = Path(__file__).resolve().parents[1]

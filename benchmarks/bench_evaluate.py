@@ -27,8 +27,9 @@ from pipelines import plots
 from pipelines.evaluation.metrics import isotropic_spectrum, rank_histogram
 from pipelines.evaluation.scoring import Scorer, suite
 from pipelines.settings import load_section
-from pipelines.settings.data import DataConfig, SimulateConfig
+from pipelines.settings.data import DataConfig
 from pipelines.settings.evaluation import EvaluateConfig
+from pipelines.settings.simulate import SimulateConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CHANNELS = ["energy", "density", "pressure", "momentum_x", "momentum_y"]

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from pipelines.settings import load_section
-from pipelines.settings.data import SimulateConfig, Splits
+from pipelines.settings.simulate import SimulateConfig, Splits
 from pipelines.stages import simulate
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ import yaml
 
 from pipelines.data.welldata import SPLITS, WellFile, write_stats, write_well_file
 from pipelines.settings import from_mapping, load_params
-from pipelines.settings.data import SimulateConfig, Splits
+from pipelines.settings.simulate import SimulateConfig, Splits
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = str(Path(sys.executable).parent)

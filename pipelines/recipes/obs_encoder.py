@@ -24,7 +24,7 @@ from pipelines.data.observations import Layout, noise_std
 from pipelines.data.windows import WellWindows, trajectories
 from pipelines.recipes.training import Batch, seeded
 from pipelines.settings.data import DataConfig
-from pipelines.settings.sensors import TrainObsEncoderConfig
+from pipelines.settings.obs_encoder import TrainObsEncoderConfig
 
 __all__ = ["EncoderObjective", "SensorSequences", "build", "calibrate", "sequences"]
 

@@ -7,9 +7,10 @@ at start with a :class:`ConfigError` naming the file, the key and what would be 
 unknown or missing keys, wrong types and out-of-range values never reach the stage.
 
 This package holds the machinery only (parsing, checks, the section names); each
-section's dataclasses live in the module of its concern (``pipelines.settings.data``,
-``.training``, ``.autoencoder``, ``.score``, ``.emulator``, ``.evaluation``, ``.sensors``,
-``.assimilation``, ``.tune``), so that a stage's code deps hold only the settings it reads.
+section's dataclasses live in the module of its concern (``pipelines.settings.simulate``,
+``.data``, ``.training``, ``.autoencoder``, ``.latents``, ``.score``, ``.emulator``,
+``.evaluation``, ``.sensors``, ``.obs_encoder``, ``.assimilation``, ``.tune``), so that a
+stage's code deps hold only the settings it reads.
 ``pipelines.settings.sections`` maps every section to its class (the whole-file check and
 ``latentops apply-params``, which need them all).
 
@@ -234,4 +235,3 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return value
     raise TypeError(f"{key}: unsupported config type {hint!r}")  # a programming error
-

@@ -1,4 +1,4 @@
-"""Settings of the autoencoders: ``train_autoencoder:`` and ``cache_latents:``."""
+"""Settings of the autoencoders: ``train_autoencoder:``."""
 
 from __future__ import annotations
 
@@ -57,17 +57,3 @@ class TrainAutoencoderConfig:
         check(len(self.latent_channels) >= 1, f"{key}.latent_channels", "needs at least one width")
         for i, c in enumerate(self.latent_channels):
             check(c >= 1, f"{key}.latent_channels[{i}]", f"must be >= 1, got {c}")
-
-
-@dataclasses.dataclass(frozen=True)
-class CacheLatentsConfig:
-    """``cache_latents:`` section: encoding every split once with a registered autoencoder."""
-
-    output: str
-    batch_size: int
-    augmented_copies: int  # extra randomly flipped/permuted/rolled copies of the train split
-    seed: int
-
-    def validate(self, key: str) -> None:
-        check(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
-        check(self.augmented_copies >= 0, f"{key}.augmented_copies", f"must be >= 0, got {self.augmented_copies}")

@@ -10,11 +10,14 @@ from typing import Any
 
 from pipelines.settings import DEFAULT_PARAMS, ConfigError, load_params, parse_section
 from pipelines.settings.assimilation import AssimilateConfig, RegisterAssimilatorConfig, SweepObservationsConfig
-from pipelines.settings.autoencoder import CacheLatentsConfig, TrainAutoencoderConfig
-from pipelines.settings.data import DataConfig, SimulateConfig
+from pipelines.settings.autoencoder import TrainAutoencoderConfig
+from pipelines.settings.data import DataConfig
 from pipelines.settings.emulator import TrainEmulatorConfig
 from pipelines.settings.evaluation import EvaluateConfig, PromoteConfig
-from pipelines.settings.sensors import SensorsConfig, TrainObsEncoderConfig
+from pipelines.settings.latents import CacheLatentsConfig
+from pipelines.settings.obs_encoder import TrainObsEncoderConfig
+from pipelines.settings.sensors import SensorsConfig
+from pipelines.settings.simulate import SimulateConfig
 from pipelines.settings.tune import TuneConfig
 
 #: Each ``params.yaml`` section (:data:`pipelines.settings.SECTIONS`) and its config class.

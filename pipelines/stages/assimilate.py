@@ -59,8 +59,9 @@ from pipelines.serving.assimilator import LatentAssimilator, hide
 from pipelines.serving.assimilator_model import AssimilatorModel
 from pipelines.serving.methods import METHODS, Assimilator, Setup
 from pipelines.settings.assimilation import AssimilateConfig
-from pipelines.settings.data import DataConfig, SimulateConfig
+from pipelines.settings.data import DataConfig
 from pipelines.settings.sensors import SensorLayoutConfig, SensorsConfig
+from pipelines.settings.simulate import SimulateConfig
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
 from pipelines.tracking.references import load_emulator

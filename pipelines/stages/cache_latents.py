@@ -32,8 +32,8 @@ from pipelines.data.windows import WellWindows, trajectories
 from pipelines.io import atomic_path, require_space
 from pipelines.options import add_quiet, section
 from pipelines.recipes import artifact
-from pipelines.settings.autoencoder import CacheLatentsConfig
 from pipelines.settings.data import DataConfig
+from pipelines.settings.latents import CacheLatentsConfig
 from pipelines.tracking.runs import data_hash
 
 STAGE = "cache_latents"

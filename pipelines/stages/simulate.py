@@ -38,7 +38,7 @@ from pipelines.data.validate import ensure_valid
 from pipelines.data.welldata import SPLITS, WellFile, write_stats, write_well_file
 from pipelines.io import atomic_path, write_yaml
 from pipelines.options import add_quiet, section
-from pipelines.settings.data import SimulateConfig
+from pipelines.settings.simulate import SimulateConfig
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from pipelines.options import add_quiet, add_steps, channels, section, steps_ove
 from pipelines.recipes import artifact
 from pipelines.recipes.emulator import build, latent_windows, objective, pixel_windows
 from pipelines.recipes.training import TrainResult
-from pipelines.settings.autoencoder import CacheLatentsConfig
 from pipelines.settings.data import DataConfig
 from pipelines.settings.emulator import TrainEmulatorConfig
+from pipelines.settings.latents import CacheLatentsConfig
 from pipelines.stages.runner import Finished, StageSummary, TrainingJob, run_training
 from pipelines.tracking import runs as tracking
 

@@ -23,9 +23,10 @@ from pipelines.options import add_quiet, add_steps, section, steps_override
 from pipelines.recipes.artifact import Trained, load_autoencoder
 from pipelines.recipes.obs_encoder import EncoderObjective, build, calibrate, sequences
 from pipelines.recipes.training import TrainResult
-from pipelines.settings.autoencoder import CacheLatentsConfig
 from pipelines.settings.data import DataConfig
-from pipelines.settings.sensors import SensorsConfig, TrainObsEncoderConfig
+from pipelines.settings.latents import CacheLatentsConfig
+from pipelines.settings.obs_encoder import TrainObsEncoderConfig
+from pipelines.settings.sensors import SensorsConfig
 from pipelines.stages.runner import Finished, StageSummary, TrainingJob, run_training
 from pipelines.tracking import runs as tracking
 

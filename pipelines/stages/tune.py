@@ -70,9 +70,10 @@ from pipelines.recipes import autoencoder as autoencoder_recipe
 from pipelines.recipes import emulator as emulator_recipe
 from pipelines.recipes.training import Hooks, train
 from pipelines.serving.forecaster import ForecasterModel
-from pipelines.settings.autoencoder import CacheLatentsConfig, TrainAutoencoderConfig
+from pipelines.settings.autoencoder import TrainAutoencoderConfig
 from pipelines.settings.data import DataConfig
 from pipelines.settings.emulator import SamplerConfig, TrainEmulatorConfig
+from pipelines.settings.latents import CacheLatentsConfig
 from pipelines.settings.tune import CompressionStudyConfig, SamplerStudyConfig, TuneConfig
 from pipelines.tracking import names
 from pipelines.tracking import registry

@@ -17,10 +17,11 @@ from pipelines import settings
 from pipelines.cli import main
 from pipelines.settings import ConfigError, load_section
 from pipelines.settings.assimilation import RegisterAssimilatorConfig
-from pipelines.settings.data import DataConfig, SimulateConfig, Splits
+from pipelines.settings.data import DataConfig
 from pipelines.settings.emulator import TrainEmulatorConfig
 from pipelines.settings.sections import CLASSES
 from pipelines.settings.sensors import SensorsConfig
+from pipelines.settings.simulate import SimulateConfig, Splits
 from tests.conftest import REPO, configured, params_with, tool_env
 
 
@@ -190,7 +191,8 @@ def test_help_explains_every_command():
 
 
 def test_gpu_configuration_parses_and_scales_up():
-    from pipelines.settings.autoencoder import CacheLatentsConfig, TrainAutoencoderConfig
+    from pipelines.settings.autoencoder import TrainAutoencoderConfig
+    from pipelines.settings.latents import CacheLatentsConfig
 
     gpu, cpu = REPO / "params.gpu.yaml", REPO / "params.yaml"
     assert set(yaml.safe_load(gpu.read_text())) == set(yaml.safe_load(cpu.read_text()))  # same sections

@@ -22,9 +22,10 @@ import yaml
 
 from pipelines import layout
 from pipelines.settings import load_params
-from pipelines.settings.autoencoder import AutoencoderModelConfig, CacheLatentsConfig, TrainAutoencoderConfig
+from pipelines.settings.autoencoder import AutoencoderModelConfig, TrainAutoencoderConfig
 from pipelines.settings.data import DataConfig
 from pipelines.settings.emulator import EmulatorModelConfig, SamplerConfig, TrainEmulatorConfig
+from pipelines.settings.latents import CacheLatentsConfig
 from pipelines.settings.score import ScoreConfig
 from pipelines.settings.training import OptimConfig, TrainConfig
 from pipelines.stages import cache_latents, register

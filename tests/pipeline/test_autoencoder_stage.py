@@ -20,8 +20,9 @@ from pipelines import layout
 from pipelines.data.latent import read_cache
 from pipelines.recipes import artifact
 from pipelines.settings import ConfigError
-from pipelines.settings.autoencoder import AutoencoderModelConfig, CacheLatentsConfig, TrainAutoencoderConfig
+from pipelines.settings.autoencoder import AutoencoderModelConfig, TrainAutoencoderConfig
 from pipelines.settings.data import DataConfig
+from pipelines.settings.latents import CacheLatentsConfig
 from pipelines.stages import cache_latents, register
 from pipelines.stages import train_autoencoder
 from pipelines.tracking.names import autoencoder_name

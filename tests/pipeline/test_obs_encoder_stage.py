@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from pipelines import layout
-from pipelines.settings.sensors import SensorLayoutConfig, SensorsConfig, TrainObsEncoderConfig
+from pipelines.settings.obs_encoder import TrainObsEncoderConfig
+from pipelines.settings.sensors import SensorLayoutConfig, SensorsConfig
 from pipelines.stages import register, train_obs_encoder
 from pipelines.tracking import registry
 from tests.conftest import configured

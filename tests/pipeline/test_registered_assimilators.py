@@ -19,7 +19,8 @@ import pytest
 from pipelines import layout
 from pipelines.settings.assimilation import AssimilatorConfig, FilterConfig, RegisterAssimilatorConfig
 from pipelines.settings.evaluation import EvaluateConfig, GateConfig, PromoteConfig
-from pipelines.settings.sensors import SensorLayoutConfig, SensorsConfig, TrainObsEncoderConfig
+from pipelines.settings.obs_encoder import TrainObsEncoderConfig
+from pipelines.settings.sensors import SensorLayoutConfig, SensorsConfig
 from pipelines.stages import evaluate, promote, register, train_obs_encoder
 from pipelines.tracking import registry
 from tests.conftest import VENV_BIN, configured, params_with, tool_env
