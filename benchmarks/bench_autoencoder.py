@@ -35,12 +35,14 @@ import numpy as np
 import torch
 
 from models.autoencoder import Autoencoder, LoadedAutoencoder
-from pipelines.config import CacheLatentsConfig, DataConfig, TrainAutoencoderConfig, load_section
 from pipelines.data.latent import read_cache
 from pipelines.data.windows import WellWindows, trajectories
 from pipelines.recipes.autoencoder import ReconstructionObjective
 from pipelines.recipes.training import OPTIMIZERS, Hooks, _heavyball, train
-
+from pipelines.settings import load_section
+from pipelines.settings.autoencoder import TrainAutoencoderConfig
+from pipelines.settings.data import DataConfig
+from pipelines.settings.latents import CacheLatentsConfig
 from pipelines.stages.cache_latents import encode_split
 from pipelines.stages.runner import tracking_hooks
 from pipelines.tracking import runs as tracking

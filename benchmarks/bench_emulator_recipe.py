@@ -37,13 +37,16 @@ from torch import Tensor, nn
 
 from models.forecaster import Forecaster
 from pipelines import layout
-from pipelines.config import CacheLatentsConfig, DataConfig, TrainEmulatorConfig, load_section
 from pipelines.data.latent import TrajectoryWindows
 from pipelines.data.windows import trajectories
 from pipelines.evaluation.scoring import ConservedMean, Persistence, Truth, score_baseline, score_forecaster
 from pipelines.recipes import artifact
 from pipelines.recipes.emulator import build, objective
 from pipelines.recipes.training import train
+from pipelines.settings import load_section
+from pipelines.settings.data import DataConfig
+from pipelines.settings.emulator import TrainEmulatorConfig
+from pipelines.settings.latents import CacheLatentsConfig
 
 REPO = Path(__file__).resolve().parents[1]
 WINDOWS = [[1, 20], [21, 60], [61, 100]]

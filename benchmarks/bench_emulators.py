@@ -26,11 +26,14 @@ import torch
 from models.autoencoder import Autoencoder
 from models.forecaster import Forecaster
 from models.normalizer import FieldNormalizer
-from pipelines.config import (DataConfig, SimulateConfig, TrainAutoencoderConfig, TrainEmulatorConfig,
-                              load_section)
 from pipelines.data import euler
 from pipelines.recipes import autoencoder as autoencoder_recipe
 from pipelines.recipes import emulator as emulator_recipe
+from pipelines.settings import load_section
+from pipelines.settings.autoencoder import TrainAutoencoderConfig
+from pipelines.settings.data import DataConfig
+from pipelines.settings.emulator import TrainEmulatorConfig
+from pipelines.settings.simulate import SimulateConfig
 from pipelines.stages import simulate
 
 REPO = Path(__file__).resolve().parents[1]

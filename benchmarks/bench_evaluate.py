@@ -24,9 +24,12 @@ import torch
 from bench_emulators import best_of  # this folder is on the path of a script run from it
 
 from pipelines import plots
-from pipelines.config import DataConfig, EvaluateConfig, SimulateConfig, load_section
 from pipelines.evaluation.metrics import isotropic_spectrum, rank_histogram
 from pipelines.evaluation.scoring import Scorer, suite
+from pipelines.settings import load_section
+from pipelines.settings.data import DataConfig
+from pipelines.settings.evaluation import EvaluateConfig
+from pipelines.settings.simulate import SimulateConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CHANNELS = ["energy", "density", "pressure", "momentum_x", "momentum_y"]

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from mlflow import MlflowClient  # noqa: E402
 
-from pipelines.config import DataConfig  # noqa: E402
+from pipelines.settings.data import DataConfig  # noqa: E402
 from tests.conftest import VENV_BIN, configured, tool_env, write_random_dataset  # noqa: E402
 from tests.pipeline.conftest import free_port, postgres_cluster, tiny_cfg, write_params  # noqa: E402
 

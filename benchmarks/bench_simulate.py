@@ -13,7 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.config import SimulateConfig, Splits, load_section
+from pipelines.settings import load_section
+from pipelines.settings.simulate import SimulateConfig, Splits
 from pipelines.stages import simulate
 
 REPO = Path(__file__).resolve().parents[1]

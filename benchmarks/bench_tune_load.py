@@ -25,7 +25,9 @@ sys.path.insert(0, str(REPO))
 import optuna  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
-from pipelines.config import DataConfig, SamplerStudyConfig, ScoreConfig, TuneConfig  # noqa: E402
+from pipelines.settings.data import DataConfig  # noqa: E402
+from pipelines.settings.score import ScoreConfig  # noqa: E402
+from pipelines.settings.tune import SamplerStudyConfig, TuneConfig  # noqa: E402
 from pipelines.stages import cache_latents, simulate, train_autoencoder, train_emulator  # noqa: E402
 from tests.conftest import configured, tiny_config  # noqa: E402
 from tests.pipeline.conftest import (CACHE, finish, inside, latentops, postgres_cluster, tiny_cfg,  # noqa: E402

@@ -2,11 +2,15 @@
 (``tests/code/test_structure.py`` enforces it; ``models`` is importable from all):
 
 - ``io``, ``layout``, ``plots``: atomic writes, every artifact path, figures. Nothing else.
-- ``config``: ``params.yaml`` as typed, validated sections. ``io``, the kinds and sampler
-  tables of ``models``, ``evaluation.scorecard``.
+- ``settings``: ``params.yaml`` as typed, validated sections: the machinery (parsing,
+  checks, the section names) in the package itself, which imports nothing of the project
+  but ``io``; each concern's dataclasses in a module of their own (``settings.data``,
+  ``settings.emulator``, ...), so that a stage depends on the settings it reads only;
+  ``settings.sections``, every section's class (the whole-file check, ``apply-params``).
+  ``io``, the kinds, sampler and filter of ``models``, ``evaluation.scorecard``.
 - ``options``: what every ``latentops`` command shares: the protocol of a command module
   (``add_arguments``, ``main``), sections of ``params.yaml`` with ``--set`` overrides,
-  ``apply-params``. ``io``, ``config``.
+  option types. ``io``, the ``settings`` machinery.
 - ``serving``: the registered models' runtime (the pyfunc forms, the assimilation methods);
   shipped with every registered version. ``models`` only.
 - ``data``: The Well format, validation, windows, latent caches. Base modules, ``serving``.
@@ -21,7 +25,7 @@
   options) and ``stages.runner``, the lifecycle the training stages share. Everything
   above; never another stage.
 - ``cli``: the ``latentops`` command: global options and ``COMMANDS``, each command's module
-  by name, imported on use. ``io``, ``config``, ``options``; never a stage.
+  by name, imported on use. ``io``, the ``settings`` machinery, ``options``; never a stage.
 - ``codedeps``: each DVC stage's code deps (the import closure of its command's module), the
   stale-lock check and the re-run table. ``cli``.
 
@@ -54,8 +58,8 @@ import closure of each stage's command module (plus the code ``register`` ships)
 ``dvc.lock`` that records other code or params than the workspace's. ``python -m
 pipelines.codedeps --table`` prints how many stage instances an edit of each module re-runs.
 
-Adding a stage (checklist; 3 files, 4 with a section of its own in ``params.yaml``)
-----------------------------------------------------------------------------------
+Adding a stage (checklist; 3 files, 6 with a section of its own in ``params.yaml``)
+-----------------------------------------------------------------------------------
 1. ``pipelines/stages/<stage>.py``: ``run(cfg, ...)`` (read config, call recipes and
    plumbing, write outputs atomically through ``pipelines.io``, track with
    ``pipelines.tracking.runs``), then ``add_arguments(parser)`` and ``main(args)``; artifact
@@ -65,8 +69,10 @@ Adding a stage (checklist; 3 files, 4 with a section of its own in ``params.yaml
 2. ``pipelines/cli.py``: one ``COMMANDS`` row.
 3. ``dvc.yaml``: the stage (``cmd: latentops <command> --quiet``, data deps, params, outs),
    with one placeholder code dep; ``python -m pipelines.codedeps --write`` fills in the rest.
-4. ``pipelines/config.py`` and ``params.yaml``: its section, if it has settings of its own
-   (a dataclass registered in ``SECTIONS``; ``params.yaml`` gives every value).
+4. ``pipelines/settings/`` and ``params.yaml``: its section, if it has settings of its own:
+   a dataclass in the settings module of its concern, its name in ``SECTIONS``
+   (``settings/__init__.py``) and its class in ``CLASSES`` (``settings/sections.py``; a test
+   checks that the two agree); ``params.yaml`` gives every value.
 
 Files touched per change, before this layout and now
 ----------------------------------------------------

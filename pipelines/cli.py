@@ -13,8 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from pipelines.config import DEFAULT_PARAMS, ConfigError
 from pipelines.io import OutputError
+from pipelines.settings import DEFAULT_PARAMS, ConfigError
 
 
 class Command(NamedTuple):
@@ -65,7 +65,7 @@ COMMANDS: dict[str, Command] = {
     "validate-observations": Command("pipelines.stages.observe",
                                      "check an observation file (HDF5 or CSV) against the trajectory it observes",
                                      "add_validate_observations_arguments", "validate_observations_main"),
-    "apply-params": Command("pipelines.options", "merge a params file (e.g. a tuned result) into params.yaml",
+    "apply-params": Command("pipelines.settings.sections", "merge a params file (e.g. a tuned result) into params.yaml",
                             "add_apply_params_arguments", "apply_params_main"),
     "stats": Command("pipelines.data.validate", "compute The Well's stats.yaml for a dataset directory",
                      "add_stats_arguments", "stats_main"),

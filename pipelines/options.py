@@ -1,5 +1,6 @@
 """What every ``latentops`` command shares: the protocol of a command module, the sections of
-the parameters file with the ``--set`` overrides, option types, and ``apply-params``.
+the parameters file with the ``--set`` overrides, and option types (``latentops apply-params``,
+which checks every section, is in ``pipelines.settings.sections``).
 
 A command module (named in ``pipelines.cli.COMMANDS``) defines, next to its ``run``::
 
@@ -18,8 +19,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from pipelines.config import ConfigError, check_sections, load_section
-from pipelines.config import apply_params as merge_params
+from pipelines.settings import ConfigError, check_sections, load_section
 
 T = TypeVar("T")
 
@@ -74,18 +74,3 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress bars; training prints a line every 30 s instead (step, loss, time left)")
 
-
-# --------------------------------------------------------------------------- latentops apply-params
-
-
-def add_apply_params_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = ("Merge FILE's sections into the parameters file, keeping its comments; the result is "
-                          "checked before anything is written. Then `dvc repro` rebuilds what the new values change.")
-    parser.add_argument("file", help="params file, e.g. tuned/sampler.yaml")
-
-
-def apply_params_main(args: argparse.Namespace) -> int:
-    changed = merge_params(args.file, args.params)
-    print(f"{args.params}: " + (f"set {', '.join(changed)} from {args.file}" if changed
-                                else f"already has every value of {args.file}"))
-    return 0

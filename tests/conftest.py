@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import yaml
 
-from pipelines.config import SimulateConfig, Splits, from_mapping, load_params
 from pipelines.data.welldata import SPLITS, WellFile, write_stats, write_well_file
+from pipelines.settings import from_mapping, load_params
+from pipelines.settings.simulate import SimulateConfig, Splits
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = str(Path(sys.executable).parent)

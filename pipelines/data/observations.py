@@ -42,7 +42,7 @@ from pipelines.io import atomic_path
 if TYPE_CHECKING:
     import torch
 
-    from pipelines.config import SensorLayoutConfig
+    from pipelines.settings.sensors import SensorLayoutConfig
 
 __all__ = ["FORMAT", "Layout", "ObservationError", "Observations", "layout_of", "noise_std", "place", "read",
            "read_checked", "sample", "sensor_count"]

@@ -21,9 +21,9 @@ import h5py
 import numpy as np
 import yaml
 
-from pipelines.config import DataConfig
 from pipelines.data.welldata import BC_TYPES, FIELD_GROUPS, SPLITS, STATS_KEYS, split_files, write_stats
 from pipelines.options import section
+from pipelines.settings.data import DataConfig
 
 REQUIRED_GROUPS = ("dimensions", "boundary_conditions", "scalars", *FIELD_GROUPS)
 REQUIRED_ROOT_ATTRS = ("dataset_name", "grid_type", "n_spatial_dims", "n_trajectories", "simulation_parameters")

@@ -33,9 +33,10 @@ from the_well.data.augmentation import Augmentation, Compose, RandomAxisFlip, Ra
 from torch import Tensor
 
 from models.normalizer import FieldNormalizer
-from pipelines.config import ConfigError, DataConfig
 from pipelines.data.validate import ensure_valid
 from pipelines.data.welldata import BC_TYPES, split_files
+from pipelines.settings import ConfigError
+from pipelines.settings.data import DataConfig
 
 
 def normalizer_from_stats(stats: dict, channels: Sequence[tuple[str, str, int]],

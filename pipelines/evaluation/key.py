@@ -10,10 +10,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import models
-from pipelines.config import DataConfig, EvaluateConfig
 from pipelines.data import observations
 from pipelines.data.welldata import split_files
 from pipelines.evaluation import bootstrap, metrics, scorecard, scoring, twin
+from pipelines.settings.data import DataConfig
+from pipelines.settings.evaluation import EvaluateConfig
 
 __all__ = ["evaluation_key", "scoring_code"]
 

@@ -30,12 +30,13 @@ from torch import Tensor
 
 from models.autoencoder import LoadedAutoencoder
 from models.forecaster import Forecaster
-from pipelines.config import DataConfig, ScoreConfig
 from pipelines.data.windows import WellWindows, trajectories
 from pipelines.evaluation.bootstrap import intervals
 from pipelines.evaluation.metrics import (BAND_NAMES, crps, ensemble_mean_vrmse, rank_histogram, spectrum_rmse,
                                           spread_skill_ratio, vrmse)
 from pipelines.evaluation.scorecard import AE_TRUTH, Estimate, Scorecard
+from pipelines.settings.data import DataConfig
+from pipelines.settings.score import ScoreConfig
 
 __all__ = [
     "AE_TRUTH", "Baseline", "Climatology", "ConservedMean", "Metric", "Persistence", "Scorer", "Scores", "Truth",

@@ -23,11 +23,12 @@ from torch import Tensor, nn
 
 from models.autoencoder import Autoencoder
 from models.normalizer import FieldNormalizer
-from pipelines.config import DataConfig, TrainAutoencoderConfig
 from pipelines.data.validate import ensure_valid
 from pipelines.data.windows import WellWindows, geometric_augmentation
 from pipelines.evaluation.metrics import summarize, vrmse
 from pipelines.recipes.training import Batch
+from pipelines.settings.autoencoder import TrainAutoencoderConfig
+from pipelines.settings.data import DataConfig
 
 __all__ = ["LOSSES", "ReconstructionObjective", "build", "mse_loss", "states", "vrmse_loss"]
 

@@ -26,10 +26,11 @@ from torch import Tensor, nn
 from models.emulators import random_context_mask
 from models.networks import network_class
 from models.samplers import ODESampler
-from pipelines.config import DataConfig, EmulatorModelConfig, TrainEmulatorConfig
 from pipelines.data.latent import TrajectoryWindows
 from pipelines.data.windows import WellWindows, trajectories
 from pipelines.recipes.training import Batch, seeded
+from pipelines.settings.data import DataConfig
+from pipelines.settings.emulator import EmulatorModelConfig, TrainEmulatorConfig
 
 __all__ = ["WindowObjective", "build", "emulator_arguments", "latent_windows", "objective", "pixel_windows"]
 

@@ -19,11 +19,12 @@ import torch
 from torch import Tensor, nn
 
 from models.observation import ObservationEncoder
-from pipelines.config import DataConfig, TrainObsEncoderConfig
 from pipelines.data.latent import read_cache
 from pipelines.data.observations import Layout, noise_std
 from pipelines.data.windows import WellWindows, trajectories
 from pipelines.recipes.training import Batch, seeded
+from pipelines.settings.data import DataConfig
+from pipelines.settings.obs_encoder import TrainObsEncoderConfig
 
 __all__ = ["EncoderObjective", "SensorSequences", "build", "calibrate", "sequences"]
 

@@ -46,8 +46,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from pipelines.config import OptimConfig, TrainConfig
 from pipelines.io import atomic_path
+from pipelines.settings.training import OptimConfig, TrainConfig
 
 Batch = Mapping[str, Tensor]
 

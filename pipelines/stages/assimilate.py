@@ -45,7 +45,6 @@ import torch
 from models.kinds import kind
 from models.forecaster import Forecaster
 from pipelines import layout, plots
-from pipelines.config import AssimilateConfig, DataConfig, SensorLayoutConfig, SensorsConfig, SimulateConfig
 from pipelines.data.observations import ObservationError, layout_of, read_checked
 from pipelines.evaluation import letkf  # noqa: F401  (registers the full-space LETKF in METHODS)
 from pipelines.evaluation.bootstrap import intervals, paired_statistic
@@ -59,6 +58,10 @@ from pipelines.options import add_quiet, section
 from pipelines.serving.assimilator import LatentAssimilator, hide
 from pipelines.serving.assimilator_model import AssimilatorModel
 from pipelines.serving.methods import METHODS, Assimilator, Setup
+from pipelines.settings.assimilation import AssimilateConfig
+from pipelines.settings.data import DataConfig
+from pipelines.settings.sensors import SensorLayoutConfig, SensorsConfig
+from pipelines.settings.simulate import SimulateConfig
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
 from pipelines.tracking.references import load_emulator

@@ -25,7 +25,6 @@ import torch
 from tqdm import tqdm
 
 from pipelines import layout
-from pipelines.config import CacheLatentsConfig, DataConfig
 from pipelines.data.latent import encode_trajectory
 from pipelines.data.validate import ensure_valid
 from pipelines.data.welldata import SPLITS
@@ -33,6 +32,8 @@ from pipelines.data.windows import WellWindows, trajectories
 from pipelines.io import atomic_path, require_space
 from pipelines.options import add_quiet, section
 from pipelines.recipes import artifact
+from pipelines.settings.data import DataConfig
+from pipelines.settings.latents import CacheLatentsConfig
 from pipelines.tracking.runs import data_hash
 
 STAGE = "cache_latents"

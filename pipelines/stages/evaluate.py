@@ -42,7 +42,6 @@ from tqdm import tqdm
 from models.kinds import AUTOENCODER, emulator_kinds
 from models.forecaster import Forecaster
 from pipelines import layout, plots
-from pipelines.config import DataConfig, EvaluateConfig
 from pipelines.data.observations import Layout
 from pipelines.data.validate import ensure_valid
 from pipelines.data.windows import trajectories
@@ -54,6 +53,8 @@ from pipelines.evaluation.scoring import (AE_TRUTH, Baseline, Climatology, Conse
                                window_label)
 from pipelines.io import atomic_path, write_json, write_text
 from pipelines.options import add_quiet, section
+from pipelines.settings.data import DataConfig
+from pipelines.settings.evaluation import EvaluateConfig
 from pipelines.tracking import cards, evaluations
 from pipelines.tracking import runs as tracking
 from pipelines.tracking.cards import ASSIMILATOR, BASELINES_FILE, EVAL, SCORECARD_FILE

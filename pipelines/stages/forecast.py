@@ -18,11 +18,11 @@ import h5py
 import torch
 
 from pipelines import plots
-from pipelines.config import DataConfig
 from pipelines.evaluation.metrics import vrmse
 from pipelines.evaluation.scoring import Truth
 from pipelines.io import atomic_path
 from pipelines.options import section
+from pipelines.settings.data import DataConfig
 from pipelines.tracking import names
 from pipelines.tracking.references import load_model
 

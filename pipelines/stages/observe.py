@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import layout
-from pipelines.config import DataConfig
 from pipelines.data.observations import ObservationError, Observations, place, read_checked, sample, sensor_count
 from pipelines.data.windows import WellWindows, trajectories
 from pipelines.options import section
+from pipelines.settings.data import DataConfig
 
 __all__ = ["run", "validate", "add_arguments", "main", "add_validate_observations_arguments", "validate_observations_main"]
 

@@ -40,13 +40,14 @@ import mlflow
 from mlflow.exceptions import MlflowException
 
 from pipelines import layout
-from pipelines.config import DataConfig, EvaluateConfig, GateConfig, PromoteConfig
 from pipelines.data.windows import trajectories
 from pipelines.evaluation.bootstrap import Difference, paired
 from pipelines.evaluation.key import evaluation_key
 from pipelines.evaluation.scorecard import Result, Scorecard
 from pipelines.io import write_json
 from pipelines.options import section
+from pipelines.settings.data import DataConfig
+from pipelines.settings.evaluation import EvaluateConfig, GateConfig, PromoteConfig
 from pipelines.tracking import runs as tracking
 from pipelines.tracking import cards
 from pipelines.tracking.cards import ASSIMILATOR

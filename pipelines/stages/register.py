@@ -34,13 +34,15 @@ from models.kinds import AUTOENCODER, OBS_ENCODER
 from models.networks import network_class
 from models.samplers import ODESampler
 from pipelines import layout as paths, plots
-from pipelines.config import DataConfig, RegisterAssimilatorConfig, SensorsConfig
 from pipelines.data.observations import layout_of
 from pipelines.data.validate import ensure_valid
 from pipelines.data.windows import trajectories
 from pipelines.options import add_quiet, section
 from pipelines.recipes import artifact
 from pipelines.serving.assimilator_model import settings
+from pipelines.settings.assimilation import RegisterAssimilatorConfig
+from pipelines.settings.data import DataConfig
+from pipelines.settings.sensors import SensorsConfig
 from pipelines.tracking import cards, names, registry
 from pipelines.tracking import runs as tracking
 from pipelines.tracking.cards import ASSIMILATOR

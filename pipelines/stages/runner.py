@@ -25,11 +25,11 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from pipelines import layout
-from pipelines.config import TrainConfig
 from pipelines.io import write_json, write_text
 from pipelines.recipes.artifact import Trained
 from pipelines.recipes.training import (Hooks, Objective, TrainResult, checkpoint_extra, distributed,
                                        latest_checkpoint, train)
+from pipelines.settings.training import TrainConfig
 from pipelines.tracking import runs as tracking
 
 __all__ = ["Finished", "StageSummary", "TrainingJob", "run_training", "tracking_hooks"]

@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pipelines.config import SimulateConfig
 from pipelines.data.euler import conserved, is_physical, solve, to_well_fields
 from pipelines.data.validate import ensure_valid
 from pipelines.data.welldata import SPLITS, WellFile, write_stats, write_well_file
 from pipelines.io import atomic_path, write_yaml
 from pipelines.options import add_quiet, section
+from pipelines.settings.simulate import SimulateConfig
 
 log = logging.getLogger(__name__)
 

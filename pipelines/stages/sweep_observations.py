@@ -29,13 +29,14 @@ from tqdm import tqdm
 
 from pipelines import layout as paths
 from pipelines import plots
-from pipelines.config import DataConfig, SweepObservationsConfig
 from pipelines.data.observations import Layout, place, sensor_count
 from pipelines.evaluation.scoring import Truth, window_label
 from pipelines.evaluation.twin import score_assimilator
 from pipelines.io import atomic_path, write_json, write_text
 from pipelines.options import add_quiet, section
 from pipelines.serving.assimilator_model import AssimilatorModel
+from pipelines.settings.assimilation import SweepObservationsConfig
+from pipelines.settings.data import DataConfig
 from pipelines.tracking import names
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking

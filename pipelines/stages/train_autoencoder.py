@@ -12,11 +12,12 @@ import torch
 
 from models.kinds import AUTOENCODER
 from pipelines import layout
-from pipelines.config import DataConfig, TrainAutoencoderConfig
 from pipelines.options import add_quiet, add_steps, section, steps_override
 from pipelines.recipes.artifact import Trained
 from pipelines.recipes.autoencoder import ReconstructionObjective, build, states
 from pipelines.recipes.training import TrainResult
+from pipelines.settings.autoencoder import TrainAutoencoderConfig
+from pipelines.settings.data import DataConfig
 from pipelines.stages.runner import Finished, StageSummary, TrainingJob, run_training
 
 STAGE = "train_autoencoder"

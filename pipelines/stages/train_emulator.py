@@ -17,7 +17,6 @@ import mlflow
 from models.forecaster import Forecaster
 from models.kinds import emulator_kinds, kind as kind_of
 from pipelines import layout
-from pipelines.config import CacheLatentsConfig, DataConfig, TrainEmulatorConfig
 from pipelines.data.validate import ensure_valid
 from pipelines.data.windows import WellWindows, trajectories
 from pipelines.evaluation.scoring import Persistence, Scores, Truth, score_baseline, score_forecaster, window_label
@@ -25,6 +24,9 @@ from pipelines.options import add_quiet, add_steps, channels, section, steps_ove
 from pipelines.recipes import artifact
 from pipelines.recipes.emulator import build, latent_windows, objective, pixel_windows
 from pipelines.recipes.training import TrainResult
+from pipelines.settings.data import DataConfig
+from pipelines.settings.emulator import TrainEmulatorConfig
+from pipelines.settings.latents import CacheLatentsConfig
 from pipelines.stages.runner import Finished, StageSummary, TrainingJob, run_training
 from pipelines.tracking import runs as tracking
 

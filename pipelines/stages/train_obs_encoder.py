@@ -16,7 +16,6 @@ import mlflow
 
 from models.kinds import OBS_ENCODER
 from pipelines import layout as paths
-from pipelines.config import CacheLatentsConfig, DataConfig, SensorsConfig, TrainObsEncoderConfig
 from pipelines.data.validate import ensure_valid
 from pipelines.data.windows import trajectories
 from pipelines.data.observations import layout_of
@@ -24,6 +23,10 @@ from pipelines.options import add_quiet, add_steps, section, steps_override
 from pipelines.recipes.artifact import Trained, load_autoencoder
 from pipelines.recipes.obs_encoder import EncoderObjective, build, calibrate, sequences
 from pipelines.recipes.training import TrainResult
+from pipelines.settings.data import DataConfig
+from pipelines.settings.latents import CacheLatentsConfig
+from pipelines.settings.obs_encoder import TrainObsEncoderConfig
+from pipelines.settings.sensors import SensorsConfig
 from pipelines.stages.runner import Finished, StageSummary, TrainingJob, run_training
 from pipelines.tracking import runs as tracking
 

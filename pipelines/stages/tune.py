@@ -60,8 +60,6 @@ from models.kinds import emulator_kinds
 from models.samplers import FAMILIES
 from models.forecaster import Forecaster
 from pipelines import plots
-from pipelines.config import (CacheLatentsConfig, CompressionStudyConfig, DataConfig, SamplerConfig,
-                              SamplerStudyConfig, TrainAutoencoderConfig, TrainEmulatorConfig, TuneConfig)
 from pipelines.data.latent import TrajectoryWindows
 from pipelines.data.latent import encode_trajectory
 from pipelines.data.windows import WellWindows, trajectories
@@ -72,6 +70,11 @@ from pipelines.recipes import autoencoder as autoencoder_recipe
 from pipelines.recipes import emulator as emulator_recipe
 from pipelines.recipes.training import Hooks, train
 from pipelines.serving.forecaster import ForecasterModel
+from pipelines.settings.autoencoder import TrainAutoencoderConfig
+from pipelines.settings.data import DataConfig
+from pipelines.settings.emulator import SamplerConfig, TrainEmulatorConfig
+from pipelines.settings.latents import CacheLatentsConfig
+from pipelines.settings.tune import CompressionStudyConfig, SamplerStudyConfig, TuneConfig
 from pipelines.tracking import names
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking

@@ -13,9 +13,15 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines import config
+from pipelines import settings
 from pipelines.cli import main
-from pipelines.config import ConfigError, DataConfig, SimulateConfig, Splits, load_section
+from pipelines.settings import ConfigError, load_section
+from pipelines.settings.assimilation import RegisterAssimilatorConfig
+from pipelines.settings.data import DataConfig
+from pipelines.settings.emulator import TrainEmulatorConfig
+from pipelines.settings.sections import CLASSES
+from pipelines.settings.sensors import SensorsConfig
+from pipelines.settings.simulate import SimulateConfig, Splits
 from tests.conftest import REPO, configured, params_with, tool_env
 
 
@@ -46,7 +52,7 @@ def contradictions(cls: type, raw: dict[str, Any], key: str) -> list[str]:
             continue
         hint, value, where = hints[field.name], raw[field.name], f"{key}.{field.name}"
         default = _default(field)
-        if default is not dataclasses.MISSING and default != (given := config._convert(hint, value, where)):
+        if default is not dataclasses.MISSING and default != (given := settings._convert(hint, value, where)):
             found.append(f"{where}: {cls.__name__} default {default!r}, params.yaml {given!r}")
         if dataclasses.is_dataclass(hint):
             found += contradictions(hint, value, where)
@@ -59,29 +65,34 @@ def contradictions(cls: type, raw: dict[str, Any], key: str) -> list[str]:
 def test_no_dataclass_default_contradicts_params_yaml():
     """params.yaml is the one source of settings: a key it sets has no dataclass default, or
     one equal to its value (kept only where a params file may leave the key out)."""
-    params = config.load_params(REPO / "params.yaml")
-    found = [line for section, cls in config.SECTIONS.items() for line in contradictions(cls, params[section], section)]
+    params = settings.load_params(REPO / "params.yaml")
+    found = [line for section, cls in CLASSES.items() for line in contradictions(cls, params[section], section)]
     assert not found, "dataclass defaults that contradict params.yaml:\n" + "\n".join(found)
 
 
+def test_every_section_name_has_its_class():
+    """``SECTIONS`` (the names the machinery accepts) and ``CLASSES`` (their classes) agree."""
+    assert set(CLASSES) == set(settings.SECTIONS)
+
+
 def test_repository_params_load_through_every_section_class():
-    params = config.load_params(REPO / "params.yaml")
-    assert set(params) == set(config.SECTIONS)
-    for section, cls in config.SECTIONS.items():
+    params = settings.load_params(REPO / "params.yaml")
+    assert set(params) == set(settings.SECTIONS)
+    for section, cls in CLASSES.items():
         assert isinstance(load_section(cls, section, REPO / "params.yaml"), cls)
 
 
 def test_a_missing_key_is_named_with_the_required_ones(tmp_path):
-    params = config.load_params(REPO / "params.yaml")
+    params = settings.load_params(REPO / "params.yaml")
     del params["train_emulator"]["train"]["steps"]
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     with pytest.raises(ConfigError) as error:
-        load_section(config.TrainEmulatorConfig, "train_emulator", path)
+        load_section(TrainEmulatorConfig, "train_emulator", path)
     assert str(error.value).startswith(f"{path}: train_emulator.train.steps: missing; required keys are [")
     assert "'batch_size'" in str(error.value)
     with pytest.raises(ConfigError, match=r"train_emulator\.kinds: missing; .*also missing: \[.context_rate."):
-        config.parse_section({}, config.TrainEmulatorConfig, "train_emulator", "params.yaml")
+        settings.parse_section({}, TrainEmulatorConfig, "train_emulator", "params.yaml")
 
 
 @pytest.mark.parametrize(("section", "names", "message"), [
@@ -92,15 +103,15 @@ def test_a_missing_key_is_named_with_the_required_ones(tmp_path):
      "register_assimilator.assimilators.a b: an assimilator's name must be letters, digits and underscores"),
 ])
 def test_named_mappings_check_their_names(section, names, message):
-    (field, entries), = config.load_params(REPO / "params.yaml")[section].items()
+    (field, entries), = settings.load_params(REPO / "params.yaml")[section].items()
     raw = {field: dict.fromkeys(names, next(iter(entries.values())))}
     with pytest.raises(ConfigError, match=re.escape(message)):
-        config.from_mapping(config.SECTIONS[section], raw, section)
+        settings.from_mapping(CLASSES[section], raw, section)
 
 
 def test_named_mappings_look_up_by_name():
-    sensors = configured(config.SensorsConfig, "sensors")
-    assimilators = configured(config.RegisterAssimilatorConfig, "register_assimilator")
+    sensors = configured(SensorsConfig, "sensors")
+    assimilators = configured(RegisterAssimilatorConfig, "register_assimilator")
     assert sensors.layout("sparse", "assimilate.layout") is sensors.layouts["sparse"]
     assert assimilators.assimilator("ensf_solver", "--name") is assimilators.assimilators["ensf_solver"]
     with pytest.raises(ConfigError, match=re.escape("--layout: no sensor layout 'dense'; sensors.layouts has ['sparse']")):
@@ -142,7 +153,7 @@ def test_bad_values_name_the_key(tmp_path, section, message):
     ({"confidence": 0.3}, "evaluate", "evaluate.confidence: must be in [0.5, 1), got 0.3"),
 ])
 def test_bad_evaluation_settings_name_the_key(tmp_path, section, key, message):
-    from pipelines.config import EvaluateConfig, PromoteConfig
+    from pipelines.settings.evaluation import EvaluateConfig, PromoteConfig
 
     path = params_with(tmp_path / "params.yaml", {key: section})
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -180,7 +191,8 @@ def test_help_explains_every_command():
 
 
 def test_gpu_configuration_parses_and_scales_up():
-    from pipelines.config import CacheLatentsConfig, TrainAutoencoderConfig, TrainEmulatorConfig
+    from pipelines.settings.autoencoder import TrainAutoencoderConfig
+    from pipelines.settings.latents import CacheLatentsConfig
 
     gpu, cpu = REPO / "params.gpu.yaml", REPO / "params.yaml"
     assert set(yaml.safe_load(gpu.read_text())) == set(yaml.safe_load(cpu.read_text()))  # same sections
@@ -206,23 +218,20 @@ def test_gpu_configuration_parses_and_scales_up():
     ({"score": {"lead_windows": [[20, 1]]}}, "train_emulator.score.lead_windows[0]: must be [first, last] with 1 <= first <= last"),
 ])
 def test_bad_emulator_values_name_the_key(tmp_path, section, message):
-    from pipelines.config import TrainEmulatorConfig
-
     path = params_with(tmp_path / "params.yaml", {"train_emulator": section})
     with pytest.raises(ConfigError, match=".*" + message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
         load_section(TrainEmulatorConfig, "train_emulator", path)
 
 
 def test_an_overlap_as_long_as_the_window_is_refused():
-    from pipelines.config import TrainEmulatorConfig
-
     with pytest.raises(ConfigError, match=r"train_emulator.overlap: must be < the window of data.context \+ data.horizon = 5"):
         configured(TrainEmulatorConfig, "train_emulator", overlap=5).check_window(configured(DataConfig, "data"),
                                                                                   "train_emulator")
 
 
 def test_every_section_of_both_configurations_parses():
-    from pipelines.config import TuneConfig, check_params
+    from pipelines.settings.sections import check_params
+    from pipelines.settings.tune import TuneConfig
 
     for path in (REPO / "params.yaml", REPO / "params.gpu.yaml"):
         check_params(path)
@@ -242,7 +251,7 @@ def test_every_section_of_both_configurations_parses():
     ({"compression": {"trials": 0}}, "tune.compression.trials: must be >= 1, got 0"),
 ])
 def test_bad_tune_values_name_the_key(tmp_path, section, message):
-    from pipelines.config import TuneConfig
+    from pipelines.settings.tune import TuneConfig
 
     path = params_with(tmp_path / "params.yaml", {"tune": section})
     with pytest.raises(ConfigError, match=".*" + message.replace("[", r"\[").replace("]", r"\]")):
@@ -250,8 +259,6 @@ def test_bad_tune_values_name_the_key(tmp_path, section, message):
 
 
 def test_apply_params_merges_a_tuned_file_keeping_comments(tmp_path):
-    from pipelines.config import TrainEmulatorConfig
-
     path = tmp_path / "params.yaml"
     path.write_text((REPO / "params.yaml").read_text())
     tuned = tmp_path / "sampler.yaml"

@@ -65,7 +65,7 @@ def test_the_clawpack_letkf_pulls_a_perturbed_ensemble_to_the_readings():
     members (their RMSE against the truth, averaged) at least twice as close to the truth as
     the same members forecast without readings. (The ensemble mean of a perfect model with
     white initial noise is already close to the truth: the members are what the filter moves.)"""
-    from pipelines.config import SimulateConfig
+    from pipelines.settings.simulate import SimulateConfig
     from tests.conftest import configured
     from pipelines.data import euler
     from pipelines.evaluation.letkf import ClawpackLETKF

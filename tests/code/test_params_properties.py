@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.cli import main
-from pipelines.config import ConfigError, check_params
+from pipelines.settings import ConfigError
+from pipelines.settings.sections import check_params
 from tests.conftest import REPO
 
 BASE: dict[str, Any] = yaml.safe_load((REPO / "params.yaml").read_text())

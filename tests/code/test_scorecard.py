@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.config import ScoreConfig
 from pipelines.evaluation.bootstrap import intervals, paired
 from pipelines.evaluation.findings import HOLDS, INCONCLUSIVE, NO_SKILL, NOT_HOLDS, findings
 from pipelines.evaluation.scorecard import Estimate, Result, Scorecard
 from pipelines.evaluation.scoring import ConservedMean, Persistence, Scorer, Truth, score_baseline, suite
+from pipelines.settings.score import ScoreConfig
 from tests.conftest import configured
 
 

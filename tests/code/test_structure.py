@@ -18,14 +18,17 @@ from dvc.repo import Repo
 from models.kinds import KINDS, emulator_kinds
 from models.networks import network_class
 from models.samplers import FAMILIES
-from pipelines import codedeps, config, layout
+from pipelines import codedeps, layout
 from pipelines.cli import COMMANDS, build_parser, main
 from pipelines.codedeps import ROOT, imports, module_of
-from pipelines.config import load_section
+from pipelines.settings import ConfigError, load_section
+from pipelines.settings.emulator import TrainEmulatorConfig
+from pipelines.settings.evaluation import PromoteConfig
+from pipelines.settings.tune import CompressionStudyConfig, TuneConfig
 from tests.conftest import REPO, params_with
 
 #: What each package (or module) of the project may import from the project, besides itself.
-BASE = {"models", "pipelines", "pipelines.io", "pipelines.config", "pipelines.options", "pipelines.layout",
+BASE = {"models", "pipelines", "pipelines.io", "pipelines.settings", "pipelines.options", "pipelines.layout",
         "pipelines.plots", "pipelines.evaluation.scorecard"}
 RULES: dict[str, set[str]] = {
     "models": {"models"},
@@ -33,15 +36,15 @@ RULES: dict[str, set[str]] = {
     "pipelines.io": set(),
     "pipelines.layout": set(),
     "pipelines.plots": set(),
-    "pipelines.config": {"models", "pipelines.io", "pipelines.evaluation.scorecard"},
-    "pipelines.options": {"pipelines.config", "pipelines.io"},
+    "pipelines.settings": {"models", "pipelines.io", "pipelines.evaluation.scorecard", "pipelines.settings"},
+    "pipelines.options": {"pipelines.settings", "pipelines.io"},
     "pipelines.data": BASE | {"pipelines.data", "pipelines.serving"},
     "pipelines.evaluation": BASE | {"pipelines.evaluation", "pipelines.data", "pipelines.serving"},
     "pipelines.recipes": BASE | {"pipelines.recipes", "pipelines.data", "pipelines.serving", "pipelines.evaluation"},
     "pipelines.tracking": BASE | {"pipelines.tracking", "pipelines.serving", "pipelines.evaluation.scorecard"},
     "pipelines.stages": BASE | {"pipelines.data", "pipelines.serving", "pipelines.evaluation", "pipelines.recipes",
                                 "pipelines.tracking", "pipelines.stages.runner"},
-    "pipelines.cli": {"pipelines", "pipelines.config", "pipelines.io", "pipelines.options"},
+    "pipelines.cli": {"pipelines", "pipelines.settings", "pipelines.io", "pipelines.options"},
     "pipelines.codedeps": {"pipelines", "pipelines.cli"},
 }
 MLOPS = ("mlflow", "dvc", "optuna")
@@ -72,7 +75,8 @@ def test_imports_follow_the_rules(module):
 
 
 def test_the_rules_can_fail():
-    assert not _allowed("pipelines.serving.forecaster", "pipelines.config")
+    assert not _allowed("pipelines.serving.forecaster", "pipelines.settings")
+    assert not _allowed("pipelines.settings.sections", "pipelines.stages.tune")
     assert not _allowed("pipelines.tracking.runs", "pipelines.recipes.training")
     assert _allowed("pipelines.stages.tune", "pipelines.recipes.emulator")
 
@@ -101,6 +105,16 @@ def test_the_cli_imports_no_stage():
     outside = sorted(n for n in names if n.split(".")[0] not in sys.stdlib_module_names | {"yaml", "__future__"}
                      and n not in RULES["pipelines.cli"])
     assert not outside, f"pipelines/cli.py may not import {outside}"
+
+
+def test_every_command_reads_only_the_settings_it_needs():
+    """The settings machinery (``pipelines.settings``) imports no section's module, and the
+    modules every command loads (``cli``, ``options``) import the machinery only: a stage's
+    code deps hold the settings modules of its own sections, not every section's."""
+    assert imports("pipelines.settings") <= {"pipelines.io"}
+    for module in ("pipelines.cli", "pipelines.options"):
+        found = sorted(t for t in imports(module) if t.startswith("pipelines.settings."))
+        assert not found, f"{module} may import the settings machinery only, not {found}"
 
 
 def test_latentops_help_imports_no_command_module():
@@ -147,18 +161,18 @@ def test_every_mirror_of_the_kinds_table_agrees_with_it(tmp_path):
     for k in KINDS:  # the class says the same as the row
         assert bool(getattr(network_class(k.name), "stochastic", False)) == k.stochastic, k.name
     # configuration: params.yaml trains and promotes the table's kinds, and accepts only those
-    assert load_section(config.TrainEmulatorConfig, "train_emulator", REPO / "params.yaml").kinds == \
+    assert load_section(TrainEmulatorConfig, "train_emulator", REPO / "params.yaml").kinds == \
         emulator_kinds(latent=True)
-    assert load_section(config.PromoteConfig, "promote", REPO / "params.yaml").kinds == emulator_kinds()
+    assert load_section(PromoteConfig, "promote", REPO / "params.yaml").kinds == emulator_kinds()
     params = tmp_path / "params.yaml"
     for kind in emulator_kinds():
         params_with(params, {"promote": {"kinds": [kind]}, "train_emulator": {"kinds": [kind]}})
-        load_section(config.PromoteConfig, "promote", params)
+        load_section(PromoteConfig, "promote", params)
         if kind in emulator_kinds(latent=True):
-            load_section(config.TrainEmulatorConfig, "train_emulator", params)
+            load_section(TrainEmulatorConfig, "train_emulator", params)
         else:
-            with pytest.raises(config.ConfigError, match="must be one of"):
-                load_section(config.TrainEmulatorConfig, "train_emulator", params)
+            with pytest.raises(ConfigError, match="must be one of"):
+                load_section(TrainEmulatorConfig, "train_emulator", params)
     # the command line
     kind_action = next(a for a in _subcommand("train-emulator")._actions if a.dest == "kind")
     assert tuple(kind_action.choices) == emulator_kinds()
@@ -171,8 +185,8 @@ def test_every_mirror_of_the_kinds_table_agrees_with_it(tmp_path):
 def test_samplers_and_pruners_mirror_their_tables():
     from pipelines.stages import tune
 
-    assert load_section(config.TuneConfig, "tune", REPO / "params.yaml").sampler.samplers == tuple(FAMILIES)
-    pruner = typing.get_type_hints(config.CompressionStudyConfig)["pruner"]
+    assert load_section(TuneConfig, "tune", REPO / "params.yaml").sampler.samplers == tuple(FAMILIES)
+    pruner = typing.get_type_hints(CompressionStudyConfig)["pruner"]
     assert set(typing.get_args(pruner)) == set(tune.PRUNERS)
     assert set(tune.OBJECTIVES) == set(next(a for a in _subcommand("tune")._actions if a.dest == "study").choices)
 

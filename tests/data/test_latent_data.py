@@ -49,7 +49,7 @@ def test_too_long_windows_are_refused(tmp_path):
 
 
 def test_pixel_windows_from_whole_trajectories_equal_the_wells_windows(tiny_dataset):
-    from pipelines.config import DataConfig
+    from pipelines.settings.data import DataConfig
     from pipelines.data.windows import WellWindows, trajectories
 
     data = configured(DataConfig, "data", root=str(tiny_dataset))

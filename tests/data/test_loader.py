@@ -9,9 +9,10 @@ import torch
 import yaml
 
 from models.normalizer import FieldNormalizer
-from pipelines.config import ConfigError, DataConfig
 from pipelines.data.welldata import split_files
 from pipelines.data.windows import WellWindows, normalizer_from_stats
+from pipelines.settings import ConfigError
+from pipelines.settings.data import DataConfig
 from tests.conftest import configured
 
 LOG_FIELDS = ("energy", "density", "pressure")

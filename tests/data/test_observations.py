@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from pipelines.cli import main
-from pipelines.config import DataConfig
 from pipelines.data.observations import ObservationError, Observations, read
 from pipelines.data.windows import trajectories
+from pipelines.settings.data import DataConfig
 from pipelines.stages import observe
 from tests.conftest import configured, params_with
 

@@ -16,9 +16,9 @@ import pytest
 import yaml
 from the_well.data import WellDataset
 
-from pipelines.config import WELL_EULER_GAMMAS, SimulateConfig, Splits
 from pipelines.data import euler
 from pipelines.data.welldata import SPLITS, split_files
+from pipelines.settings.simulate import WELL_EULER_GAMMAS, SimulateConfig, Splits
 from pipelines.stages import simulate
 from tests.conftest import REPO, configured, params_with, tiny_config, tool_env
 

@@ -140,7 +140,7 @@ def test_several_problems_are_reported_together(random_dataset):
 
 
 def test_loader_refuses_an_invalid_dataset(random_dataset):
-    from pipelines.config import DataConfig
+    from pipelines.settings.data import DataConfig
 
     (random_dataset / "stats.yaml").unlink()
     with pytest.raises(DataValidationError, match="stats.yaml"):

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from models.autoencoder import Autoencoder
-from pipelines.config import OptimConfig, TrainConfig
 from pipelines.recipes.training import Hooks, train
+from pipelines.settings.training import OptimConfig, TrainConfig
 from tests.conftest import configured
 
 

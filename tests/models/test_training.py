@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from pipelines.config import OptimConfig, TrainConfig
 from pipelines.io import OutputError
 from pipelines.recipes.training import OPTIMIZERS, Hooks, StepBatches, cosine_with_warmup, latest_checkpoint, train
+from pipelines.settings.training import OptimConfig, TrainConfig
 from tests.conftest import REPO, configured, tool_env
 from tests.models.resume_job import make
 

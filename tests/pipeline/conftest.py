@@ -20,10 +20,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.config import (AutoencoderModelConfig, CacheLatentsConfig, DataConfig, EmulatorModelConfig,
-                              OptimConfig, SamplerConfig, ScoreConfig, TrainAutoencoderConfig, TrainConfig,
-                              TrainEmulatorConfig, load_params)
 from pipelines import layout
+from pipelines.settings import load_params
+from pipelines.settings.autoencoder import AutoencoderModelConfig, TrainAutoencoderConfig
+from pipelines.settings.data import DataConfig
+from pipelines.settings.emulator import EmulatorModelConfig, SamplerConfig, TrainEmulatorConfig
+from pipelines.settings.latents import CacheLatentsConfig
+from pipelines.settings.score import ScoreConfig
+from pipelines.settings.training import OptimConfig, TrainConfig
 from pipelines.stages import cache_latents, register
 from pipelines.stages import train_autoencoder
 from pipelines.stages import train_emulator

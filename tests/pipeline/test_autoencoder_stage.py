@@ -17,9 +17,12 @@ import pytest
 import torch
 
 from pipelines import layout
-from pipelines.config import AutoencoderModelConfig, CacheLatentsConfig, ConfigError, DataConfig, TrainAutoencoderConfig
 from pipelines.data.latent import read_cache
 from pipelines.recipes import artifact
+from pipelines.settings import ConfigError
+from pipelines.settings.autoencoder import AutoencoderModelConfig, TrainAutoencoderConfig
+from pipelines.settings.data import DataConfig
+from pipelines.settings.latents import CacheLatentsConfig
 from pipelines.stages import cache_latents, register
 from pipelines.stages import train_autoencoder
 from pipelines.tracking.names import autoencoder_name
@@ -154,7 +157,7 @@ def test_cached_latents_equal_the_registered_encoder(workspace):
 
 
 def test_bad_config_fails_at_start_naming_the_key(workspace, tmp_path):
-    from pipelines.config import load_section
+    from pipelines.settings import load_section
 
     params = tmp_path / "bad.yaml"
     for section, message in [

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from pipelines.cli import main
-from pipelines.config import DataConfig
+from pipelines.settings.data import DataConfig
 from pipelines.stages import observe
 from tests.conftest import REPO, params_with, tool_env
 from tests.data.test_observations import _h5

@@ -19,7 +19,7 @@ import torch
 import pytest
 
 from pipelines import layout
-from pipelines.config import DataConfig
+from pipelines.settings.data import DataConfig
 from pipelines.stages import train_emulator
 from pipelines.tracking.names import emulator_name
 from pipelines.tracking.registry import load_pyfunc

@@ -17,10 +17,10 @@ import mlflow
 import numpy as np
 import pytest
 
-from pipelines.config import EvaluateConfig, PromoteConfig
 from pipelines.evaluation import report
 from pipelines.evaluation.key import evaluation_key, scoring_code
 from pipelines.evaluation.scorecard import Estimate, Result, Scorecard
+from pipelines.settings.evaluation import EvaluateConfig, PromoteConfig
 from pipelines.stages import evaluate
 from pipelines.stages import promote
 from pipelines.stages import register

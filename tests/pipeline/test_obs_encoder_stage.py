@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from pipelines import layout
-from pipelines.config import SensorLayoutConfig, SensorsConfig, TrainObsEncoderConfig
+from pipelines.settings.obs_encoder import TrainObsEncoderConfig
+from pipelines.settings.sensors import SensorLayoutConfig, SensorsConfig
 from pipelines.stages import register, train_obs_encoder
 from pipelines.tracking import registry
 from tests.conftest import configured
@@ -62,7 +63,7 @@ def test_the_encoder_is_registered_with_its_layout_and_lineage(encoder, workspac
 
 
 def test_an_unknown_layout_is_named(workspace):
-    from pipelines.config import ConfigError
+    from pipelines.settings import ConfigError
 
     with pytest.raises(ConfigError, match=r"--layout: no sensor layout 'dense'; sensors.layouts has \['few'\]"):
         train_obs_encoder.run(_cfg(), SENSORS, workspace, CACHE, "dense", 4, progress=False)

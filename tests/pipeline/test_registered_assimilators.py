@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 
 from pipelines import layout
-from pipelines.config import (AssimilatorConfig, EvaluateConfig, FilterConfig, GateConfig, PromoteConfig,
-                              RegisterAssimilatorConfig, SensorLayoutConfig, SensorsConfig, TrainObsEncoderConfig)
+from pipelines.settings.assimilation import AssimilatorConfig, FilterConfig, RegisterAssimilatorConfig
+from pipelines.settings.evaluation import EvaluateConfig, GateConfig, PromoteConfig
+from pipelines.settings.obs_encoder import TrainObsEncoderConfig
+from pipelines.settings.sensors import SensorLayoutConfig, SensorsConfig
 from pipelines.stages import evaluate, promote, register, train_obs_encoder
 from pipelines.tracking import registry
 from tests.conftest import VENV_BIN, configured, params_with, tool_env
@@ -131,7 +133,7 @@ def decent(tmp_path_factory, tiny_dataset):
     solver on its latents and the decoder-route assimilator ``ensf`` of it."""
     import dataclasses
 
-    from pipelines.config import DataConfig
+    from pipelines.settings.data import DataConfig
     from pipelines.stages import cache_latents, train_autoencoder, train_emulator
     from tests.pipeline.conftest import tiny_cfg, tiny_emulator_cfg
 
@@ -155,7 +157,7 @@ def test_skill_improves_with_sensor_density(decent, monkeypatch):
     """The sweep on tiny settings, fixed seed: for every noise level, the analysis VRMSE does
     not grow as the (nested) sensor layouts get denser, and at every density it grows with the
     noise; the grid is written, plotted and tracked. An encoder-route assimilator is refused."""
-    from pipelines.config import SweepObservationsConfig
+    from pipelines.settings.assimilation import SweepObservationsConfig
     from pipelines.stages import sweep_observations
 
     root, data = decent
@@ -181,7 +183,7 @@ def test_skill_improves_with_sensor_density(decent, monkeypatch):
 
 
 def test_the_sweep_refuses_the_encoder_route(registered, workspace):
-    from pipelines.config import SweepObservationsConfig
+    from pipelines.settings.assimilation import SweepObservationsConfig
     from pipelines.stages import sweep_observations
 
     with pytest.raises(ValueError, match="assimilates through its observation encoder.*encoder: false"):

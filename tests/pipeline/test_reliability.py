@@ -24,7 +24,7 @@ from mlflow.exceptions import MlflowException
 from models.autoencoder import Autoencoder
 from models.normalizer import FieldNormalizer
 from pipelines.cli import main
-from pipelines.config import DataConfig
+from pipelines.settings.data import DataConfig
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
 from tests.conftest import configured, tool_env

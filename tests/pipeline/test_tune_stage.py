@@ -17,8 +17,9 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from pipelines.config import CompressionStudyConfig, SamplerStudyConfig, ScoreConfig, TuneConfig
 from pipelines.evaluation.scoring import Truth
+from pipelines.settings.score import ScoreConfig
+from pipelines.settings.tune import CompressionStudyConfig, SamplerStudyConfig, TuneConfig
 from pipelines.stages import tune
 from pipelines.tracking import registry
 from pipelines.tracking import runs as tracking
