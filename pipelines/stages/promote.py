@@ -53,10 +53,9 @@ from pipelines.tracking import cards
 from pipelines.tracking.cards import ASSIMILATOR
 from pipelines.tracking.evaluations import evaluated
 from pipelines.tracking.locks import store_lock
-from pipelines.tracking.names import assimilator_name, emulator_name
+from pipelines.tracking.names import CHALLENGER, PRODUCTION, assimilator_name, emulator_name
 
 STAGE = "promote"
-PRODUCTION, CHALLENGER = "production", "challenger"
 
 
 @dataclass(frozen=True)

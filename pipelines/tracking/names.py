@@ -1,10 +1,12 @@
 """The registered models' names, one per role: ``<dataset>-autoencoder``, ``-emulator``,
 ``-obs-encoder`` and ``-assimilator``. No MLflow here: what only needs a name (promotion,
-the evaluation's queries) imports this, not the registry."""
+the evaluation's queries) imports this, not the registry; and the aliases promotion moves."""
 
 from __future__ import annotations
 
-__all__ = ["assimilator_name", "autoencoder_name", "emulator_name", "obs_encoder_name"]
+__all__ = ["CHALLENGER", "PRODUCTION", "assimilator_name", "autoencoder_name", "emulator_name", "obs_encoder_name"]
+
+PRODUCTION, CHALLENGER = "production", "challenger"  # the aliases promote moves
 
 
 def autoencoder_name(dataset: str) -> str:

@@ -76,7 +76,9 @@ def _valid(uri: str, name: str) -> str:
         versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
     except MlflowException:
         return f"{name} is not registered there; give a registered version, an alias or a models:/ URI"
-    return f"{name} has versions {versions} and aliases {aliases}; give one of them or a models:/ URI"
+    unpromoted = (f" (no version holds @{names.PRODUCTION}: `latentops promote` refused every candidate so far; "
+                  "metrics/promotion.json says why)") if reference == f"@{names.PRODUCTION}" and versions else ""
+    return f"{name} has versions {versions} and aliases {aliases}{unpromoted}; give one of them or a models:/ URI"
 
 
 def load_emulator(reference: str, dataset: str) -> tuple[str, mlflow.pyfunc.PyFuncModel]:

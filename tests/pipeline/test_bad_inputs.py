@@ -417,6 +417,10 @@ REGISTRY: dict[str, tuple[Callable[[mlflow.MlflowClient, dict], str], str, list[
                                              "expected sha256"]),
     "unknown version": (_given("99"), "assimilate", ["--model 99: cannot load models:/euler_mini-emulator/99",
                                                       "has versions [1, 2, 3]"]),
+    "no production version yet": (_given("production"), "forecast",
+                                  ["--model production: cannot load models:/euler_mini-emulator@production",
+                                   "aliases []", "no version holds @production: `latentops promote` refused every "
+                                                 "candidate so far; metrics/promotion.json says why"]),
     "unknown alias": (_given("staging"), "forecast",
                       ["--model staging: cannot load models:/euler_mini-emulator@staging", "alias staging not found"]),
     "an autoencoder for an emulator": (_given("models:/euler_mini-autoencoder/1"), "forecast",
