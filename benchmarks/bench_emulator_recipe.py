@@ -18,7 +18,16 @@ Variants (``--variants`` picks some; default all):
   context sizes;
 - ``no-absolute-position``: RoPE alone (the absolute embedding zeroed and frozen);
 - ``diffusion-loss-on-known``: (diffusion) azula's loss over every state, the known ones
-  included, as before the loss was masked.
+  included, as before the loss was masked;
+- ``trajectories/4``, ``trajectories/2``: the first quarter or half of the training
+  trajectories (skill against data, to extrapolate to more);
+- ``augmented``: the train cache plus ``train_augmented.h5`` (flipped / permuted / rolled
+  copies; ``latentops --set cache_latents.augmented_copies=3 cache-latents --latent-channels
+  16`` writes it).
+
+Besides VRMSE it prints the fair CRPS by window, and for each variant its difference to the
+best trivial baseline of each window (persistence, conserved mean, climatology; below zero
+is skill), so skill per second of training reads off one table.
 
     .venv/bin/python benchmarks/bench_emulator_recipe.py [--kind solver] [--latent-channels 16]
         [--variants configured steps/4 ...] [--trajectories 8]
@@ -39,7 +48,8 @@ from models.forecaster import Forecaster
 from pipelines import layout
 from pipelines.data.latent import TrajectoryWindows
 from pipelines.data.windows import trajectories
-from pipelines.evaluation.scoring import ConservedMean, Persistence, Truth, score_baseline, score_forecaster
+from pipelines.evaluation.scoring import (Climatology, ConservedMean, Persistence, Truth, score_baseline,
+                                          score_forecaster)
 from pipelines.recipes import artifact
 from pipelines.recipes.emulator import build, objective
 from pipelines.recipes.training import train
@@ -75,6 +85,10 @@ def _loss_on_known_states(model: nn.Module) -> None:
     model.loss = loss
 
 
+#: Variants of the training data: ``name: (trajectories kept (a fraction), with the augmented copies)``.
+DATA: dict[str, tuple[float, bool]] = {"trajectories/4": (0.25, False), "trajectories/2": (0.5, False),
+                                       "augmented": (1.0, True)}
+
 #: ``name: (config change, model change)``.
 VARIANTS: dict[str, tuple[Callable[[TrainEmulatorConfig], TrainEmulatorConfig], Callable[[nn.Module], None]]] = {
     "configured": (lambda c: c, lambda m: None),
@@ -89,7 +103,19 @@ VARIANTS: dict[str, tuple[Callable[[TrainEmulatorConfig], TrainEmulatorConfig], 
     "rollout-task-only": (lambda c: dataclasses.replace(c, flip=0.0, context_rate=1e-3), lambda m: None),
     "no-absolute-position": (lambda c: c, _no_absolute_position),
     "diffusion-loss-on-known": (lambda c: c, _loss_on_known_states),
-}
+} | {name: (lambda c: c, lambda m: None) for name in DATA}
+
+
+def _train_set(directory: Path, name: str, window: int, stride: int) -> TrajectoryWindows:
+    """The training windows of variant ``name`` (:data:`DATA`; all of ``train.h5`` otherwise)."""
+    share, augmented = DATA.get(name, (1.0, False))
+    extra = directory / "train_augmented.h5"
+    if augmented and not extra.is_file():
+        raise SystemExit(f"{extra} is missing: run latentops --set cache_latents.augmented_copies=3 cache-latents "
+                         f"--latent-channels N first")
+    full = TrajectoryWindows.from_caches([directory / "train.h5", *([extra] if augmented else [])], window, stride)
+    keep = max(1, round(share * full.states.shape[0]))
+    return TrajectoryWindows(full.states[:keep], full.cond[:keep], window, stride)
 
 
 def main() -> None:
@@ -108,23 +134,29 @@ def main() -> None:
     scoring = trajectories(data, "valid")
     dataset = scoring.dataset_name
     autoencoder = artifact.load_autoencoder(REPO / layout.model_dir(layout.autoencoder(args.latent_channels)))
-    cache = REPO / layout.latent_cache(load_section(CacheLatentsConfig, "cache_latents", args.params).output,
-                                       args.latent_channels) / "train.h5"
-    train_set = TrajectoryWindows.from_caches([cache], window, stride)
+    caches = REPO / layout.latent_cache(load_section(CacheLatentsConfig, "cache_latents", args.params).output,
+                                        args.latent_channels)
     truth = Truth.from_windows(scoring, args.trajectories, data.context)
     score_cfg = dataclasses.replace(base.score, trajectories=args.trajectories, lead_windows=tuple(map(tuple, WINDOWS)))
     labels = [f"{a}-{b}" for a, b in WINDOWS]
+    names = [f"{metric}_{w}" for metric in ("vrmse", "crps") for w in labels]
+    best: dict[str, float] = {}
 
     def row(name: str, seconds: float, summary: dict[str, float], reference: list[float] | None) -> list[float]:
-        values = [summary[f"vrmse_{w}"] for w in labels]
+        values = [summary[n] for n in names]
         ratios = "" if reference is None else "  ratio " + " ".join(f"{v / r:.2f}" for v, r in zip(values, reference))
-        print(f"{name:<26} {seconds:>6.0f} s  " + " ".join(f"{v:>7.3f}" for v in values) + ratios, flush=True)
+        skill = "" if not best else "  skill " + " ".join(f"{summary[n] - best[n]:+.3f}" for n in names)
+        print(f"{name:<26} {seconds:>6.0f} s  " + " ".join(f"{v:>7.3f}" for v in values) + ratios + skill, flush=True)
         return values
 
-    print(f"{args.kind} on c={args.latent_channels} latents; VRMSE (ensemble mean) on {args.trajectories} validation "
-          f"trajectories by lead window {' '.join(labels)}")
-    for baseline in (Persistence(), ConservedMean()):
-        row(baseline.kind, 0.0, score_baseline(baseline, truth, score_cfg, stride).summary(WINDOWS), None)
+    print(f"{args.kind} on c={args.latent_channels} latents, {args.trajectories} validation trajectories; VRMSE of the "
+          f"ensemble mean (corrected to an infinite ensemble), then fair CRPS, by lead window {' '.join(labels)}; "
+          "ratio: to the first variant; skill: minus the best baseline (below 0: skill)")
+    baselines = {b.kind: score_baseline(b, truth, score_cfg, stride).summary(WINDOWS)
+                 for b in (Persistence(), ConservedMean(), Climatology(trajectories(data, "train")))}
+    for kind, summary in baselines.items():
+        row(kind, 0.0, summary, None)
+    best = {n: min(summary[n] for summary in baselines.values()) for n in names}
     reference = None
     for name in args.variants:
         if name == "diffusion-loss-on-known" and args.kind != "diffusion":
@@ -135,8 +167,8 @@ def main() -> None:
                                  cfg.train.seed)
         change_model(model)
         start = time.perf_counter()
-        train(model, objective(cfg), train_set, None, dataclasses.replace(cfg.train, checkpoint_every=0),
-              progress=False)
+        train(model, objective(cfg), _train_set(caches, name, window, stride), None,
+              dataclasses.replace(cfg.train, checkpoint_every=0), progress=False)
         seconds = time.perf_counter() - start
         forecaster = Forecaster(args.kind, model.eval(), arguments, autoencoder.normalizer, autoencoder.model, window,
                                 stride, cfg.overlap, cfg.sampler, scoring.condition_names)
