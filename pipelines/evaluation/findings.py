@@ -101,7 +101,7 @@ def _by_rate(rows: Sequence[Result], kind: str) -> list[Result]:
 
 
 def _name(r: Result) -> str:
-    return f"{r.kind} (rate {r.compression_rate}, v{r.version})"
+    return f"{r.kind} (baseline)" if is_baseline(r) else f"{r.kind} (rate {r.compression_rate}, v{r.version})"
 
 
 def _flat_emulation(rows: Sequence[Result], confidence: float, seed: int) -> Finding:

@@ -150,7 +150,8 @@ def test_the_findings_hold_fail_or_stay_open_on_the_evidence():
     unskilled = [*rows[:-2], _row("conserved_mean", "", 0.62 * hard, version=0)]
     first = findings(unskilled, windows)[0]
     assert first.verdict == NO_SKILL
-    assert any("solver (rate 1280, v1) vs conserved_mean" in line and line.startswith("skill:") for line in first.evidence)
+    assert any("solver (rate 1280, v1) vs conserved_mean (baseline)" in line and line.startswith("skill:")
+               for line in first.evidence)
 
     # Calibration is judged against D(E(x)), window by window: under-dispersed against the truth
     # (the reconstruction error no latent ensemble can spread over) is not under-dispersed.
