@@ -232,8 +232,8 @@ def test_a_team_sees_the_store_in_the_mlflow_ui_and_optuna_dashboard(project, tm
     # A second, real promotion under a gate that lets another kind win (its kinds and metric
     # overridden) moves production to it and keeps the first as challenger, so the page has both.
     kind, metric = challenger_promotion(project)
-    out = run(["latentops", "--set", f"promote.kinds=[{kind}] promote.metric={metric} promote.spread_skill=[0,100]",
-               "promote"], project)
+    out = run(["latentops", "--set", f"promote.kinds=[{kind}] promote.metric={metric} promote.spread_skill=[0,100] "
+               "promote.margin=0", "promote"], project)  # margin 0: any lower value wins (the repro set 0.01)
     assert "promote: emulators: promoted" in out, out
 
     experiment = {e.name: e.experiment_id for e in client.search_experiments()}
